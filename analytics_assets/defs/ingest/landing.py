@@ -1,0 +1,126 @@
+"""The landing zone: how batch files are named, written atomically, listed and claimed.
+
+A batch id is derived from the file name: the name's stem when it is a safe identifier, or a
+slug plus a hash of the full name otherwise. Raw file names never reach SQL or partition keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SUFFIXES: tuple[str, ...] = (".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson", ".json", ".parquet")
+TEMP_PREFIXES: tuple[str, ...] = (".", "_", "~")
+TEMP_SUFFIXES: tuple[str, ...] = (".tmp", ".part", ".partial", ".crdownload", ".swp")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_SLUG = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def split_suffix(name: str) -> tuple[str, str] | None:
+    """``("2024-01-01", ".jsonl")`` for a batch file name, ``None`` for anything else."""
+    lower = name.lower()
+    for suffix in SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], lower[-len(suffix) :]
+    return None
+
+
+def is_temporary(name: str) -> bool:
+    """Files a producer is still writing (hidden, ``*.tmp``, ``*.part`` ...) are never claimed."""
+    lower = name.lower()
+    return name.startswith(TEMP_PREFIXES) or lower.endswith(TEMP_SUFFIXES)
+
+
+def batch_id_for(name: str) -> str | None:
+    """The batch id of a landing file name, or ``None`` when it is not a batch file."""
+    parts = split_suffix(name)
+    if parts is None or is_temporary(name):
+        return None
+    stem, _ = parts
+    if _SAFE_ID.match(stem) and ".." not in stem:
+        return stem
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    slug = _SLUG.sub("-", stem).strip("-")[:40] or "batch"
+    return f"{slug}-{digest}"
+
+
+def is_valid_batch_id(batch_id: str) -> bool:
+    return bool(_SAFE_ID.match(batch_id)) and ".." not in batch_id
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    path: Path
+    batch_id: str
+    ctime_ns: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    name: str
+    reason: str
+
+
+def scan(root: Path) -> Iterator[LandedFile | Refused]:
+    """Every batch file directly under ``root``; symlinks and escapes are refused, not followed."""
+    if not root.is_dir():
+        return
+    real_root = root.resolve()
+    with os.scandir(root) as entries:
+        for entry in entries:
+            name = entry.name
+            if is_temporary(name) or entry.is_dir(follow_symlinks=False):
+                continue
+            batch_id = batch_id_for(name)
+            if batch_id is None:
+                yield Refused(name, "not a batch file (expected .jsonl, .jsonl.gz, .parquet ...)")
+                continue
+            if entry.is_symlink():
+                yield Refused(name, "symbolic links are not ingested")
+                continue
+            path = Path(entry.path)
+            if path.resolve().parent != real_root:
+                yield Refused(name, "resolves outside the landing root")
+                continue
+            stat = entry.stat(follow_symlinks=False)
+            yield LandedFile(path=path, batch_id=batch_id, ctime_ns=stat.st_ctime_ns, size=stat.st_size)
+
+
+def find_batch_file(root: Path, batch_id: str) -> Path | None:
+    """The landing file that carries ``batch_id`` (a direct hit first, then a scan)."""
+    if is_valid_batch_id(batch_id):
+        for suffix in SUFFIXES:
+            candidate = root / f"{batch_id}{suffix}"
+            if candidate.is_file() and not candidate.is_symlink():
+                return candidate
+    for item in scan(root):
+        if isinstance(item, LandedFile) and item.batch_id == batch_id:
+            return item.path
+    return None
+
+
+def write_atomic(directory: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` as ``directory/name`` so readers never see a partial file.
+
+    The bytes go to a hidden temporary file in the same directory, are flushed to disk, then
+    renamed over the final name in one step.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        final = directory / name
+        os.replace(tmp, final)
+        return final
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

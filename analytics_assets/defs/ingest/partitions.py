@@ -1,0 +1,5 @@
+"""One dynamic partition per landed micro-batch file."""
+
+import dagster as dg
+
+batches = dg.DynamicPartitionsDefinition(name="batches")

@@ -1,0 +1,244 @@
+"""The ingestion tables in DuckDB, and the one transaction that commits a batch.
+
+All SQL of the ingest domain lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from analytics_assets.defs.ingest.transforms import Reason
+
+DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id     VARCHAR NOT NULL,
+    event_type   VARCHAR NOT NULL,
+    customer_id  VARCHAR NOT NULL,
+    session_id   VARCHAR,
+    occurred_at  TIMESTAMPTZ NOT NULL,
+    product_id   VARCHAR,
+    quantity     BIGINT,
+    amount       DOUBLE,
+    currency     VARCHAR,
+    device       VARCHAR,
+    properties   VARCHAR,
+    batch_id     VARCHAR NOT NULL,
+    ingested_at  TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantined_events (
+    batch_id       VARCHAR NOT NULL,
+    record_number  BIGINT,
+    reason         VARCHAR NOT NULL,
+    detail         VARCHAR,
+    raw            VARCHAR,
+    quarantined_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_ledger (
+    batch_id      VARCHAR NOT NULL,
+    file_name     VARCHAR NOT NULL,
+    file_sha256   VARCHAR,
+    file_bytes    BIGINT,
+    status        VARCHAR NOT NULL,
+    rows_in       BIGINT NOT NULL,
+    clean         BIGINT NOT NULL,
+    quarantined   BIGINT NOT NULL,
+    days_touched  DATE[],
+    landed_at     TIMESTAMPTZ,
+    committed_at  TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    batch_id: str
+    file_name: str
+    sha256: str | None
+    size: int | None
+    landed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    rows_in: int
+    clean: int
+    quarantined: int
+    days_touched: list
+    reasons: dict[str, int]
+    committed_at: datetime
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(DDL)
+
+
+def commit_batch(
+    conn: duckdb.DuckDBPyConnection,
+    batch: BatchFile,
+    clean: pl.DataFrame,
+    quarantined: pl.DataFrame,
+    records_read: int,
+    status: str = "ingested",
+) -> CommitResult:
+    """Replace everything stored for ``batch`` with this result, atomically.
+
+    ``records_read`` is what the reader counted in the file; the ledger keeps it beside the
+    stored counts so a check can reconcile the two.
+
+    Inside one transaction: the batch's old rows go, clean rows whose ``event_id`` is already
+    stored by another batch are quarantined as duplicates, the rest are inserted, and the ledger
+    row is written. A crash at any point leaves the previous state.
+    """
+    ensure_tables(conn)
+    conn.register("staged_clean", clean.to_arrow())
+    conn.register("staged_quarantine", quarantined.to_arrow())
+    try:
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            for table in ("events", "quarantined_events", "ingest_ledger"):
+                conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
+            conn.execute("CREATE OR REPLACE TEMP TABLE _now AS SELECT now() AS ts")
+            conn.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE _stored_dupes AS
+                SELECT s.event_id, min(e.batch_id) AS stored_in
+                FROM staged_clean s JOIN events e USING (event_id)
+                GROUP BY s.event_id
+                """
+            )
+            conn.execute(
+                """
+                INSERT INTO events
+                SELECT s.event_id, s.event_type, s.customer_id, s.session_id, s.occurred_at,
+                       s.product_id, s.quantity, s.amount, s.currency, s.device, s.properties,
+                       ?, (SELECT ts FROM _now)
+                FROM staged_clean s ANTI JOIN _stored_dupes d USING (event_id)
+                """,
+                [batch.batch_id],
+            )
+            conn.execute(
+                """
+                INSERT INTO quarantined_events
+                SELECT ?, record_number, reason, detail, raw, (SELECT ts FROM _now)
+                FROM staged_quarantine
+                """,
+                [batch.batch_id],
+            )
+            conn.execute(
+                f"""
+                INSERT INTO quarantined_events
+                SELECT ?, s.record_number, '{Reason.DUPLICATE_STORED}',
+                       'event_id already stored by batch ' || d.stored_in,
+                       to_json(s)::VARCHAR, (SELECT ts FROM _now)
+                FROM staged_clean s JOIN _stored_dupes d USING (event_id)
+                """,
+                [batch.batch_id],
+            )
+            clean_n, quarantined_n, days = conn.execute(
+                """
+                SELECT
+                    (SELECT count(*) FROM events WHERE batch_id = $b),
+                    (SELECT count(*) FROM quarantined_events WHERE batch_id = $b),
+                    (SELECT coalesce(list(DISTINCT (occurred_at AT TIME ZONE 'UTC')::DATE
+                                          ORDER BY (occurred_at AT TIME ZONE 'UTC')::DATE), [])
+                     FROM events WHERE batch_id = $b)
+                """,
+                {"b": batch.batch_id},
+            ).fetchone()
+            conn.execute(
+                """
+                INSERT INTO ingest_ledger
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT ts FROM _now))
+                """,
+                [
+                    batch.batch_id,
+                    batch.file_name,
+                    batch.sha256,
+                    batch.size,
+                    status,
+                    records_read,
+                    clean_n,
+                    quarantined_n,
+                    days,
+                    batch.landed_at,
+                ],
+            )
+            reasons = dict(
+                conn.execute(
+                    """
+                    SELECT reason, count(*) FROM quarantined_events WHERE batch_id = ?
+                    GROUP BY reason ORDER BY reason
+                    """,
+                    [batch.batch_id],
+                ).fetchall()
+            )
+            committed_at = conn.execute("SELECT ts FROM _now").fetchone()[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.unregister("staged_clean")
+        conn.unregister("staged_quarantine")
+    return CommitResult(
+        rows_in=records_read,
+        clean=clean_n,
+        quarantined=quarantined_n,
+        days_touched=list(days),
+        reasons=reasons,
+        committed_at=committed_at,
+    )
+
+
+def ledger_row(conn: duckdb.DuckDBPyConnection, batch_id: str) -> dict | None:
+    ensure_tables(conn)
+    cursor = conn.execute("SELECT * FROM ingest_ledger WHERE batch_id = ?", [batch_id])
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+
+def stored_counts(conn: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[int, int]:
+    """Rows actually stored for a batch: (clean events, quarantined rows)."""
+    ensure_tables(conn)
+    return conn.execute(
+        """
+        SELECT (SELECT count(*) FROM events WHERE batch_id = $b),
+               (SELECT count(*) FROM quarantined_events WHERE batch_id = $b)
+        """,
+        {"b": batch_id},
+    ).fetchone()
+
+
+def duplicate_event_ids(conn: duckdb.DuckDBPyConnection, limit: int = 10) -> tuple[int, list[str]]:
+    """How many event ids appear more than once in ``events``, with a few examples."""
+    ensure_tables(conn)
+    rows = conn.execute(
+        "SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1"
+    ).fetchall()
+    return len(rows), [r[0] for r in rows[:limit]]
+
+
+def null_required_counts(
+    conn: duckdb.DuckDBPyConnection, batch_id: str, columns: tuple[str, ...]
+) -> dict[str, int]:
+    """Per required column, how many of the batch's stored events have it null."""
+    ensure_tables(conn)
+    select = ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in columns)
+    row = conn.execute(f"SELECT {select} FROM events WHERE batch_id = ?", [batch_id]).fetchone()
+    return dict(zip(columns, row, strict=True))
+
+
+def file_errors(conn: duckdb.DuckDBPyConnection, batch_id: str) -> list[str]:
+    """Why a batch's file was quarantined as a whole (empty when it was not)."""
+    ensure_tables(conn)
+    rows = conn.execute(
+        "SELECT detail FROM quarantined_events WHERE batch_id = ? AND reason = ?",
+        [batch_id, Reason.FILE_UNREADABLE],
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,73 @@
+"""Where the platform keeps its state, and the knobs read from the environment.
+
+Everything is read inside functions, never at import, so tests (and users) can point
+``ANALYTICS_HOME`` somewhere else at any time.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def analytics_home() -> Path:
+    """Root folder of all local state: ``$ANALYTICS_HOME``, default ``<repo>/.analytics``."""
+    return Path(_env("ANALYTICS_HOME") or REPO_ROOT / ".analytics").resolve()
+
+
+def landing_dir() -> Path:
+    """Where producers drop micro-batch files: ``$ANALYTICS_LANDING_DIR`` or ``<home>/landing``."""
+    return Path(_env("ANALYTICS_LANDING_DIR") or analytics_home() / "landing").resolve()
+
+
+def quarantine_dir() -> Path:
+    """Where files that cannot be read at all are moved."""
+    return Path(_env("ANALYTICS_QUARANTINE_DIR") or analytics_home() / "quarantine").resolve()
+
+
+def warehouse_path() -> Path:
+    """The DuckDB file: ``$ANALYTICS_WAREHOUSE`` or ``<home>/warehouse.duckdb``."""
+    return Path(_env("ANALYTICS_WAREHOUSE") or analytics_home() / "warehouse.duckdb").resolve()
+
+
+def dagster_home() -> Path:
+    """``$DAGSTER_HOME`` if set, else ``<home>/dagster_home``."""
+    return Path(_env("DAGSTER_HOME") or analytics_home() / "dagster_home").resolve()
+
+
+def sensor_interval_seconds() -> int:
+    """How often ``landing_sensor`` looks for new files (``$ANALYTICS_SENSOR_INTERVAL_S``)."""
+    return int(_env("ANALYTICS_SENSOR_INTERVAL_S") or 5)
+
+
+def sensor_max_files_per_tick() -> int:
+    """Upper bound on files claimed by one sensor tick; the rest wait for the next tick."""
+    return int(_env("ANALYTICS_SENSOR_MAX_FILES") or 200)
+
+
+def plausible_event_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """Oldest and newest ``occurred_at`` accepted; anything outside is quarantined.
+
+    ``$ANALYTICS_EARLIEST_EVENT`` (ISO date, default 1990-01-01: CDNOW starts in 1997) and
+    ``$ANALYTICS_MAX_FUTURE_SKEW_S`` (default one day of producer clock skew).
+    """
+    now = now or datetime.now(UTC)
+    earliest = datetime.fromisoformat(_env("ANALYTICS_EARLIEST_EVENT") or "1990-01-01")
+    if earliest.tzinfo is None:
+        earliest = earliest.replace(tzinfo=UTC)
+    skew = timedelta(seconds=float(_env("ANALYTICS_MAX_FUTURE_SKEW_S") or 86_400))
+    return earliest, now + skew
+
+
+def ensure_dirs() -> None:
+    """Create the local state folders (idempotent)."""
+    for path in (analytics_home(), landing_dir(), quarantine_dir(), warehouse_path().parent):
+        path.mkdir(parents=True, exist_ok=True)
