@@ -1,6 +1,5 @@
 """Raw, clean and quarantined events: one landed micro-batch per partition."""
 
-
 import hashlib
 import time
 from datetime import UTC, datetime
@@ -56,7 +55,10 @@ def _markdown(frame: pl.DataFrame) -> dg.MetadataValue:
                 "The source of truth for everything downstream."
             ),
             kinds={"duckdb"},
-            metadata={"dagster/column_schema": EVENTS_COLUMN_SCHEMA, "dagster/table_name": "events"},
+            metadata={
+                "dagster/column_schema": EVENTS_COLUMN_SCHEMA,
+                "dagster/table_name": "events",
+            },
         ),
         dg.AssetSpec(
             "quarantined_events",
@@ -104,8 +106,20 @@ def ingest_batch(
             f"moved to {moved_to} and recorded in quarantined_events."
         )
         record = pl.DataFrame(
-            [{"record_number": None, "reason": Reason.FILE_UNREADABLE, "detail": str(exc), "raw": None}],
-            schema={"record_number": pl.Int64, "reason": pl.String, "detail": pl.String, "raw": pl.String},
+            [
+                {
+                    "record_number": None,
+                    "reason": Reason.FILE_UNREADABLE,
+                    "detail": str(exc),
+                    "raw": None,
+                }
+            ],
+            schema={
+                "record_number": pl.Int64,
+                "reason": pl.String,
+                "detail": pl.String,
+                "raw": pl.String,
+            },
         )
         clean = pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
         with warehouse.get_connection() as conn:

@@ -1,6 +1,5 @@
 """Checks on the ingested batch, run in the same run right after it is committed."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

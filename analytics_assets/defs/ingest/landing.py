@@ -89,7 +89,9 @@ def scan(root: Path) -> Iterator[LandedFile | Refused]:
                 yield Refused(name, "resolves outside the landing root")
                 continue
             stat = entry.stat(follow_symlinks=False)
-            yield LandedFile(path=path, batch_id=batch_id, ctime_ns=stat.st_ctime_ns, size=stat.st_size)
+            yield LandedFile(
+                path=path, batch_id=batch_id, ctime_ns=stat.st_ctime_ns, size=stat.st_size
+            )
 
 
 def find_batch_file(root: Path, batch_id: str) -> Path | None:

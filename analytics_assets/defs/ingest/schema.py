@@ -65,7 +65,4 @@ REQUIRED_COLUMNS: tuple[str, ...] = tuple(
 
 def event_dtypes() -> dict[str, pl.DataType]:
     """Column name -> polars dtype, as declared by :class:`EventSchema`."""
-    return {
-        name: column.dtype.type for name, column in EventSchema.to_schema().columns.items()
-    }
-
+    return {name: column.dtype.type for name, column in EventSchema.to_schema().columns.items()}

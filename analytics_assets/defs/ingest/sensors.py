@@ -1,6 +1,5 @@
 """``landing_sensor``: turns each new file in the landing zone into a partition and a run."""
 
-
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,7 +36,11 @@ class Cursor:
 
     def dump(self) -> str:
         return json.dumps(
-            {"ctime_ns": self.ctime_ns, "names": self.names, "refused": self.refused[-_REFUSED_MEMORY:]}
+            {
+                "ctime_ns": self.ctime_ns,
+                "names": self.names,
+                "refused": self.refused[-_REFUSED_MEMORY:],
+            }
         )
 
     def is_new(self, item: LandedFile) -> bool:
@@ -80,7 +83,9 @@ def plan_claims(
         else:
             claims.append(item)
             claimed_ids.add(item.batch_id)
-    next_cursor = Cursor(cursor.ctime_ns, list(cursor.names), cursor.refused + [r.name for r in refused])
+    next_cursor = Cursor(
+        cursor.ctime_ns, list(cursor.names), cursor.refused + [r.name for r in refused]
+    )
     if taken:
         last = taken[-1].ctime_ns
         same = [f.path.name for f in taken if f.ctime_ns == last]

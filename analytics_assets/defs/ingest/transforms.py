@@ -1,4 +1,4 @@
-"""Pure functions from a landed file to clean events and quarantined rows (polars in, polars out)."""
+"""Pure functions from a landed file to clean events and quarantined rows (polars in and out)."""
 
 from __future__ import annotations
 
@@ -277,7 +277,9 @@ def _detail(column: str, check: str, value: object) -> str:
 
 def _schema_failures(typed: pl.DataFrame) -> pl.DataFrame:
     """Row-level failures of :class:`EventSchema` as ``(record_number, reason, detail)``."""
-    empty = pl.DataFrame(schema={"record_number": pl.Int64, "reason": pl.String, "detail": pl.String})
+    empty = pl.DataFrame(
+        schema={"record_number": pl.Int64, "reason": pl.String, "detail": pl.String}
+    )
     try:
         EventSchema.validate(typed.select(EVENT_COLUMNS), lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -330,7 +332,9 @@ def validate_batch(raw: RawBatch) -> ValidatedBatch:
     failures = pl.concat([type_failures, _schema_failures(typed)])
     rank = {reason: i for i, reason in enumerate(_PRIORITY)}
     per_row = (
-        failures.with_columns(pl.col("reason").replace_strict(rank, return_dtype=pl.Int32).alias("_rank"))
+        failures.with_columns(
+            pl.col("reason").replace_strict(rank, return_dtype=pl.Int32).alias("_rank")
+        )
         .sort("record_number", "_rank")
         .group_by("record_number", maintain_order=True)
         .agg(pl.col("reason").first(), pl.col("detail").unique(maintain_order=True).str.join("; "))
@@ -348,14 +352,20 @@ def validate_batch(raw: RawBatch) -> ValidatedBatch:
     raw_text = frame.filter(pl.col("record_number").is_in(rejected_numbers.implode())).select(
         "record_number", _raw_json(frame).alias("raw")
     )
-    quarantined = pl.concat(
-        [
-            raw.unparseable,
-            pl.concat([per_row, duplicates]).join(raw_text, on="record_number", how="left"),
-        ],
-        how="diagonal_relaxed",
-    ).select(list(QUARANTINE_SCHEMA)).sort("record_number")
-    return ValidatedBatch(clean=clean.select(*EVENT_COLUMNS, "record_number"), quarantined=quarantined)
+    quarantined = (
+        pl.concat(
+            [
+                raw.unparseable,
+                pl.concat([per_row, duplicates]).join(raw_text, on="record_number", how="left"),
+            ],
+            how="diagonal_relaxed",
+        )
+        .select(list(QUARANTINE_SCHEMA))
+        .sort("record_number")
+    )
+    return ValidatedBatch(
+        clean=clean.select(*EVENT_COLUMNS, "record_number"), quarantined=quarantined
+    )
 
 
 __all__ = [

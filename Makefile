@@ -1,0 +1,53 @@
+# The two commands: `make demo` and `make test`. Both bootstrap uv and the locked environment.
+SHELL := /bin/bash
+# uv on PATH, else the one `pip install uv` puts beside python3 (no PATH rehash needed)
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+export ANALYTICS_HOME ?= $(CURDIR)/.analytics
+export DAGSTER_HOME ?= $(ANALYTICS_HOME)/dagster_home
+DAGSTER_PORT ?= 3000
+DEMO_CUSTOMERS ?= 2000
+DEMO_DAYS ?= 90
+
+.PHONY: env test lint format demo seed dagster-home bench-ingest bench-freshness clean
+
+env:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --locked
+
+lint: env
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked ruff check .
+
+format: env
+	$(UV) run --locked ruff format .
+	$(UV) run --locked ruff check --fix .
+
+test: lint
+	$(UV) run --locked pytest -q
+
+dagster-home:
+	@mkdir -p "$(DAGSTER_HOME)"
+	@cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+
+seed: env
+	$(UV) run --locked analytics simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS)
+	$(UV) run --locked analytics replay cdnow
+
+demo: env dagster-home seed
+	@echo ""
+	@echo "Landing zone:  $(ANALYTICS_HOME)/landing   (drop more with: uv run analytics simulate / replay cdnow)"
+	@echo "Warehouse:     $(ANALYTICS_HOME)/warehouse.duckdb   (tables events, quarantined_events, ingest_ledger)"
+	@echo "Quarantine:    $(ANALYTICS_HOME)/quarantine   (files that could not be read at all)"
+	@echo "Dagster UI:    http://127.0.0.1:$(DAGSTER_PORT)   (Automation -> landing_sensor; Assets -> ingest)"
+	@echo "Stop with Ctrl-C."
+	@echo ""
+	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+
+bench-ingest: env
+	$(UV) run --locked python benchmarks/ingest.py
+
+bench-freshness: env
+	$(UV) run --locked python benchmarks/freshness.py
+
+clean:
+	rm -rf .analytics .pytest_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""The ``analytics`` command: producers that feed the landing zone."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from analytics_assets import settings
+from analytics_assets.producers import cdnow, simulate
+from analytics_assets.producers.files import write_batch
+
+_FORMAT = click.Choice(["jsonl", "parquet"])
+
+
+def _landing(path: Path | None) -> Path:
+    target = path or settings.landing_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@click.group()
+def main() -> None:
+    """Customer event analytics platform: produce events into the landing zone."""
+
+
+@main.command("simulate")
+@click.option("--customers", type=click.IntRange(min=1), default=1_000, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True)
+@click.option("--events-per-batch", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Events per second to release batches at; default: as fast as possible.",
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="First simulated day (UTC); default: DAYS before today.",
+)
+@click.option("--format", "fmt", type=_FORMAT, default="jsonl", show_default=True)
+@click.option("--landing", type=click.Path(path_type=Path), default=None, help="Landing folder.")
+def simulate_command(
+    customers: int,
+    days: int,
+    events_per_batch: int,
+    rate: float | None,
+    seed: int,
+    start: datetime | None,
+    fmt: str,
+    landing: Path | None,
+) -> None:
+    """Write a seeded synthetic clickstream as micro-batch files."""
+    config = simulate.SimulationConfig(customers=customers, days=days, seed=seed, start=start)
+    events = simulate.simulate_events(config)
+    target = _landing(landing)
+    files = 0
+    with tqdm(total=events.height, unit="ev", unit_scale=True, desc="simulate") as bar:
+        for batch_id, part in simulate.batches(events, events_per_batch, seed):
+            began = time.monotonic()
+            write_batch(part, target, batch_id, fmt)  # type: ignore[arg-type]
+            files += 1
+            bar.update(part.height)
+            if rate:
+                time.sleep(max(0.0, part.height / rate - (time.monotonic() - began)))
+    click.echo(
+        f"{events.height:,} events from {customers:,} customers in {files} files -> {target}"
+    )
+
+
+@main.group("replay")
+def replay() -> None:
+    """Replay a real data set as events."""
+
+
+@replay.command("cdnow")
+@click.option("--period-days", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option("--sample", is_flag=True, help="Replay the 2,357-customer sample instead.")
+@click.option(
+    "--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Files per second."
+)
+@click.option("--format", "fmt", type=_FORMAT, default="jsonl", show_default=True)
+@click.option("--landing", type=click.Path(path_type=Path), default=None, help="Landing folder.")
+def replay_cdnow(
+    period_days: int, sample: bool, rate: float | None, fmt: str, landing: Path | None
+) -> None:
+    """Replay the CDNOW transaction log (1997-98) as purchase events, one file per period."""
+    source = cdnow.dataset_path(cdnow.SAMPLE if sample else cdnow.MASTER)
+    events = cdnow.to_events(cdnow.read_transactions(source))
+    target = _landing(landing)
+    prefix = "cdnow-sample" if sample else "cdnow"
+    parts = list(cdnow.batches(events, period_days, prefix=prefix))
+    for batch_id, part in tqdm(parts, unit="file", desc="replay cdnow"):
+        write_batch(part, target, batch_id, fmt)  # type: ignore[arg-type]
+        if rate:
+            time.sleep(1.0 / rate)
+    customers = events["customer_id"].n_unique()
+    click.echo(
+        f"{events.height:,} purchases of {customers:,} customers in {len(parts)} files -> {target}"
+    )
+
+
+@main.command("paths")
+def paths() -> None:
+    """Print where the platform keeps its state."""
+    for name, value in (
+        ("ANALYTICS_HOME", settings.analytics_home()),
+        ("landing", settings.landing_dir()),
+        ("quarantine", settings.quarantine_dir()),
+        ("warehouse", settings.warehouse_path()),
+        ("DAGSTER_HOME", settings.dagster_home()),
+    ):
+        click.echo(f"{name:15} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Event producers that write micro-batch files into the landing zone."""
