@@ -49,9 +49,9 @@ def _customers(rng: np.random.Generator, config: SimulationConfig) -> dict[str, 
     n = config.customers
     return {
         "acquired_day": rng.uniform(0, config.days * 0.6, n),
-        "visit_rate": rng.gamma(shape=0.9, scale=0.35, size=n) + 0.01,
+        "visit_rate": rng.gamma(shape=0.9, scale=0.5, size=n) + 0.01,
         "dropout": rng.beta(1.3, 12.0, n),
-        "conversion": rng.beta(1.5, 5.0, n),
+        "conversion": rng.beta(2.0, 4.0, n),
         "basket_mean": rng.gamma(shape=2.0, scale=0.6, size=n),
         "price_level": rng.gamma(shape=3.0, scale=9.0, size=n) + 2.0,
         "device": rng.choice(3, size=n, p=[0.45, 0.45, 0.10]),

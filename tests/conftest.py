@@ -1,0 +1,82 @@
+"""Shared fixtures: a temporary ANALYTICS_HOME, resources pointing into it, event files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from analytics_assets import settings
+from analytics_assets.resources import LandingZone
+
+
+@pytest.fixture
+def analytics_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "analytics"
+    monkeypatch.setenv("ANALYTICS_HOME", str(home))
+    for name in ("ANALYTICS_LANDING_DIR", "ANALYTICS_QUARANTINE_DIR", "ANALYTICS_WAREHOUSE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+    settings.ensure_dirs()
+    return home
+
+
+@pytest.fixture
+def landing(analytics_home: Path) -> Path:
+    return settings.landing_dir()
+
+
+@pytest.fixture
+def resources(analytics_home: Path) -> dict[str, object]:
+    return {
+        "warehouse": DuckDBResource(database=str(settings.warehouse_path())),
+        "landing_zone": LandingZone(
+            root=str(settings.landing_dir()), quarantine_root=str(settings.quarantine_dir())
+        ),
+    }
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+def event(n: int, **overrides: object) -> dict:
+    """A valid page view (or whatever ``overrides`` make of it)."""
+    base = {
+        "event_id": f"e{n}",
+        "event_type": "page_view",
+        "customer_id": f"c{n % 3}",
+        "session_id": f"s{n % 5}",
+        "occurred_at": f"2024-03-0{1 + n % 5}T10:{n % 60:02d}:00Z",
+        "product_id": f"p{n}",
+        "device": "mobile",
+        "properties": {"page": f"/p/{n}"},
+    }
+    base.update(overrides)
+    return base
+
+
+def purchase(n: int, amount: float = 10.0, **overrides: object) -> dict:
+    fields: dict[str, object] = {"quantity": 1, "amount": amount, "currency": "USD"}
+    fields.update(overrides)
+    return event(n, **{"event_type": "purchase", **fields})
+
+
+def jsonl(records: list[dict | str]) -> bytes:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records).encode()
+
+
+@pytest.fixture
+def land(landing: Path) -> Callable[[str, bytes], Path]:
+    def _land(name: str, data: bytes) -> Path:
+        path = landing / name
+        path.write_bytes(data)
+        return path
+
+    return _land

@@ -1,0 +1,86 @@
+"""The real dagster-daemon: files dropped in the landing zone end up as events, by themselves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from analytics_assets import settings
+from analytics_assets.defs.ingest.landing import write_atomic
+from tests.conftest import event, jsonl, purchase
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def daemon(analytics_home: Path, monkeypatch: pytest.MonkeyPatch):
+    dagster_home = settings.dagster_home()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    monkeypatch.setenv("ANALYTICS_SENSOR_INTERVAL_S", "1")
+    log = (analytics_home / "daemon.log").open("w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env={**os.environ},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield dg.DagsterInstance.get()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def wait_for_runs(instance: dg.DagsterInstance, count: int, timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE}
+    while time.monotonic() < deadline:
+        runs = instance.get_runs()
+        if len(runs) >= count and all(r.status in finished for r in runs):
+            return runs
+        time.sleep(0.5)
+    raise AssertionError(f"runs did not finish in {timeout}s: {[r.status for r in runs]}")
+
+
+def test_dropped_files_are_ingested_by_the_daemon(daemon: dg.DagsterInstance, analytics_home):
+    landing = settings.landing_dir()
+    write_atomic(landing, "first.jsonl", jsonl([event(1), purchase(2, amount=20.0)]))
+    write_atomic(landing, "second.jsonl", jsonl([event(3), event(1), "{broken"]))
+    write_atomic(landing, "empty.jsonl", b"")
+    runs = wait_for_runs(daemon, 3, timeout=120)
+    assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+    assert sorted(r.tags["dagster/partition"] for r in runs) == ["empty", "first", "second"]
+    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+        assert conn.execute("SELECT event_id FROM events ORDER BY 1").fetchall() == [
+            ("e1",),
+            ("e2",),
+            ("e3",),
+        ]
+        reasons = conn.execute(
+            "SELECT batch_id, reason FROM quarantined_events ORDER BY 1, 2"
+        ).fetchall()
+    # first and second both carry e1; whichever committed second quarantined it
+    duplicates = [b for b, r in reasons if r == "duplicate_event_id_already_stored"]
+    assert len(duplicates) == 1 and duplicates[0] in ("first", "second")
+    assert sorted(r for r in reasons if r[1] != "duplicate_event_id_already_stored") == [
+        ("empty", "file_unreadable"),
+        ("second", "unparseable_line"),
+    ]
+    assert (settings.quarantine_dir() / "empty__empty.jsonl").exists()

@@ -1,0 +1,55 @@
+from datetime import datetime
+
+import polars as pl
+
+from analytics_assets.defs.ingest.transforms import parse_batch, validate_batch
+from analytics_assets.producers import simulate
+from analytics_assets.producers.files import write_batch
+
+CONFIG = simulate.SimulationConfig(customers=800, days=60, seed=3, start=datetime(2024, 1, 1))
+
+
+def test_same_seed_same_events() -> None:
+    assert simulate.simulate_events(CONFIG).equals(simulate.simulate_events(CONFIG))
+
+
+def test_every_simulated_event_is_valid(tmp_path) -> None:
+    events = simulate.simulate_events(CONFIG)
+    path = write_batch(events, tmp_path, "sim", "jsonl")
+    result = validate_batch(parse_batch(path.read_bytes(), path.name))
+    assert result.quarantined.height == 0
+    assert result.clean.height == events.height
+
+
+def test_customers_behave_heterogeneously() -> None:
+    events = simulate.simulate_events(CONFIG)
+    purchases = events.filter(pl.col("event_type") == "purchase")
+    customers = events.select("customer_id").unique()
+    per_customer = customers.join(
+        purchases.group_by("customer_id").len(), on="customer_id", how="left"
+    ).fill_null(0)["len"]
+    # overdispersed: a common Poisson rate would give variance == mean
+    assert per_customer.var() > 3 * per_customer.mean()
+    assert (per_customer == 0).mean() > 0.2 and (per_customer >= 5).mean() > 0.05
+    spend = purchases.group_by("customer_id").agg(pl.col("amount").mean())["amount"]
+    assert spend.quantile(0.9) > 2 * spend.quantile(0.1)
+    # some customers stop: their last event is well before the end of the window
+    last = events.group_by("customer_id").agg(pl.col("occurred_at").max())["occurred_at"]
+    assert (last < datetime(2024, 2, 1).astimezone()).mean() > 0.2
+    assert set(events["device"].unique()) == {"desktop", "mobile", "tablet"}
+
+
+def test_sessions_follow_the_funnel() -> None:
+    events = simulate.simulate_events(CONFIG)
+    per_session = events.group_by("session_id").agg(pl.col("customer_id").n_unique())
+    assert per_session["customer_id"].max() == 1
+    checkouts = events.filter(pl.col("event_type") == "checkout").height
+    assert checkouts == events.filter(pl.col("event_type") == "purchase").height
+
+
+def test_batches_are_time_ordered_slices() -> None:
+    events = simulate.simulate_events(CONFIG)
+    parts = list(simulate.batches(events, 5_000, CONFIG.seed))
+    assert sum(p.height for _, p in parts) == events.height
+    assert parts[0][0] == "sim-3-000000"
+    assert parts[0][1]["occurred_at"].max() <= parts[1][1]["occurred_at"].min()

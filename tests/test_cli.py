@@ -1,0 +1,26 @@
+from click.testing import CliRunner
+
+from analytics_assets import settings
+from analytics_assets.cli import main
+
+
+def test_simulate_writes_batches(analytics_home) -> None:
+    result = CliRunner().invoke(
+        main, ["simulate", "--customers", "50", "--days", "10", "--events-per-batch", "500"]
+    )
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in settings.landing_dir().iterdir())
+    assert files and all(f.startswith("sim-7-") and f.endswith(".jsonl") for f in files)
+
+
+def test_replay_cdnow_parquet(analytics_home) -> None:
+    result = CliRunner().invoke(main, ["replay", "cdnow", "--sample", "--format", "parquet"])
+    assert result.exit_code == 0, result.output
+    assert "6,919 purchases of 2,357 customers" in result.output
+    assert len(list(settings.landing_dir().glob("cdnow-sample-*.parquet"))) == 78
+
+
+def test_bad_option_is_a_clear_error(analytics_home) -> None:
+    result = CliRunner().invoke(main, ["simulate", "--customers", "0"])
+    assert result.exit_code == 2
+    assert "--customers" in result.output

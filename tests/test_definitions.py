@@ -1,0 +1,52 @@
+"""The whole code location loads, and its graph is pinned so a change shows as a diff."""
+
+import dagster as dg
+
+from analytics_assets.definitions import defs
+
+EXPECTED_ASSETS = {
+    "raw_events": {"group": "ingest", "deps": set(), "partitioned": True},
+    "events": {"group": "ingest", "deps": {"raw_events"}, "partitioned": True},
+    "quarantined_events": {"group": "ingest", "deps": {"raw_events"}, "partitioned": True},
+}
+EXPECTED_CHECKS = {
+    ("events", "rows_reconcile", True),
+    ("events", "unique_event_ids", True),
+    ("events", "required_columns_not_null", False),
+    ("raw_events", "file_readable", False),
+}
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_snapshot() -> None:
+    graph = defs.resolve_asset_graph()
+    snapshot = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        snapshot[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": {p.to_user_string() for p in node.parent_keys},
+            "partitioned": node.partitions_def is not None,
+        }
+        assert node.automation_condition is None
+    assert snapshot == EXPECTED_ASSETS
+
+
+def test_checks_snapshot() -> None:
+    graph = defs.resolve_asset_graph()
+    found = set()
+    for check_key in graph.asset_check_keys:
+        spec = graph.get_check_spec(check_key)
+        found.add((check_key.asset_key.to_user_string(), check_key.name, spec.blocking))
+    assert found == EXPECTED_CHECKS
+
+
+def test_sensor_targets_the_ingest_assets() -> None:
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    job = defs.resolve_job_def(sensor.job_name)
+    selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert selected == set(EXPECTED_ASSETS)
