@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import duckdb
