@@ -143,3 +143,9 @@ def test_fixture_corpus_file(tmp_path: Path) -> None:
     result = validate_batch(read_batch(path))
     assert result.clean.height == 1
     assert sorted(reasons(result).values()) == [Reason.NEGATIVE_VALUE, Reason.UNPARSEABLE_LINE]
+
+
+def test_padded_timestamps_are_accepted() -> None:
+    result = run([event(1, occurred_at="  2024-03-01T10:00:00Z "), event(2, occurred_at=" ")])
+    assert result.clean["event_id"].to_list() == ["e1"]
+    assert reasons(result) == {2: Reason.WRONG_TYPE}

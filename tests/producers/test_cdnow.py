@@ -7,8 +7,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from analytics_assets.defs.ingest import tables
-from analytics_assets.defs.ingest.transforms import read_batch, validate_batch
+from analytics_assets.defs.ingest.batch import ingest_file
 from analytics_assets.producers import cdnow
 from analytics_assets.producers.files import write_batch
 
@@ -61,10 +60,7 @@ def test_replay_through_ingest_reproduces_the_source(tmp_path, master_events) ->
     conn = duckdb.connect(str(tmp_path / "w.duckdb"))
     for batch_id, part in cdnow.batches(master_events, 7):
         path = write_batch(part, tmp_path / "landing", batch_id, "jsonl")
-        raw = read_batch(path)
-        result = validate_batch(raw)
-        info = tables.BatchFile(batch_id, path.name, None, None, None)
-        tables.commit_batch(conn, info, result.clean, result.quarantined, raw.records)
+        assert ingest_file(conn, path, batch_id).result.quarantined == 0
     got = conn.execute(
         "SELECT count(*), count(DISTINCT customer_id), sum(amount::DECIMAL(18,2)), sum(quantity) "
         "FROM events"

@@ -1,22 +1,16 @@
 """Raw, clean and quarantined events: one landed micro-batch per partition."""
 
-import hashlib
-import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from analytics_assets.defs.ingest import landing, tables
+from analytics_assets.defs.ingest import landing
+from analytics_assets.defs.ingest.batch import BatchOutcome, ingest_file
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_dtypes
-from analytics_assets.defs.ingest.transforms import (
-    Reason,
-    UnreadableFileError,
-    parse_batch,
-    validate_batch,
-)
 from analytics_assets.resources import WAREHOUSE_POOL, LandingZone
 
 GROUP = "ingest"
@@ -30,8 +24,8 @@ EVENTS_COLUMN_SCHEMA = dg.TableSchema(
 )
 
 
-def _markdown(frame: pl.DataFrame) -> dg.MetadataValue:
-    if frame.height == 0:
+def _markdown(frame: pl.DataFrame | None) -> dg.MetadataValue:
+    if frame is None or frame.height == 0:
         return dg.MetadataValue.md("_no rows_")
     with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
         return dg.MetadataValue.md(str(frame.head(PREVIEW_ROWS)))
@@ -86,79 +80,28 @@ def ingest_batch(
             description=f"No file for batch {batch_id!r} in the landing zone.",
             metadata={"landing_root": landing_zone.root},
         )
-    stat = path.stat()
-    landed_at = datetime.fromtimestamp(stat.st_ctime, tz=UTC)
-    started = time.perf_counter()
-    data = path.read_bytes()
-    batch_file = tables.BatchFile(
-        batch_id=batch_id,
-        file_name=path.name,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        landed_at=landed_at,
-    )
-    try:
-        raw = parse_batch(data, path.name)
-    except UnreadableFileError as exc:
+    landed_at = datetime.fromtimestamp(path.stat().st_ctime, tz=UTC)
+    with warehouse.get_connection() as conn:
+        outcome = ingest_file(conn, path, batch_id, landed_at)
+    result = outcome.result
+    moved_to = None
+    if outcome.file_error:
+        # after the commit: a crash in between re-ingests the same file to the same result
         moved_to = landing_zone.quarantine_file(path, batch_id)
         context.log.error(
-            f"Batch {batch_id}: file {path.name} cannot be read ({exc}); "
+            f"Batch {batch_id}: file {path.name} cannot be read ({outcome.file_error}); "
             f"moved to {moved_to} and recorded in quarantined_events."
         )
-        record = pl.DataFrame(
-            [
-                {
-                    "record_number": None,
-                    "reason": Reason.FILE_UNREADABLE,
-                    "detail": str(exc),
-                    "raw": None,
-                }
-            ],
-            schema={
-                "record_number": pl.Int64,
-                "reason": pl.String,
-                "detail": pl.String,
-                "raw": pl.String,
-            },
+    else:
+        context.log.info(
+            f"Batch {batch_id}: {result.rows_in} records, {result.clean} clean, "
+            f"{result.quarantined} quarantined in {outcome.seconds:.2f}s"
         )
-        clean = pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
-        with warehouse.get_connection() as conn:
-            result = tables.commit_batch(
-                conn, batch_file, clean, record, records_read=1, status="file_quarantined"
-            )
-        yield from _results(batch_file, result, file_error=str(exc), moved_to=str(moved_to))
-        return
-    validated = validate_batch(raw)
-    with warehouse.get_connection() as conn:
-        result = tables.commit_batch(
-            conn, batch_file, validated.clean, validated.quarantined, records_read=raw.records
-        )
-    elapsed = time.perf_counter() - started
-    context.log.info(
-        f"Batch {batch_id}: {result.rows_in} records, {result.clean} clean, "
-        f"{result.quarantined} quarantined in {elapsed:.2f}s"
-    )
-    yield from _results(
-        batch_file,
-        result,
-        clean_preview=validated.clean.select(EVENT_COLUMNS),
-        quarantine_preview=validated.quarantined,
-        extra_columns=raw.extra_columns,
-        seconds=elapsed,
-    )
+    yield from _results(outcome, moved_to)
 
 
-def _results(
-    batch_file: tables.BatchFile,
-    result: tables.CommitResult,
-    *,
-    file_error: str | None = None,
-    moved_to: str | None = None,
-    clean_preview: pl.DataFrame | None = None,
-    quarantine_preview: pl.DataFrame | None = None,
-    extra_columns: list[str] | None = None,
-    seconds: float | None = None,
-):
+def _results(outcome: BatchOutcome, moved_to: Path | None):
+    batch_file, result = outcome.file, outcome.result
     latency = (
         (result.committed_at - batch_file.landed_at).total_seconds()
         if batch_file.landed_at
@@ -169,30 +112,30 @@ def _results(
         "bytes": batch_file.size,
         "sha256": batch_file.sha256,
         "rows": result.rows_in,
-        "status": "file_quarantined" if file_error else "ingested",
+        "status": "file_quarantined" if outcome.file_error else "ingested",
     }
-    if file_error:
-        raw_meta["file_error"] = file_error
-        raw_meta["moved_to"] = dg.MetadataValue.path(moved_to)
-    if extra_columns:
-        raw_meta["ignored_columns"] = extra_columns
+    if outcome.file_error:
+        raw_meta["file_error"] = outcome.file_error
+        raw_meta["moved_to"] = dg.MetadataValue.path(str(moved_to))
+    if outcome.extra_columns:
+        raw_meta["ignored_columns"] = outcome.extra_columns
     yield dg.MaterializeResult(asset_key="raw_events", metadata=raw_meta)
-    events_meta: dict[str, object] = {
-        "dagster/row_count": result.clean,
-        "days_touched": [d.isoformat() for d in result.days_touched],
-        "landed_to_commit_s": latency,
-        "preview": _markdown(clean_preview if clean_preview is not None else pl.DataFrame()),
-    }
-    if seconds is not None:
-        events_meta["ingest_seconds"] = round(seconds, 3)
-    yield dg.MaterializeResult(asset_key="events", metadata=events_meta)
+    validated = outcome.validated
+    yield dg.MaterializeResult(
+        asset_key="events",
+        metadata={
+            "dagster/row_count": result.clean,
+            "days_touched": [d.isoformat() for d in result.days_touched],
+            "landed_to_commit_s": latency,
+            "ingest_seconds": round(outcome.seconds, 3),
+            "preview": _markdown(validated.clean.select(EVENT_COLUMNS) if validated else None),
+        },
+    )
     yield dg.MaterializeResult(
         asset_key="quarantined_events",
         metadata={
             "dagster/row_count": result.quarantined,
             "by_reason": dg.MetadataValue.json(result.reasons),
-            "preview": _markdown(
-                quarantine_preview if quarantine_preview is not None else pl.DataFrame()
-            ),
+            "preview": _markdown(validated.quarantined if validated else None),
         },
     )

@@ -57,6 +57,9 @@ QUARANTINE_SCHEMA = {
 }
 
 _RAW_SCHEMA = dict.fromkeys(EVENT_COLUMNS, pl.String)
+# Fast path: numbers read as numbers. A file where any value does not fit is read again with
+# _RAW_SCHEMA, so the bad values can be named row by row.
+_NUMERIC_SCHEMA = {**_RAW_SCHEMA, "quantity": pl.Int64, "amount": pl.Float64}
 _NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
 
 
@@ -147,19 +150,23 @@ def _bad_line(number: int, detail: str, raw: str) -> dict:
 
 
 def _read_json_lines(data: bytes) -> RawBatch:
-    if not data.strip():
+    if not data or data.isspace():  # isspace() stops at the first non-blank byte
         raise UnreadableFileError("empty file")
     try:
-        frame = pl.read_ndjson(io.BytesIO(data), schema=_RAW_SCHEMA)
+        try:
+            frame = pl.read_ndjson(io.BytesIO(data), schema=_NUMERIC_SCHEMA)
+        except pl.exceptions.ComputeError:
+            frame = pl.read_ndjson(io.BytesIO(data), schema=_RAW_SCHEMA)
         unparseable = _empty_quarantine()
-        if b"\n\n" in data or data.startswith((b"\n", b"\r\n")) or b"\n\r\n" in data:
-            numbers = [i for i, line in enumerate(data.split(b"\n"), 1) if line.strip()]
-            frame = frame.with_columns(record_number=pl.Series(numbers, dtype=pl.Int64))
-        else:
+        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        if frame.height == lines:  # no blank lines: record n is line n
             frame = frame.with_row_index("record_number", offset=1).with_columns(
                 pl.col("record_number").cast(pl.Int64)
             )
             frame = frame.select(*EVENT_COLUMNS, "record_number")
+        else:
+            numbers = [i for i, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+            frame = frame.with_columns(record_number=pl.Series(numbers, dtype=pl.Int64))
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, ValueError):
         frame, unparseable = _parse_lines_one_by_one(data)
     if frame.height == 0:
@@ -213,13 +220,9 @@ def _typed(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
             return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
         if source == pl.Date:
             return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        text = col.cast(pl.String).str.strip_chars()
-        with_offset = text.str.to_datetime("%+", time_unit="us", time_zone="UTC", strict=False)
-        naive = [
-            text.str.to_datetime(fmt, time_unit="us", strict=False).dt.replace_time_zone("UTC")
-            for fmt in _NAIVE_FORMATS
-        ]
-        return pl.coalesce(with_offset, *naive)
+        return col.cast(pl.String).str.to_datetime(
+            "%+", time_unit="us", time_zone="UTC", strict=False
+        )
     if target == pl.Int64 and source == pl.String:
         as_float = col.str.strip_chars().cast(pl.Float64, strict=False)
         whole = as_float.is_finite() & (as_float == as_float.round(0))
@@ -230,6 +233,33 @@ def _typed(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     if target == pl.String and source.is_nested():
         return col.struct.json_encode() if isinstance(source, pl.Struct) else col.cast(pl.String)
     return col.cast(target, strict=False)
+
+
+def _naive_timestamps(source: pl.Series, parsed: pl.Series) -> pl.Series:
+    """Second chance where ``%+`` failed: padded text, or no offset (then taken as UTC)."""
+    missed = parsed.is_null() & source.is_not_null()
+    if not missed.any():
+        return parsed
+    text = pl.col("text")
+    retry = (
+        source.filter(missed)
+        .cast(pl.String)
+        .str.strip_chars()
+        .to_frame("text")
+        .select(
+            pl.coalesce(
+                text.str.to_datetime("%+", time_unit="us", time_zone="UTC", strict=False),
+                *[
+                    text.str.to_datetime(fmt, time_unit="us", strict=False).dt.replace_time_zone(
+                        "UTC"
+                    )
+                    for fmt in _NAIVE_FORMATS
+                ],
+            )
+        )
+        .to_series()
+    )
+    return parsed.scatter(missed.arg_true(), retry)
 
 
 def _cleaned(column: str, expr: pl.Expr) -> pl.Expr:
@@ -315,6 +345,8 @@ def validate_batch(raw: RawBatch) -> ValidatedBatch:
         pl.col("record_number"),
         *[_cleaned(c, _typed(c, frame.schema[c], targets[c])).alias(c) for c in EVENT_COLUMNS],
     )
+    if frame.schema["occurred_at"] == pl.String:
+        typed = typed.with_columns(_naive_timestamps(frame["occurred_at"], typed["occurred_at"]))
     wrong_type = [
         pl.when(frame[c].is_not_null() & typed[c].is_null()).then(pl.lit(c))
         for c in EVENT_COLUMNS
