@@ -2,11 +2,18 @@
 SHELL := /bin/bash
 # uv on PATH, else the one `pip install uv` puts beside python3 (no PATH rehash needed)
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
-export ANALYTICS_HOME ?= $(CURDIR)/.analytics
-export DAGSTER_HOME ?= $(ANALYTICS_HOME)/dagster_home
+# empty counts as unset, as in analytics_assets/settings.py
+ifeq ($(strip $(ANALYTICS_HOME)),)
+ANALYTICS_HOME := $(CURDIR)/.analytics
+endif
+ifeq ($(strip $(DAGSTER_HOME)),)
+DAGSTER_HOME := $(ANALYTICS_HOME)/dagster_home
+endif
+export ANALYTICS_HOME DAGSTER_HOME
 DAGSTER_PORT ?= 3000
 DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 90
+DEMO_CDNOW_PERIOD_DAYS ?= 28
 
 .PHONY: env test lint format demo seed dagster-home bench-ingest bench-freshness clean
 
@@ -31,7 +38,7 @@ dagster-home:
 
 seed: env
 	$(UV) run --locked analytics simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS)
-	$(UV) run --locked analytics replay cdnow
+	$(UV) run --locked analytics replay cdnow --period-days $(DEMO_CDNOW_PERIOD_DAYS)
 
 demo: env dagster-home seed
 	@echo ""

@@ -17,9 +17,7 @@ GROUP = "ingest"
 PREVIEW_ROWS = 10
 
 EVENTS_COLUMN_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn(name, str(dtype), constraints=None) for name, dtype in event_dtypes().items()
-    ]
+    columns=[dg.TableColumn(name, str(dtype)) for name, dtype in event_dtypes().items()]
     + [dg.TableColumn("batch_id", "String"), dg.TableColumn("ingested_at", "Datetime(UTC)")]
 )
 

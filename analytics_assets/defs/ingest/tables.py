@@ -6,7 +6,7 @@ All SQL of the ingest domain lives here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 import polars as pl
@@ -101,7 +101,6 @@ def commit_batch(
         try:
             for table in ("events", "quarantined_events", "ingest_ledger"):
                 conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
-            conn.execute("CREATE OR REPLACE TEMP TABLE _now AS SELECT now() AS ts")
             conn.execute(
                 """
                 CREATE OR REPLACE TEMP TABLE _stored_dupes AS
@@ -115,7 +114,7 @@ def commit_batch(
                 INSERT INTO events
                 SELECT s.event_id, s.event_type, s.customer_id, s.session_id, s.occurred_at,
                        s.product_id, s.quantity, s.amount, s.currency, s.device, s.properties,
-                       ?, (SELECT ts FROM _now)
+                       ?, now()
                 FROM staged_clean s ANTI JOIN _stored_dupes d USING (event_id)
                 """,
                 [batch.batch_id],
@@ -123,7 +122,7 @@ def commit_batch(
             conn.execute(
                 """
                 INSERT INTO quarantined_events
-                SELECT ?, record_number, reason, detail, raw, (SELECT ts FROM _now)
+                SELECT ?, record_number, reason, detail, raw, now()
                 FROM staged_quarantine
                 """,
                 [batch.batch_id],
@@ -133,7 +132,7 @@ def commit_batch(
                 INSERT INTO quarantined_events
                 SELECT ?, s.record_number, '{Reason.DUPLICATE_STORED}',
                        'event_id already stored by batch ' || d.stored_in,
-                       to_json(s)::VARCHAR, (SELECT ts FROM _now)
+                       to_json(s)::VARCHAR, now()
                 FROM staged_clean s JOIN _stored_dupes d USING (event_id)
                 """,
                 [batch.batch_id],
@@ -149,11 +148,10 @@ def commit_batch(
                 """,
                 {"b": batch.batch_id},
             ).fetchone()
+            # now() is the transaction's start; the ledger wants the moment the data is in
+            committed_at = datetime.now(UTC)
             conn.execute(
-                """
-                INSERT INTO ingest_ledger
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT ts FROM _now))
-                """,
+                "INSERT INTO ingest_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     batch.batch_id,
                     batch.file_name,
@@ -165,6 +163,7 @@ def commit_batch(
                     quarantined_n,
                     days,
                     batch.landed_at,
+                    committed_at,
                 ],
             )
             reasons = dict(
@@ -176,7 +175,6 @@ def commit_batch(
                     [batch.batch_id],
                 ).fetchall()
             )
-            committed_at = conn.execute("SELECT ts FROM _now").fetchone()[0]
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
