@@ -137,7 +137,7 @@ def commit_batch(
                 """,
                 [batch.batch_id],
             )
-            clean_n, quarantined_n, days = conn.execute(
+            ((clean_n, quarantined_n, days),) = conn.execute(
                 """
                 SELECT
                     (SELECT count(*) FROM events WHERE batch_id = $b),
@@ -147,7 +147,7 @@ def commit_batch(
                      FROM events WHERE batch_id = $b)
                 """,
                 {"b": batch.batch_id},
-            ).fetchone()
+            ).fetchall()
             # now() is the transaction's start; the ledger wants the moment the data is in
             committed_at = datetime.now(UTC)
             conn.execute(
@@ -195,10 +195,10 @@ def commit_batch(
 def ledger_row(conn: duckdb.DuckDBPyConnection, batch_id: str) -> dict | None:
     ensure_tables(conn)
     cursor = conn.execute("SELECT * FROM ingest_ledger WHERE batch_id = ?", [batch_id])
-    row = cursor.fetchone()
-    if row is None:
+    rows = cursor.fetchall()  # fetchall: leave no open result on a shared connection
+    if not rows:
         return None
-    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+    return dict(zip([d[0] for d in cursor.description], rows[0], strict=True))
 
 
 def stored_counts(conn: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[int, int]:
@@ -210,7 +210,7 @@ def stored_counts(conn: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[int, 
                (SELECT count(*) FROM quarantined_events WHERE batch_id = $b)
         """,
         {"b": batch_id},
-    ).fetchone()
+    ).fetchall()[0]
 
 
 def duplicate_event_ids(conn: duckdb.DuckDBPyConnection, limit: int = 10) -> tuple[int, list[str]]:
@@ -228,7 +228,7 @@ def null_required_counts(
     """Per required column, how many of the batch's stored events have it null."""
     ensure_tables(conn)
     select = ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in columns)
-    row = conn.execute(f"SELECT {select} FROM events WHERE batch_id = ?", [batch_id]).fetchone()
+    row = conn.execute(f"SELECT {select} FROM events WHERE batch_id = ?", [batch_id]).fetchall()[0]
     return dict(zip(columns, row, strict=True))
 
 

@@ -1,0 +1,169 @@
+"""Sessions, customer-day activity and KPI windows over the ``events`` table (DuckDB SQL).
+
+Each function computes one derived table for a half-open range of UTC days and returns a DuckDB
+relation, so the caller decides where it goes (a partition replace, a benchmark, a test).
+
+Sessions: a customer's new session starts after ``gap_minutes`` of inactivity. A session belongs
+to the UTC day it starts on. To decide whether the first events of a day continue a session of
+the day before, and to follow sessions past midnight, events are read with a margin of one day on
+each side; a session longer than that margin is cut at it. A late event on day D can therefore
+change the sessions of D and of D - 1 (see :func:`session_days_affected`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+
+DEFAULT_GAP_MINUTES = 30
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MARGIN = timedelta(days=1)
+
+
+def session_days_affected(days_touched: list[date]) -> list[date]:
+    """Days whose sessions must be recomputed when events of ``days_touched`` change."""
+    return sorted({d for day in days_touched for d in (day, day - timedelta(days=1))})
+
+
+def _bounds(start: date, end: date) -> dict[str, datetime]:
+    """UTC instants of the day range, and of the range widened by the session margin."""
+    lo = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    hi = datetime(end.year, end.month, end.day, tzinfo=UTC)
+    return {"lo": lo, "hi": hi, "read_lo": lo - _MARGIN, "read_hi": hi + _MARGIN}
+
+
+def _sessions_sql(gap_minutes: int) -> str:
+    return f"""
+        WITH scoped AS (
+            SELECT customer_id, event_id, event_type, occurred_at, amount, device
+            FROM events
+            WHERE occurred_at >= $read_lo AND occurred_at < $read_hi
+        ),
+        marked AS (
+            SELECT *,
+                   coalesce(
+                       occurred_at - lag(occurred_at) OVER w > INTERVAL {int(gap_minutes)} MINUTE,
+                       true
+                   )::INT AS starts_session
+            FROM scoped
+            WINDOW w AS (PARTITION BY customer_id ORDER BY occurred_at, event_id)
+        ),
+        numbered AS (
+            SELECT *,
+                   sum(starts_session) OVER (
+                       PARTITION BY customer_id ORDER BY occurred_at, event_id
+                       ROWS UNBOUNDED PRECEDING
+                   ) AS session_number
+            FROM marked
+        ),
+        grouped AS (
+            SELECT
+                customer_id,
+                min(occurred_at) AS session_start,
+                max(occurred_at) AS session_end,
+                count(*) AS events,
+                count(*) FILTER (WHERE event_type = 'page_view') AS page_views,
+                count(*) FILTER (WHERE event_type = 'add_to_cart') AS carts,
+                count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+                coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
+                mode(device) AS device
+            FROM numbered
+            GROUP BY customer_id, session_number
+        )
+        SELECT
+            customer_id || ':' || epoch_us(session_start)::VARCHAR AS session_id,
+            customer_id,
+            (session_start AT TIME ZONE 'UTC')::DATE AS day,
+            session_start,
+            session_end,
+            epoch(session_end - session_start) AS duration_s,
+            events, page_views, carts, purchases, revenue, device
+        FROM grouped
+        WHERE session_start >= $lo AND session_start < $hi
+    """
+
+
+def sessions(
+    conn: duckdb.DuckDBPyConnection,
+    start: date,
+    end: date,
+    gap_minutes: int = DEFAULT_GAP_MINUTES,
+) -> duckdb.DuckDBPyRelation:
+    """Sessions starting on days ``[start, end)``, one row each."""
+    return conn.sql(_sessions_sql(gap_minutes), params=_bounds(start, end))
+
+
+def customer_daily(
+    conn: duckdb.DuckDBPyConnection, start: date, end: date
+) -> duckdb.DuckDBPyRelation:
+    """One row per customer per UTC day with activity on days ``[start, end)``."""
+    bounds = _bounds(start, end)
+    return conn.sql(
+        """
+        SELECT
+            customer_id,
+            (occurred_at AT TIME ZONE 'UTC')::DATE AS day,
+            count(*) AS events,
+            count(*) FILTER (WHERE event_type = 'page_view') AS page_views,
+            count(*) FILTER (WHERE event_type = 'add_to_cart') AS carts,
+            count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+            coalesce(sum(quantity) FILTER (WHERE event_type = 'purchase'), 0) AS units,
+            coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
+            min(occurred_at) AS first_event_at,
+            max(occurred_at) AS last_event_at
+        FROM events
+        WHERE occurred_at >= $lo AND occurred_at < $hi
+        GROUP BY ALL
+        """,
+        params={"lo": bounds["lo"], "hi": bounds["hi"]},
+    )
+
+
+def kpis(
+    conn: duckdb.DuckDBPyConnection,
+    start: date,
+    end: date,
+    grain: str,
+    sessions_table: str = "sessions",
+) -> duckdb.DuckDBPyRelation:
+    """Tumbling-window KPIs per ``grain`` ('hour' or 'day') over days ``[start, end)``.
+
+    Session counts come from ``sessions_table`` (rows as :func:`sessions` makes them, already
+    built for the range). Conversion rate is purchases per session started in the window;
+    average order value is revenue per purchase.
+    """
+    if grain not in ("hour", "day"):
+        raise ValueError(f"grain must be 'hour' or 'day', not {grain!r}")
+    if not _IDENTIFIER.match(sessions_table):
+        raise ValueError(f"not a table name: {sessions_table!r}")
+    bounds = _bounds(start, end)
+    return conn.sql(
+        f"""
+        WITH per_window AS (
+            SELECT date_trunc('{grain}', session_start AT TIME ZONE 'UTC') AS window_start,
+                   count(*) AS sessions
+            FROM {sessions_table}
+            WHERE session_start >= $lo AND session_start < $hi
+            GROUP BY ALL
+        ),
+        e AS (
+            SELECT date_trunc('{grain}', occurred_at AT TIME ZONE 'UTC') AS window_start,
+                   count(*) AS events,
+                   count(DISTINCT customer_id) AS active_customers,
+                   count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+                   coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0) AS revenue
+            FROM events
+            WHERE occurred_at >= $lo AND occurred_at < $hi
+            GROUP BY ALL
+        )
+        SELECT e.window_start, e.events, e.active_customers,
+               coalesce(p.sessions, 0) AS sessions, e.purchases, e.revenue,
+               CASE WHEN p.sessions > 0 THEN e.purchases / p.sessions END AS conversion_rate,
+               CASE WHEN e.purchases > 0 THEN e.revenue / e.purchases END AS average_order_value
+        FROM e LEFT JOIN per_window p USING (window_start)
+        ORDER BY e.window_start
+        """,
+        params={"lo": bounds["lo"], "hi": bounds["hi"]},
+    )
