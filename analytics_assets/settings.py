@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FIRST_DAY = "1990-01-01"
+"""Oldest event day accepted by default, and the first daily partition of the analytics."""
 
 
 def _env(name: str) -> str | None:
@@ -64,7 +66,7 @@ def plausible_event_window(now: datetime | None = None) -> tuple[datetime, datet
     ``$ANALYTICS_MAX_FUTURE_SKEW_S`` (default one day of producer clock skew).
     """
     now = now or datetime.now(UTC)
-    earliest = datetime.fromisoformat(_env("ANALYTICS_EARLIEST_EVENT") or "1990-01-01")
+    earliest = datetime.fromisoformat(_env("ANALYTICS_EARLIEST_EVENT") or FIRST_DAY)
     if earliest.tzinfo is None:
         earliest = earliest.replace(tzinfo=UTC)
     skew = timedelta(seconds=float(_env("ANALYTICS_MAX_FUTURE_SKEW_S") or 86_400))

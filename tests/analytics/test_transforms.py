@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from analytics_assets.defs.analytics import transforms
-from analytics_assets.defs.ingest.batch import ingest_file
-from tests.conftest import event, jsonl, purchase
-
-D1, D2, D3 = date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)
+from tests.analytics.conftest import D1, D2, D3, RECORDS, ingest
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    """Customer a: three events 10:00-10:20 (one session, a $30 purchase), then 11:00 after a
-    40-minute gap (a second session). Customer b: 23:50 on D1 and a $5 purchase at 00:10 on D2,
-    one session across midnight that belongs to D1."""
-    records = [
-        event(1, customer_id="a", occurred_at="2024-03-01T10:00:00Z", device="mobile"),
-        event(2, customer_id="a", event_type="add_to_cart", occurred_at="2024-03-01T10:10:00Z"),
-        purchase(3, 30.0, customer_id="a", occurred_at="2024-03-01T10:20:00Z", quantity=2),
-        event(4, customer_id="a", occurred_at="2024-03-01T11:00:00Z", device="desktop"),
-        event(5, customer_id="b", occurred_at="2024-03-01T23:50:00Z", device="tablet"),
-        purchase(6, 5.0, customer_id="b", occurred_at="2024-03-02T00:10:00Z", device="tablet"),
-    ]
-    path = tmp_path / "fixture.jsonl"
-    path.write_bytes(jsonl(records))
-    connection = duckdb.connect(str(tmp_path / "w.duckdb"))
-    assert ingest_file(connection, path, "fixture").result.clean == 6
-    return connection
-
-
-def rows(relation: duckdb.DuckDBPyRelation, columns: str) -> list[tuple]:
-    return relation.select(columns).order(columns.split(",")[0]).fetchall()
+    ingest(tmp_path / "w.duckdb", "fixture", RECORDS)
+    return duckdb.connect(str(tmp_path / "w.duckdb"))
 
 
 def test_sessions_split_on_inactivity_and_belong_to_their_start_day(conn) -> None:

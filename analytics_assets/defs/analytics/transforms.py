@@ -167,3 +167,30 @@ def kpis(
         """,
         params={"lo": bounds["lo"], "hi": bounds["hi"]},
     )
+
+
+def create_rolling_view(conn: duckdb.DuckDBPyConnection) -> None:
+    """``customer_daily_rolling``: each customer-day with sums over the 7 and 28 days ending
+    on it (calendar windows, so days without activity count as zero)."""
+    windows = []
+    for days in (7, 28):
+        frame = f"w{days}"
+        windows += [
+            f"sum(events) OVER {frame} AS events_{days}d",
+            f"sum(page_views) OVER {frame} AS page_views_{days}d",
+            f"sum(carts) OVER {frame} AS carts_{days}d",
+            f"sum(purchases) OVER {frame} AS purchases_{days}d",
+            f"sum(revenue) OVER {frame} AS revenue_{days}d",
+        ]
+    conn.execute(
+        f"""
+        CREATE OR REPLACE VIEW customer_daily_rolling AS
+        SELECT customer_id, day, {", ".join(windows)}
+        FROM customer_daily
+        WINDOW
+            w7 AS (PARTITION BY customer_id ORDER BY day
+                   RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW),
+            w28 AS (PARTITION BY customer_id ORDER BY day
+                    RANGE BETWEEN INTERVAL 27 DAYS PRECEDING AND CURRENT ROW)
+        """
+    )

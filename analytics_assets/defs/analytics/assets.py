@@ -1,0 +1,99 @@
+"""Sessions, customer-day activity and KPI windows: daily partitions rebuilt from ``events``."""
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from analytics_assets.defs.analytics import tables, transforms
+from analytics_assets.defs.analytics.partitions import days
+from analytics_assets.resources import WAREHOUSE_POOL
+
+GROUP = "analytics"
+# any batch can carry events of any day: each day depends on all of them
+EVENTS = dg.AssetDep("events", partition_mapping=dg.AllPartitionMapping())
+COMMON = {
+    "partitions_def": days,
+    "group_name": GROUP,
+    "pool": WAREHOUSE_POOL,
+    "kinds": {"duckdb"},
+    # a late batch that touches many days is one run over the range, not one run per day
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+}
+
+
+class SessionsConfig(dg.Config):
+    gap_minutes: int = transforms.DEFAULT_GAP_MINUTES
+    """Inactivity after which a customer's next event starts a new session."""
+
+
+def _day_range(context: dg.AssetExecutionContext) -> tuple[date, date]:
+    window = context.partition_time_window
+    return window.start.date(), window.end.date()
+
+
+def _written(table: str, rows: int, start: date, end: date, preview: pl.DataFrame) -> dict:
+    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True):
+        shown = dg.MetadataValue.md(str(preview.head(10))) if preview.height else "_no rows_"
+    return {
+        "dagster/row_count": rows,
+        "dagster/table_name": table,
+        "days": f"{start.isoformat()} .. {end.isoformat()} (exclusive)",
+        "preview": shown,
+    }
+
+
+@dg.asset(deps=[EVENTS], **COMMON)
+def sessions(
+    context: dg.AssetExecutionContext, config: SessionsConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    """Customer sessions (a new one after 30 minutes of inactivity), on the day they start:
+    duration, events, page views, carts, purchases, revenue and device."""
+    start, end = _day_range(context)
+    with warehouse.get_connection() as conn:
+        data = transforms.sessions(conn, start, end, config.gap_minutes).fetch_arrow_table()
+        rows = tables.replace_range(conn, "sessions", data, "day", start, end)
+    return dg.MaterializeResult(
+        metadata=_written("sessions", rows, start, end, pl.from_arrow(data))
+    )
+
+
+@dg.asset(deps=[EVENTS], **COMMON)
+def customer_daily(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    """One row per customer per day with activity: events, page views, carts, purchases, units
+    and revenue. The view ``customer_daily_rolling`` adds 7- and 28-day rolling sums."""
+    start, end = _day_range(context)
+    with warehouse.get_connection() as conn:
+        data = transforms.customer_daily(conn, start, end).fetch_arrow_table()
+        rows = tables.replace_range(conn, "customer_daily", data, "day", start, end)
+        transforms.create_rolling_view(conn)
+    return dg.MaterializeResult(
+        metadata=_written("customer_daily", rows, start, end, pl.from_arrow(data))
+    )
+
+
+def _kpi_asset(grain: str) -> dg.AssetsDefinition:
+    name = f"kpis_{grain}ly" if grain == "hour" else "kpis_daily"
+
+    @dg.asset(name=name, deps=[EVENTS, "sessions"], **COMMON)
+    def kpi_windows(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
+        start, end = _day_range(context)
+        with warehouse.get_connection() as conn:
+            data = transforms.kpis(conn, start, end, grain).fetch_arrow_table()
+            rows = tables.replace_range(conn, name, data, "window_start", start, end)
+        return dg.MaterializeResult(metadata=_written(name, rows, start, end, pl.from_arrow(data)))
+
+    kpi_windows.__doc__ = (
+        f"Tumbling {grain} windows: events, active customers, sessions, purchases, revenue, "
+        "conversion rate (purchases per session) and average order value."
+    )
+    return kpi_windows
+
+
+kpis_hourly = _kpi_asset("hour")
+kpis_daily = _kpi_asset("day")

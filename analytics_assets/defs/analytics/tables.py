@@ -1,0 +1,46 @@
+"""Writing derived tables: a day range of a table is replaced in one transaction."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def replace_range(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    data: pa.Table,
+    column: str,
+    start: date,
+    end: date,
+) -> int:
+    """Make ``table``'s rows with ``column`` in ``[start, end)`` exactly ``data``; returns rows.
+
+    The table is created from ``data``'s schema the first time. Delete and insert commit
+    together, so a re-run, or a run killed half-way, never leaves a day twice or half-written.
+    """
+    for name in (table, column):
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"not an identifier: {name!r}")
+    conn.register("_staged", data)
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _staged LIMIT 0")
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(
+                f"DELETE FROM {table} WHERE {column} >= $start AND {column} < $end",
+                {"start": start, "end": end},
+            )
+            conn.execute(f"INSERT INTO {table} SELECT * FROM _staged")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.unregister("_staged")
+    return data.num_rows
