@@ -54,6 +54,12 @@ def sensor_interval_seconds() -> int:
     return int(_env("ANALYTICS_SENSOR_INTERVAL_S") or 2)
 
 
+def analytics_interval_seconds() -> int:
+    """Minimum seconds between ``analytics_sensor`` ticks (``$ANALYTICS_REBUILD_INTERVAL_S``):
+    batches committed meanwhile are rebuilt together, so a busy stream is not a run per batch."""
+    return int(_env("ANALYTICS_REBUILD_INTERVAL_S") or 60)
+
+
 def sensor_max_files_per_tick() -> int:
     """Upper bound on files claimed by one sensor tick; the rest wait for the next tick."""
     return int(_env("ANALYTICS_SENSOR_MAX_FILES") or 200)

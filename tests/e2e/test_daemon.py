@@ -28,6 +28,7 @@ def daemon(analytics_home: Path, monkeypatch: pytest.MonkeyPatch):
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     monkeypatch.setenv("ANALYTICS_SENSOR_INTERVAL_S", "1")
+    monkeypatch.setenv("ANALYTICS_REBUILD_INTERVAL_S", "1")
     log = (analytics_home / "daemon.log").open("w")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
@@ -48,13 +49,15 @@ def daemon(analytics_home: Path, monkeypatch: pytest.MonkeyPatch):
         log.close()
 
 
-def wait_for_runs(instance: dg.DagsterInstance, count: int, timeout: float) -> list:
+def wait_for_runs(instance: dg.DagsterInstance, count: int, timeout: float, **tags) -> list:
+    """Wait until ``count`` runs carrying ``tags`` exist and all runs have finished."""
     deadline = time.monotonic() + timeout
     finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE}
     while time.monotonic() < deadline:
         runs = instance.get_runs()
-        if len(runs) >= count and all(r.status in finished for r in runs):
-            return runs
+        matching = [r for r in runs if all(t in r.tags for t in tags.values())]
+        if len(matching) >= count and all(r.status in finished for r in runs):
+            return matching
         time.sleep(0.5)
     raise AssertionError(f"runs did not finish in {timeout}s: {[r.status for r in runs]}")
 
@@ -64,7 +67,7 @@ def test_dropped_files_are_ingested_by_the_daemon(daemon: dg.DagsterInstance, an
     write_atomic(landing, "first.jsonl", jsonl([event(1), purchase(2, amount=20.0)]))
     write_atomic(landing, "second.jsonl", jsonl([event(3), event(1), "{broken"]))
     write_atomic(landing, "empty.jsonl", b"")
-    runs = wait_for_runs(daemon, 3, timeout=120)
+    runs = wait_for_runs(daemon, 3, timeout=120, tag="dagster/partition")
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert sorted(r.tags["dagster/partition"] for r in runs) == ["empty", "first", "second"]
     with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
@@ -84,3 +87,17 @@ def test_dropped_files_are_ingested_by_the_daemon(daemon: dg.DagsterInstance, an
         ("second", "unparseable_line"),
     ]
     assert (settings.quarantine_dir() / "empty__empty.jsonl").exists()
+
+
+def test_analytics_follow_ingested_batches(daemon: dg.DagsterInstance, analytics_home):
+    landing = settings.landing_dir()
+    write_atomic(landing, "day1.jsonl", jsonl([event(1), purchase(2, amount=20.0)]))
+    write_atomic(landing, "day2.jsonl", jsonl([purchase(3, amount=7.5)]))
+    wait_for_runs(daemon, 2, timeout=120, tag="dagster/partition")
+    runs = wait_for_runs(daemon, 1, timeout=120, tag="dagster/asset_partition_range_start")
+    assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+        events = conn.execute("SELECT count(*), sum(amount) FROM events").fetchall()
+        daily = conn.execute("SELECT sum(events), sum(revenue) FROM customer_daily").fetchall()
+        assert events == daily == [(3, 27.5)]
+        assert conn.execute("SELECT sum(revenue) FROM kpis_daily").fetchall() == [(27.5,)]

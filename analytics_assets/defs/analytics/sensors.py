@@ -1,0 +1,79 @@
+"""``analytics_sensor``: rebuilds exactly the days that new batches touched, coalesced."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+
+from analytics_assets import settings
+from analytics_assets.defs.analytics.assets import customer_daily, kpis_daily, kpis_hourly, sessions
+from analytics_assets.defs.analytics.partitions import days
+from analytics_assets.defs.analytics.transforms import session_days_affected
+
+ANALYTICS_ASSETS = [sessions, customer_daily, kpis_hourly, kpis_daily]
+# Dagster's run tags for one run over a partition range (BackfillPolicy.single_run assets)
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+_PAGE = 1_000
+
+
+def contiguous_ranges(touched: set[date]) -> list[tuple[date, date]]:
+    """Sorted days as inclusive ``(first, last)`` runs of consecutive days."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(touched):
+        if ranges and day == ranges[-1][1] + timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
+def _days_of(record: dg.EventLogRecord) -> list[date]:
+    materialization = record.asset_materialization
+    entry = materialization.metadata.get("days_touched") if materialization else None
+    return [date.fromisoformat(d) for d in (entry.value if entry else [])]
+
+
+def build_analytics_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="analytics_sensor",
+        target=ANALYTICS_ASSETS,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Collects the days touched by batches committed since its last tick (from the "
+            "events materializations) and rebuilds just those days, one run per range of days."
+        ),
+    )
+    def analytics_sensor(context: dg.SensorEvaluationContext):
+        touched: set[date] = set()
+        cursor = context.cursor
+        while True:
+            page = context.instance.fetch_materializations(
+                dg.AssetKey("events"), limit=_PAGE, cursor=cursor, ascending=True
+            )
+            for record in page.records:
+                touched.update(_days_of(record))
+            cursor = page.cursor if page.records else cursor
+            if not page.has_more:
+                break
+        if cursor != context.cursor:
+            context.update_cursor(cursor)
+        first_day = date.fromisoformat(settings.FIRST_DAY)
+        last_day = date.fromisoformat(days.get_last_partition_key())
+        affected = {d for d in session_days_affected(sorted(touched)) if first_day <= d <= last_day}
+        if not affected:
+            return dg.SkipReason("no new batches touched any day")
+        return [
+            dg.RunRequest(
+                run_key=f"{start.isoformat()}..{end.isoformat()}@{cursor}",
+                tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
+            )
+            for start, end in contiguous_ranges(affected)
+        ]
+
+    return analytics_sensor
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(sensors=[build_analytics_sensor(settings.analytics_interval_seconds())])
