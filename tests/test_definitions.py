@@ -4,10 +4,15 @@ import dagster as dg
 
 from analytics_assets.definitions import defs
 
+INGEST = {"raw_events", "events", "quarantined_events"}
 EXPECTED_ASSETS = {
     "raw_events": {"group": "ingest", "deps": set(), "partitioned": True},
     "events": {"group": "ingest", "deps": {"raw_events"}, "partitioned": True},
     "quarantined_events": {"group": "ingest", "deps": {"raw_events"}, "partitioned": True},
+    "sessions": {"group": "analytics", "deps": {"events"}, "partitioned": True},
+    "customer_daily": {"group": "analytics", "deps": {"events"}, "partitioned": True},
+    "kpis_hourly": {"group": "analytics", "deps": {"events", "sessions"}, "partitioned": True},
+    "kpis_daily": {"group": "analytics", "deps": {"events", "sessions"}, "partitioned": True},
 }
 EXPECTED_CHECKS = {
     ("events", "rows_reconcile", True),
@@ -49,4 +54,12 @@ def test_sensor_targets_the_ingest_assets() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     job = defs.resolve_job_def(sensor.job_name)
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert selected == set(EXPECTED_ASSETS)
+    assert selected == INGEST
+
+
+def test_analytics_sensor_targets_the_day_tables() -> None:
+    sensor = defs.resolve_sensor_def("analytics_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    job = defs.resolve_job_def(sensor.job_name)
+    selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert selected == set(EXPECTED_ASSETS) - INGEST

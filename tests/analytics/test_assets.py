@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
 import duckdb
 
 from analytics_assets import settings
+from analytics_assets.defs.analytics import checks
 from analytics_assets.defs.analytics.assets import customer_daily, kpis_daily, kpis_hourly, sessions
 from tests.analytics.conftest import D1, RECORDS, ingest
 from tests.conftest import purchase
 
 ASSETS = [sessions, customer_daily, kpis_hourly, kpis_daily]
+CHECKS = [
+    checks.customer_daily_reconciles,
+    checks.sessions_well_formed,
+    checks.kpis_daily_reconciles,
+]
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
 def build(resources, instance, first: str, last: str):
     return dg.materialize(
-        ASSETS,
+        [*ASSETS, *CHECKS],
         resources={"warehouse": resources["warehouse"]},
         instance=instance,
         tags={RANGE_START: first, RANGE_END: last},
@@ -42,6 +50,11 @@ def test_range_run_builds_every_table(resources, instance) -> None:
     ingest(settings.warehouse_path(), "b1", RECORDS)
     result = build(resources, instance, "2024-03-01", "2024-03-02")
     assert result.success
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
+        "customer_daily_reconciles": True,
+        "sessions_well_formed": True,
+        "kpis_daily_reconciles": True,
+    }
     assert query("SELECT customer_id, day, events, revenue FROM sessions ORDER BY ALL") == [
         ("a", D1, 1, 0.0),
         ("a", D1, 3, 30.0),
@@ -82,3 +95,28 @@ def test_late_event_is_picked_up_by_a_rebuild_of_its_days(resources, instance) -
     )
     assert query("SELECT revenue FROM customer_daily WHERE day = DATE '2024-03-02'") == [(13.0,)]
     assert query("SELECT count(*) FROM sessions") == [(3,)]
+
+
+def test_checks_catch_a_table_that_drifted_from_events(resources, instance) -> None:
+    ingest(settings.warehouse_path(), "b1", RECORDS)
+    build(resources, instance, "2024-03-01", "2024-03-02")
+    with duckdb.connect(str(settings.warehouse_path())) as conn:
+        conn.execute("UPDATE customer_daily SET revenue = revenue + 1 WHERE customer_id = 'a'")
+        conn.execute(
+            "INSERT INTO sessions SELECT * REPLACE (session_id || 'x' AS session_id) "
+            "FROM sessions WHERE customer_id = 'b'"
+        )
+    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+        outcomes = {
+            check.__name__: check(conn, D1, D1 + timedelta(days=1))[0]
+            for check in (
+                checks.customer_daily_matches_events,
+                checks.sessions_are_well_formed,
+                checks.kpis_daily_match_customer_daily,
+            )
+        }
+    assert outcomes == {
+        "customer_daily_matches_events": False,
+        "sessions_are_well_formed": False,
+        "kpis_daily_match_customer_daily": False,
+    }
