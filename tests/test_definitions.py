@@ -19,6 +19,9 @@ EXPECTED_CHECKS = {
     ("events", "unique_event_ids", True),
     ("events", "required_columns_not_null", False),
     ("raw_events", "file_readable", False),
+    ("customer_daily", "customer_daily_reconciles", True),
+    ("sessions", "sessions_well_formed", True),
+    ("kpis_daily", "kpis_daily_reconciles", False),
 }
 
 
