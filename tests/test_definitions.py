@@ -13,7 +13,9 @@ EXPECTED_ASSETS = {
     "customer_daily": {"group": "analytics", "deps": {"events"}, "partitioned": True},
     "kpis_hourly": {"group": "analytics", "deps": {"events", "sessions"}, "partitioned": True},
     "kpis_daily": {"group": "analytics", "deps": {"events", "sessions"}, "partitioned": True},
+    "customer_base_audit": {"group": "analytics", "deps": {"customer_daily"}, "partitioned": False},
 }
+AUTOMATED = {"customer_base_audit"}
 EXPECTED_CHECKS = {
     ("events", "rows_reconcile", True),
     ("events", "unique_event_ids", True),
@@ -39,7 +41,7 @@ def test_asset_graph_snapshot() -> None:
             "deps": {p.to_user_string() for p in node.parent_keys},
             "partitioned": node.partitions_def is not None,
         }
-        assert node.automation_condition is None
+        assert (node.automation_condition is not None) == (key.to_user_string() in AUTOMATED)
     assert snapshot == EXPECTED_ASSETS
 
 
@@ -65,4 +67,4 @@ def test_analytics_sensor_targets_the_day_tables() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     job = defs.resolve_job_def(sensor.job_name)
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert selected == set(EXPECTED_ASSETS) - INGEST
+    assert selected == set(EXPECTED_ASSETS) - INGEST - AUTOMATED

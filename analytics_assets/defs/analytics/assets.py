@@ -6,7 +6,8 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from analytics_assets.defs.analytics import tables, transforms
+from analytics_assets import settings
+from analytics_assets.defs.analytics import audit, plots, tables, transforms
 from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.resources import WAREHOUSE_POOL
 
@@ -97,3 +98,54 @@ def _kpi_asset(grain: str) -> dg.AssetsDefinition:
 
 kpis_hourly = _kpi_asset("hour")
 kpis_daily = _kpi_asset("day")
+
+
+class AuditConfig(dg.Config):
+    period: str = "month"
+    """Audit period: month, quarter or year."""
+
+
+@dg.asset(
+    deps=[dg.AssetDep("customer_daily", partition_mapping=dg.AllPartitionMapping())],
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "matplotlib"},
+    # after new days land; waits while their runs are in progress, so a burst is one audit
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def customer_base_audit(
+    context: dg.AssetExecutionContext, config: AuditConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    """The customer-base audit's five lenses: period summary with deciles and Lorenz curve,
+    period-to-period comparison with a revenue bridge, one cohort's evolution, cohorts compared,
+    and revenue by acquisition cohort (the layer cake). Tables ``audit_*``; plots below."""
+    with warehouse.get_connection() as conn:
+        purchases = conn.sql(
+            "SELECT customer_id, day, purchases AS orders, revenue FROM customer_daily "
+            "WHERE purchases > 0"
+        ).pl()
+        result = audit.audit(purchases, config.period)
+        tables.replace_all(
+            conn, {name: frame.to_arrow() for name, frame in result.tables().items()}
+        )
+    reports = settings.analytics_home() / "reports" / "customer_base_audit"
+    reports.mkdir(parents=True, exist_ok=True)
+    metadata: dict[str, object] = {}
+    for name, draw in plots.LENSES.items():
+        png = draw(result)
+        (reports / f"{name}.png").write_bytes(png)
+        metadata[name] = dg.MetadataValue.md(plots.markdown_image(png, name))
+    latest = result.summary.row(-1, named=True) if result.summary.height else {}
+    metadata.update(
+        {
+            "period": config.period,
+            "customers": purchases["customer_id"].n_unique(),
+            "periods": result.summary.height,
+            "latest_period": str(latest.get("period")),
+            "latest_top10_share": latest.get("top10_share"),
+            "latest_top20_share": latest.get("top20_share"),
+            "tables": sorted(result.tables()),
+            "reports": dg.MetadataValue.path(str(reports)),
+        }
+    )
+    return dg.MaterializeResult(metadata=metadata)

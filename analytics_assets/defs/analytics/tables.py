@@ -44,3 +44,20 @@ def replace_range(
     finally:
         conn.unregister("_staged")
     return data.num_rows
+
+
+def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> None:
+    """Replace each named table with its data, all in one transaction."""
+    for name in data:
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"not an identifier: {name!r}")
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for name, table in data.items():
+            conn.register("_staged", table)
+            conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _staged")
+            conn.unregister("_staged")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
