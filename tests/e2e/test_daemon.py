@@ -101,3 +101,11 @@ def test_analytics_follow_ingested_batches(daemon: dg.DagsterInstance, analytics
         daily = conn.execute("SELECT sum(events), sum(revenue) FROM customer_daily").fetchall()
         assert events == daily == [(3, 27.5)]
         assert conn.execute("SELECT sum(revenue) FROM kpis_daily").fetchall() == [(27.5,)]
+    # declarative automation (the daemon's default automation sensor) then runs the audit
+    deadline = time.monotonic() + 120
+    while daemon.get_latest_materialization_event(dg.AssetKey("customer_base_audit")) is None:
+        assert time.monotonic() < deadline, "customer_base_audit was not materialized"
+        time.sleep(1)
+    wait_for_runs(daemon, 0, timeout=60)
+    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+        assert conn.execute("SELECT sum(revenue) FROM audit_summary").fetchall() == [(27.5,)]

@@ -76,4 +76,12 @@ def build_analytics_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(sensors=[build_analytics_sensor(settings.analytics_interval_seconds())])
+    interval = settings.analytics_interval_seconds()
+    automation = dg.AutomationConditionSensorDefinition(
+        "analytics_automation",
+        target=dg.AssetSelection.groups("analytics"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=interval,
+        description="Evaluates the analytics assets' automation conditions (the audit).",
+    )
+    return dg.Definitions(sensors=[build_analytics_sensor(interval), automation])
