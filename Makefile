@@ -43,9 +43,10 @@ seed: env
 demo: env dagster-home seed
 	@echo ""
 	@echo "Landing zone:  $(ANALYTICS_HOME)/landing   (drop more with: uv run analytics simulate / replay cdnow)"
-	@echo "Warehouse:     $(ANALYTICS_HOME)/warehouse.duckdb   (tables events, quarantined_events, ingest_ledger)"
+	@echo "Warehouse:     $(ANALYTICS_HOME)/warehouse.duckdb   (events, quarantined_events, sessions, customer_daily, kpis_*, audit_*)"
 	@echo "Quarantine:    $(ANALYTICS_HOME)/quarantine   (files that could not be read at all)"
-	@echo "Dagster UI:    http://127.0.0.1:$(DAGSTER_PORT)   (Automation -> landing_sensor; Assets -> ingest)"
+	@echo "Dagster UI:    http://127.0.0.1:$(DAGSTER_PORT)   (Automation: landing_sensor, analytics_sensor; Assets: groups ingest, analytics)"
+	@echo "Audit plots:   $(ANALYTICS_HOME)/reports/customer_base_audit   (also on the customer_base_audit asset in the UI)"
 	@echo "Stop with Ctrl-C."
 	@echo ""
 	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
