@@ -8,6 +8,8 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
+from analytics_assets.warehouse import transaction
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -30,17 +32,12 @@ def replace_range(
     conn.register("_staged", data)
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _staged LIMIT 0")
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(conn):
             conn.execute(
                 f"DELETE FROM {table} WHERE {column} >= $start AND {column} < $end",
                 {"start": start, "end": end},
             )
             conn.execute(f"INSERT INTO {table} SELECT * FROM _staged")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.unregister("_staged")
     return data.num_rows
@@ -51,13 +48,8 @@ def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> N
     for name in data:
         if not _IDENTIFIER.match(name):
             raise ValueError(f"not an identifier: {name!r}")
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for name, table in data.items():
             conn.register("_staged", table)
             conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _staged")
             conn.unregister("_staged")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise

@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 
 from analytics_assets.defs.ingest.transforms import Reason
+from analytics_assets.warehouse import transaction
 
 DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -97,8 +98,7 @@ def commit_batch(
     conn.register("staged_clean", clean.to_arrow())
     conn.register("staged_quarantine", quarantined.to_arrow())
     try:
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(conn):
             for table in ("events", "quarantined_events", "ingest_ledger"):
                 conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
             conn.execute(
@@ -175,10 +175,6 @@ def commit_batch(
                     [batch.batch_id],
                 ).fetchall()
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.unregister("staged_clean")
         conn.unregister("staged_quarantine")
