@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from analytics_assets import settings
 from analytics_assets.defs.analytics import audit, plots, tables, transforms
 from analytics_assets.defs.analytics.partitions import days
+from analytics_assets.metadata import preview
 from analytics_assets.resources import WAREHOUSE_POOL
 
 GROUP = "analytics"
@@ -34,14 +35,12 @@ def _day_range(context: dg.AssetExecutionContext) -> tuple[date, date]:
     return window.start.date(), window.end.date()
 
 
-def _written(table: str, rows: int, start: date, end: date, preview: pl.DataFrame) -> dict:
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True):
-        shown = dg.MetadataValue.md(str(preview.head(10))) if preview.height else "_no rows_"
+def _written(table: str, rows: int, start: date, end: date, written: pl.DataFrame) -> dict:
     return {
         "dagster/row_count": rows,
         "dagster/table_name": table,
         "days": f"{start.isoformat()} .. {end.isoformat()} (exclusive)",
-        "preview": shown,
+        "preview": preview(written),
     }
 
 

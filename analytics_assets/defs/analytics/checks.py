@@ -4,13 +4,14 @@ Each check is a plain function of a connection and a day range (tested directly)
 ``@asset_check`` that supplies the run's range.
 """
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets.defs.analytics.partitions import days
+from analytics_assets.defs.analytics.transforms import utc_midnight
 from analytics_assets.resources import WAREHOUSE_POOL
 
 CheckOutcome = tuple[bool, dict[str, object]]
@@ -20,8 +21,8 @@ def _instants(lo: date, hi: date) -> dict[str, object]:
     return {
         "lo": lo,
         "hi": hi,
-        "lo_ts": datetime(lo.year, lo.month, lo.day, tzinfo=UTC),
-        "hi_ts": datetime(hi.year, hi.month, hi.day, tzinfo=UTC),
+        "lo_ts": utc_midnight(lo),
+        "hi_ts": utc_midnight(hi),
     }
 
 

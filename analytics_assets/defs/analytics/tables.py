@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 import duckdb
 import pyarrow as pa
 
-from analytics_assets.warehouse import transaction
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from analytics_assets.warehouse import identifier, transaction
 
 
 def replace_range(
@@ -26,9 +23,7 @@ def replace_range(
     The table is created from ``data``'s schema the first time. Delete and insert commit
     together, so a re-run, or a run killed half-way, never leaves a day twice or half-written.
     """
-    for name in (table, column):
-        if not _IDENTIFIER.match(name):
-            raise ValueError(f"not an identifier: {name!r}")
+    identifier(table), identifier(column)
     conn.register("_staged", data)
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _staged LIMIT 0")
@@ -46,8 +41,7 @@ def replace_range(
 def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> None:
     """Replace each named table with its data, all in one transaction."""
     for name in data:
-        if not _IDENTIFIER.match(name):
-            raise ValueError(f"not an identifier: {name!r}")
+        identifier(name)
     with transaction(conn):
         for name, table in data.items():
             conn.register("_staged", table)

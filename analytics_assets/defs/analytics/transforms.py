@@ -12,13 +12,13 @@ change the sessions of D and of D - 1 (see :func:`session_days_affected`).
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
+from analytics_assets.warehouse import identifier
+
 DEFAULT_GAP_MINUTES = 30
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MARGIN = timedelta(days=1)
 
 
@@ -27,10 +27,14 @@ def session_days_affected(days_touched: list[date]) -> list[date]:
     return sorted({d for day in days_touched for d in (day, day - timedelta(days=1))})
 
 
+def utc_midnight(day: date) -> datetime:
+    """The instant a UTC day starts (what ``day >= d`` means for a TIMESTAMPTZ column)."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 def _bounds(start: date, end: date) -> dict[str, datetime]:
     """UTC instants of the day range, and of the range widened by the session margin."""
-    lo = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    hi = datetime(end.year, end.month, end.day, tzinfo=UTC)
+    lo, hi = utc_midnight(start), utc_midnight(end)
     return {"lo": lo, "hi": hi, "read_lo": lo - _MARGIN, "read_hi": hi + _MARGIN}
 
 
@@ -136,8 +140,7 @@ def kpis(
     """
     if grain not in ("hour", "day"):
         raise ValueError(f"grain must be 'hour' or 'day', not {grain!r}")
-    if not _IDENTIFIER.match(sessions_table):
-        raise ValueError(f"not a table name: {sessions_table!r}")
+    identifier(sessions_table)
     bounds = _bounds(start, end)
     return conn.sql(
         f"""

@@ -4,29 +4,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets.defs.ingest import landing
 from analytics_assets.defs.ingest.batch import BatchOutcome, ingest_file
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_dtypes
+from analytics_assets.metadata import preview
 from analytics_assets.resources import WAREHOUSE_POOL, LandingZone
 
 GROUP = "ingest"
-PREVIEW_ROWS = 10
 
 EVENTS_COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(name, str(dtype)) for name, dtype in event_dtypes().items()]
     + [dg.TableColumn("batch_id", "String"), dg.TableColumn("ingested_at", "Datetime(UTC)")]
 )
-
-
-def _markdown(frame: pl.DataFrame | None) -> dg.MetadataValue:
-    if frame is None or frame.height == 0:
-        return dg.MetadataValue.md("_no rows_")
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
-        return dg.MetadataValue.md(str(frame.head(PREVIEW_ROWS)))
 
 
 @dg.multi_asset(
@@ -126,7 +118,7 @@ def _results(outcome: BatchOutcome, moved_to: Path | None):
             "days_touched": [d.isoformat() for d in result.days_touched],
             "landed_to_commit_s": latency,
             "ingest_seconds": round(outcome.seconds, 3),
-            "preview": _markdown(validated.clean.select(EVENT_COLUMNS) if validated else None),
+            "preview": preview(validated.clean.select(EVENT_COLUMNS) if validated else None),
         },
     )
     yield dg.MaterializeResult(
@@ -134,6 +126,6 @@ def _results(outcome: BatchOutcome, moved_to: Path | None):
         metadata={
             "dagster/row_count": result.quarantined,
             "by_reason": dg.MetadataValue.json(result.reasons),
-            "preview": _markdown(validated.quarantined if validated else None),
+            "preview": preview(validated.quarantined if validated else None),
         },
     )
