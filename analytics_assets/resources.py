@@ -30,6 +30,22 @@ class LandingZone(dg.ConfigurableResource):
         return target
 
 
+class FeastRepo(dg.ConfigurableResource):
+    """The Feast repo (``feature_repo/``) and the stores its ``feature_store.yaml`` names."""
+
+    repo_path: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.repo_path)
+
+    def store(self):
+        """A ``feast.FeatureStore`` on this repo's configuration."""
+        from analytics_assets.feast_repo import open_store
+
+        return open_store(self.path)
+
+
 def warehouse_resource() -> DuckDBResource:
     return DuckDBResource(database=str(settings.warehouse_path()))
 
@@ -42,8 +58,15 @@ def landing_resource() -> LandingZone:
 
 def build_resources() -> dict[str, object]:
     """Every resource of the code location, resolved from the environment now."""
-    return {"warehouse": warehouse_resource(), "landing_zone": landing_resource()}
+    return {
+        "warehouse": warehouse_resource(),
+        "landing_zone": landing_resource(),
+        "feast": FeastRepo(repo_path=str(settings.feature_repo_path())),
+    }
 
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 """Concurrency pool of everything that writes the DuckDB file: one writer at a time."""
+
+FEAST_REGISTRY_POOL = "feast_registry"
+"""Concurrency pool of everything that writes the Feast registry (apply, materialize)."""

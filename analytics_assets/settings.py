@@ -79,7 +79,49 @@ def plausible_event_window(now: datetime | None = None) -> tuple[datetime, datet
     return earliest, now + skew
 
 
+def feature_repo_path() -> Path:
+    """The Feast repo (``$FEAST_REPO_PATH``, default ``<repo>/feature_repo``)."""
+    return Path(_env("FEAST_REPO_PATH") or REPO_ROOT / "feature_repo").resolve()
+
+
+def feature_snapshots_dir() -> Path:
+    """Daily customer feature snapshots, one Parquet file per as-of day: what Feast's offline
+    store reads (``$ANALYTICS_FEATURES_DIR`` or ``<home>/features/customer_features``)."""
+    default = analytics_home() / "features" / "customer_features"
+    return Path(_env("ANALYTICS_FEATURES_DIR") or default).resolve()
+
+
+def training_set_path() -> Path:
+    """The latest point-in-time training set (Parquet)."""
+    return analytics_home() / "features" / "training_set.parquet"
+
+
+def feast_environment() -> dict[str, str]:
+    """The variables ``feature_repo/feature_store.yaml`` reads, with their embedded defaults
+    (file registry and SQLite online store under ``<home>/feast``); set ones win.
+
+    ``FEAST_REGISTRY_TYPE`` (``file`` or ``sql``), ``FEAST_REGISTRY_PATH`` (a file, or a
+    SQLAlchemy URL such as ``postgresql+psycopg://...``), ``FEAST_ONLINE_STORE`` (a YAML
+    mapping, e.g. ``{type: redis, connection_string: "localhost:6379"}``).
+    """
+    feast_home = analytics_home() / "feast"
+    defaults = {
+        "ANALYTICS_HOME": str(analytics_home()),
+        "FEAST_REGISTRY_TYPE": "file",
+        "FEAST_REGISTRY_PATH": str(feast_home / "registry.db"),
+        "FEAST_ONLINE_STORE": f"{{type: sqlite, path: '{feast_home / 'online.db'}'}}",
+    }
+    return {name: _env(name) or default for name, default in defaults.items()}
+
+
 def ensure_dirs() -> None:
     """Create the local state folders (idempotent)."""
-    for path in (analytics_home(), landing_dir(), quarantine_dir(), warehouse_path().parent):
+    for path in (
+        analytics_home(),
+        landing_dir(),
+        quarantine_dir(),
+        warehouse_path().parent,
+        feature_snapshots_dir(),
+        analytics_home() / "feast",
+    ):
         path.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,10 @@ from analytics_assets import settings
 from analytics_assets.defs.analytics.assets import customer_daily, kpis_daily, kpis_hourly, sessions
 from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.defs.analytics.transforms import session_days_affected
+from analytics_assets.defs.features.assets import customer_features
 
-ANALYTICS_ASSETS = [sessions, customer_daily, kpis_hourly, kpis_daily]
+# customer_features rides along: a day's snapshot needs that day's sessions and activity
+ANALYTICS_ASSETS = [sessions, customer_daily, kpis_hourly, kpis_daily, customer_features]
 # Dagster's run tags for one run over a partition range (BackfillPolicy.single_run assets)
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -41,7 +43,8 @@ def build_analytics_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Collects the days touched by batches committed since its last tick (from the "
-            "events materializations) and rebuilds just those days, one run per range of days."
+            "events materializations) and rebuilds just those days (analytics tables and feature "
+            "snapshots), one run per range of days."
         ),
     )
     def analytics_sensor(context: dg.SensorEvaluationContext):

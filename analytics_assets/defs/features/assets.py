@@ -1,0 +1,233 @@
+"""Customer features: daily snapshots, the Feast registry, the online store, training sets."""
+
+import re
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from analytics_assets import settings
+from analytics_assets.defs.analytics.partitions import days
+from analytics_assets.defs.features import offline, online, snapshots, transforms
+from analytics_assets.feast_repo import repo_contents
+from analytics_assets.metadata import preview
+from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
+
+GROUP = "features"
+# a snapshot of day D reads every day up to D
+EVERY_DAY = dg.AllPartitionMapping()
+AFTER_NEW_FEATURES = dg.AutomationCondition.eager().without(
+    ~dg.AutomationCondition.any_deps_missing()
+)
+
+
+@dg.asset(
+    deps=[
+        dg.AssetDep("customer_daily", partition_mapping=EVERY_DAY),
+        dg.AssetDep("sessions", partition_mapping=EVERY_DAY),
+    ],
+    partitions_def=days,
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "parquet"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def customer_features(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    """One row per customer per as-of day: purchase behaviour (RFM, tenure, AOV) and engagement
+    (7/28-day sessions and page views, cart abandonment, device mix), from activity up to the end
+    of that day only. Parquet file per day; Feast's offline store reads them."""
+    window = context.partition_time_window
+    start, end = window.start.date(), window.end.date()
+    directory = settings.feature_snapshots_dir()
+    with warehouse.get_connection() as conn:
+        relation = transforms.customer_snapshots(conn, start, end, datetime.now(UTC))
+        written = snapshots.replace_days(relation, directory, start, end)
+    rows = sum(written.values())
+    context.log.info(f"{rows:,} snapshot rows for {len(written)} days into {directory}")
+    latest = max(written, default=None)
+    sample = (
+        pl.read_parquet(snapshots.file_for(directory, date.fromisoformat(latest)), n_rows=5)
+        if latest
+        else pl.DataFrame()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "days": f"{start.isoformat()} .. {end.isoformat()} (exclusive)",
+            "days_written": len(written),
+            "customers_latest_day": written.get(latest, 0) if latest else 0,
+            "path": dg.MetadataValue.path(str(directory)),
+            "preview": preview(sample),
+        }
+    )
+
+
+def _plain(text: str) -> str:
+    """Feast's diff without its terminal colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
+
+
+@dg.asset(
+    deps=["customer_features"],
+    group_name=GROUP,
+    pool=FEAST_REGISTRY_POOL,
+    kinds={"feast"},
+    automation_condition=AFTER_NEW_FEATURES,
+)
+def feast_definitions(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.MaterializeResult:
+    """The Feast registry: entity ``customer``, feature views ``purchase_behaviour`` and
+    ``engagement``, feature services ``churn_v1`` and ``clv_v1``, as ``feature_repo/`` defines
+    them (what ``feast apply`` registers)."""
+    from feast.repo_operations import apply_total_with_repo_instance
+
+    store = feast.store()
+    contents = repo_contents(feast.path, store.project)
+    registry_diff, infra_diff, _ = store.plan(contents)
+    diff = _plain(registry_diff.to_string()) or "no changes"
+    context.log.info(f"registry diff:\n{diff}")
+    apply_total_with_repo_instance(
+        store, store.project, store.registry, contents, skip_source_validation=False
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "registry_diff": dg.MetadataValue.md(f"```\n{diff}\n```"),
+            "infra_diff": dg.MetadataValue.md(
+                f"```\n{_plain(infra_diff.to_string()) or 'no changes'}\n```"
+            ),
+            "entities": [e.name for e in contents.entities if not e.name.startswith("__")],
+            "feature_views": [v.name for v in contents.feature_views],
+            "feature_services": [s.name for s in contents.feature_services],
+            "project": store.project,
+        }
+    )
+
+
+@dg.asset(
+    deps=["feast_definitions", "customer_features"],
+    group_name=GROUP,
+    pool=FEAST_REGISTRY_POOL,
+    kinds={"feast"},
+    automation_condition=AFTER_NEW_FEATURES,
+)
+def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.MaterializeResult:
+    """Each customer's latest feature values in Feast's online store (what the scoring service
+    reads), written incrementally: only snapshots newer than the last materialization."""
+    store = feast.store()
+    directory = settings.feature_snapshots_dir()
+    end = offline.newest_timestamp(directory)
+    if end is None:
+        return dg.MaterializeResult(metadata={"rows_written": 0, "note": "no snapshots yet"})
+    until = end + timedelta(seconds=1)  # Feast's windows are [start, end)
+    written: dict[str, int] = {}
+    started = time.perf_counter()
+    for view in offline.views_over_snapshots(store):
+        since = view.most_recent_end_time
+        rows = offline.latest_rows(directory, since, until, [f.name for f in view.features])
+        written[view.name] = online.write_latest(store, view, rows)
+        store.registry.apply_materialization(
+            view, store.project, since or offline.oldest_timestamp(directory), until
+        )
+        context.log.info(f"{view.name}: {written[view.name]:,} customers since {since}")
+    seconds = time.perf_counter() - started
+    rows = max(written.values(), default=0)
+    return dg.MaterializeResult(
+        metadata={
+            "rows_written": written,
+            "materialized_until": until.isoformat(),
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(sum(written.values()) / seconds) if seconds else 0,
+            "online_store": store.config.online_store.type,
+            "dagster/row_count": rows,
+        }
+    )
+
+
+class TrainingSetConfig(dg.Config):
+    churn_days: int = 90
+    """Churn label: no purchase within this many days after the as-of date."""
+    value_days: int = 180
+    """Future value label: revenue within this many days after the as-of date."""
+    every_days: int = 28
+    """Spacing of the as-of dates, counted back from the newest one whose labels are complete."""
+    feature_services: list[str] = ["churn_v1", "clv_v1"]
+
+
+@dg.asset(
+    deps=[
+        "feast_definitions",
+        dg.AssetDep("customer_features", partition_mapping=EVERY_DAY),
+        dg.AssetDep("events", partition_mapping=dg.AllPartitionMapping()),
+    ],
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    kinds={"feast", "duckdb", "parquet"},
+)
+def training_set(
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    feast: FeastRepo,
+    warehouse: DuckDBResource,
+) -> dg.MaterializeResult:
+    """Customers at past as-of dates with their features as of then (Feast point-in-time join)
+    and what happened next: ``churned`` (no purchase in 90 days) and ``future_value`` (revenue
+    in 180 days). Only as-of dates whose label windows have fully passed."""
+    store = feast.store()
+    directory = settings.feature_snapshots_dir()
+    with warehouse.get_connection() as conn:
+        observed_until = offline.observed_until(conn)
+        as_of_days = offline.matured_as_of_days(
+            directory, observed_until, max(config.churn_days, config.value_days), config.every_days
+        )
+        if not as_of_days:
+            raise dg.Failure(
+                "no as-of day has a complete label window yet: need "
+                f"{max(config.churn_days, config.value_days)} days of events after a snapshot "
+                f"(events end {observed_until})"
+            )
+        entities = offline.entities_at(directory, as_of_days)
+        conn.register("training_entities", entities)
+        try:
+            labelled = transforms.labels(
+                conn, "training_entities", config.churn_days, config.value_days
+            ).to_arrow_table()
+        finally:
+            conn.unregister("training_entities")
+    features = offline.feature_refs(store, config.feature_services)
+    context.log.info(
+        f"point-in-time join: {labelled.num_rows:,} rows x {len(features)} features, "
+        f"{len(as_of_days)} as-of days"
+    )
+    frame = store.get_historical_features(
+        entity_df=labelled.to_pandas(), features=features, full_feature_names=False
+    ).to_arrow()
+    result = pl.from_arrow(frame).sort("event_timestamp", "customer_id")
+    path = settings.training_set_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    result.write_parquet(tmp)
+    tmp.replace(path)
+    by_day = (
+        result.group_by(pl.col("event_timestamp").dt.date().alias("as_of_end"))
+        .agg(
+            pl.len().alias("customers"),
+            pl.col("churned").mean().alias("churn_rate"),
+            pl.col("future_value").mean().alias("mean_future_value"),
+        )
+        .sort("as_of_end")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.height,
+            "path": dg.MetadataValue.path(str(path)),
+            "as_of_days": [d.isoformat() for d in as_of_days],
+            "observed_until": observed_until.isoformat(),
+            "churn_rate": float(result["churned"].mean()),
+            "feature_services": config.feature_services,
+            "labels_by_as_of_day": preview(by_day, rows=len(as_of_days)),
+            "null_share": preview(result.select(pl.all().null_count() / result.height)),
+        }
+    )

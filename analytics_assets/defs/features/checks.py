@@ -1,0 +1,74 @@
+"""Checks that the online store serves what the offline snapshots say is latest."""
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from analytics_assets import settings
+from analytics_assets.defs.features import offline
+from analytics_assets.defs.features.online import JOIN_KEY
+from analytics_assets.resources import FeastRepo
+
+SAMPLE = 500
+
+
+def online_vs_offline(store, directory, sample: int = SAMPLE, seed: int = 0) -> pl.DataFrame:
+    """For a sample of customers, each view's offline latest row beside what the online store
+    serves through the SDK: one row per (customer, view) with ``matches`` (every value equal)
+    and ``online_is_current`` (online timestamp not older than the offline one)."""
+    newest = offline.newest_timestamp(directory)
+    if newest is None:
+        return pl.DataFrame()
+    results = []
+    for view in offline.views_over_snapshots(store):
+        names = [f.name for f in view.features]
+        until = newest + timedelta(seconds=1)
+        latest = pl.from_arrow(offline.latest_rows(directory, None, until, names))
+        picked = latest.sample(min(sample, latest.height), seed=seed)
+        served = store.get_online_features(
+            features=[f"{view.name}:{n}" for n in names],
+            entity_rows=[{JOIN_KEY: c} for c in picked[JOIN_KEY]],
+            full_feature_names=True,
+        ).to_dict(include_event_timestamps=True)
+        for i, row in enumerate(picked.iter_rows(named=True)):
+            online_ts = max(served[f"{view.name}__{n}__ts"][i] for n in names)
+            results.append(
+                {
+                    "view": view.name,
+                    JOIN_KEY: row[JOIN_KEY],
+                    "matches": all(served[f"{view.name}__{n}"][i] == row[n] for n in names),
+                    "online_is_current": online_ts >= int(row["event_timestamp"].timestamp()),
+                }
+            )
+    return pl.DataFrame(results)
+
+
+@dg.asset_check(asset="online_features", blocking=True)
+def online_matches_offline(feast: FeastRepo) -> dg.AssetCheckResult:
+    """For a sample of customers, every online feature value equals the offline latest row."""
+    compared = online_vs_offline(feast.store(), settings.feature_snapshots_dir())
+    bad = compared.filter(~pl.col("matches")) if compared.height else compared
+    return dg.AssetCheckResult(
+        passed=bad.height == 0,
+        metadata={
+            "compared": compared.height,
+            "mismatched": bad.height,
+            "examples": bad.head(5).to_dicts() if bad.height else [],
+        },
+    )
+
+
+@dg.asset_check(asset="online_features", blocking=True)
+def online_not_older_than_offline(feast: FeastRepo) -> dg.AssetCheckResult:
+    """No sampled customer's online timestamp is older than its newest offline snapshot."""
+    compared = online_vs_offline(feast.store(), settings.feature_snapshots_dir(), seed=1)
+    stale = compared.filter(~pl.col("online_is_current")) if compared.height else compared
+    return dg.AssetCheckResult(
+        passed=stale.height == 0,
+        metadata={
+            "compared": compared.height,
+            "stale": stale.height,
+            "examples": stale.head(5).to_dicts() if stale.height else [],
+        },
+    )

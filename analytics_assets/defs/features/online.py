@@ -1,0 +1,210 @@
+"""Writing the latest feature rows into Feast's online store, in bulk.
+
+Feast's own materialization turns every value into a protobuf and writes SQLite one statement
+per value (about 8k customer rows/s here). This writes the very same bytes, built a column at a
+time: the value encodings come from Feast's protobufs (one per distinct value, or the fixed
+9-byte double encoding), entity keys from Feast's serializer, and the rows go in with one
+``executemany`` (SQLite) or one pipeline (Redis). Any other online store gets Feast's own
+``online_write_batch``. The SDK reads the result like anything Feast wrote.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
+
+JOIN_KEY = "customer_id"
+_DOUBLE_TAG = b"\x29"  # field 5 (double_val), wire type 1 (64-bit)
+
+
+def encode_values(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
+    """Serialized ``feast.types.Value`` of every element; null (or NaN) is the empty Value."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_floating(column.type):
+        values = column.cast(pa.float64())
+        missing = pc.or_kleene(pc.is_null(values), pc.is_nan(values)).fill_null(True)
+        raw = np.zeros(len(values), dtype="V9")
+        view = raw.view(np.uint8).reshape(-1, 9)
+        view[:, 0] = _DOUBLE_TAG[0]
+        view[:, 1:] = (
+            values.fill_null(0.0).to_numpy(zero_copy_only=False).astype("<f8").view(np.uint8)
+        ).reshape(-1, 8)
+        out = _split(raw.tobytes(), 9)
+        for i in np.flatnonzero(missing.to_numpy(zero_copy_only=False)):
+            out[i] = b""
+        return out
+    if pa.types.is_integer(column.type) or pa.types.is_boolean(column.type):
+        field = "bool_val" if pa.types.is_boolean(column.type) else "int64_val"
+    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        field = "string_val"
+    else:
+        raise TypeError(f"no online encoding for {column.type}")
+    encoded = {None: b""}
+    result = []
+    for value in column.to_pylist():
+        blob = encoded.get(value)
+        if blob is None:
+            blob = encoded[value] = Value(**{field: value}).SerializeToString()
+        result.append(blob)
+    return result
+
+
+def _split(blob: bytes, width: int) -> list[bytes]:
+    return [blob[i : i + width] for i in range(0, len(blob), width)]
+
+
+def entity_keys(customer_ids: pa.ChunkedArray | pa.Array, version: int) -> list[bytes]:
+    """Feast's serialized entity key of each customer id (as its online stores key rows)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return [
+        serialize_entity_key(
+            EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val=cid)]),
+            entity_key_serialization_version=version,
+        )
+        for cid in customer_ids.to_pylist()
+    ]
+
+
+def write_latest(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int:
+    """Write ``rows`` (latest per customer: ``customer_id``, ``event_timestamp``, features) into
+    the online store for ``view``; returns the rows written."""
+    if rows.num_rows == 0:
+        return 0
+    kind = store.config.online_store.type
+    if kind == "sqlite":
+        return _write_sqlite(store, view, rows)
+    if kind == "redis":
+        return _write_redis(store, view, rows)
+    return _write_with_feast(store, view, rows)
+
+
+def _columns(view: FeatureView, rows: pa.Table) -> dict[str, list[bytes]]:
+    return {f.name: encode_values(rows.column(f.name)) for f in view.features}
+
+
+def _timestamps(rows: pa.Table) -> list[datetime]:
+    """Naive UTC datetimes, as Feast's SQLite store keeps them."""
+    ts = rows.column("event_timestamp").cast(pa.timestamp("us", tz="UTC"))
+    return [t.replace(tzinfo=None) for t in ts.to_pylist()]
+
+
+def _sqlite_path(store: FeatureStore) -> Path:
+    path = Path(store.config.online_store.path)
+    return path if path.is_absolute() else Path(store.repo_path) / path
+
+
+def _write_sqlite(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int:
+    from feast.infra.online_stores.helpers import compute_table_id
+
+    config = store.config
+    table = compute_table_id(
+        config.project, view, config.registry.enable_online_feature_view_versioning
+    )
+    expected = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
+    with sqlite3.connect(_sqlite_path(store)) as conn:
+        columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+    store_config = config.online_store
+    special = store_config.vector_enabled or getattr(
+        store_config, "enable_openai_compatible_store", False
+    )
+    # vector_value exists in every table Feast creates; it is filled only with vector search on
+    if special or [c for c in columns if c != "vector_value"] != expected:
+        return _write_with_feast(store, view, rows)
+    from feast.infra.online_stores.sqlite import adapt_datetime_epoch
+
+    keys = entity_keys(rows.column(JOIN_KEY), config.entity_key_serialization_version)
+    # stored as Feast's sqlite module adapts datetimes; one conversion per distinct instant
+    epochs: dict[datetime, int] = {}
+    stamps = [
+        epochs.get(t) or epochs.setdefault(t, adapt_datetime_epoch(t)) for t in _timestamps(rows)
+    ]
+    created = adapt_datetime_epoch(datetime.now(UTC).replace(tzinfo=None))
+    features = sorted(f.name for f in view.features)
+    blobs = [encode_values(rows.column(name)) for name in features]
+    texts = [_texts(rows.column(name)) for name in features]
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # primary-key order: appends
+
+    def records() -> Iterator[tuple]:
+        for i in order:
+            key, ts = keys[i], stamps[i]
+            for j, name in enumerate(features):
+                yield key, name, blobs[j][i], texts[j][i], ts, created
+
+    with sqlite3.connect(_sqlite_path(store)) as conn:
+        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: no page spills mid-batch
+        conn.executemany(
+            f'INSERT INTO "{table}" ({", ".join(expected)}) VALUES (?, ?, ?, ?, ?, ?) '
+            "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+            "value_text = excluded.value_text, event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts",
+            records(),
+        )
+    return rows.num_rows
+
+
+def _texts(column: pa.ChunkedArray) -> list[str | None]:
+    """``value_text`` as Feast fills it: ``str()`` of the Python value, null for null."""
+    return [None if v is None or v != v else str(v) for v in column.to_pylist()]
+
+
+def _write_redis(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int:
+    from feast.infra.online_stores.helpers import _mmh3, _redis_key
+    from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    config = store.config
+    client = RedisOnlineStore()._get_client(config.online_store)
+    name = _versioned_fv_name(view, config)
+    fields = [_mmh3(f"{name}:{f.name}") for f in view.features]
+    columns = [encode_values(rows.column(f.name)) for f in view.features]
+    ts_field = f"_ts:{name}"
+    stamps = {}
+    version = config.entity_key_serialization_version
+    ttl = config.online_store.key_ttl_seconds
+    with client.pipeline(transaction=False) as pipe:
+        for i, (cid, ts) in enumerate(
+            zip(rows.column(JOIN_KEY).to_pylist(), _timestamps(rows), strict=True)
+        ):
+            blob = stamps.get(ts)
+            if blob is None:
+                proto = Timestamp()
+                proto.FromDatetime(ts.replace(tzinfo=UTC))
+                blob = stamps[ts] = proto.SerializeToString()
+            key = _redis_key(
+                config.project,
+                EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val=cid)]),
+                entity_key_serialization_version=version,
+            )
+            mapping = {ts_field: blob}
+            for field, column in zip(fields, columns, strict=True):
+                mapping[field] = column[i]
+            pipe.hset(key, mapping=mapping)
+            if ttl:
+                pipe.expire(name=key, time=ttl)
+            if i % 10_000 == 9_999:
+                pipe.execute()
+        pipe.execute()
+    return rows.num_rows
+
+
+def _write_with_feast(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int:
+    names = [JOIN_KEY, "event_timestamp", "created_at", *(f.name for f in view.features)]
+    store.write_to_online_store(view.name, df=rows.select(names).to_pandas())
+    return rows.num_rows

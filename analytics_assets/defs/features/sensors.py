@@ -1,0 +1,20 @@
+"""Feature automation: the registry and the online store follow new feature snapshots."""
+
+import dagster as dg
+
+from analytics_assets import settings
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    automation = dg.AutomationConditionSensorDefinition(
+        "features_automation",
+        target=dg.AssetSelection.groups("features"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.analytics_interval_seconds(),
+        description=(
+            "Evaluates the feature assets' automation conditions: after new snapshots land, "
+            "feast_definitions applies the repo and online_features materializes them."
+        ),
+    )
+    return dg.Definitions(sensors=[automation])

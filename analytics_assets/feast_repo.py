@@ -1,0 +1,70 @@
+"""Opening the Feast repo in ``feature_repo/`` from Python, the way the ``feast`` CLI does.
+
+``feature_store.yaml`` reads its stores from environment variables; here they are filled from
+:func:`analytics_assets.settings.feast_environment`, so the embedded defaults apply without
+exporting anything. Feast is imported lazily: it is heavy, and most runs never touch it.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from analytics_assets import settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, RepoConfig
+    from feast.repo_contents import RepoContents
+
+
+def repo_config(repo_path: Path) -> RepoConfig:
+    """``feature_store.yaml`` with ``$VARS`` expanded from the environment and the defaults."""
+    from feast import RepoConfig
+
+    text = (repo_path / "feature_store.yaml").read_text()
+    expanded = string.Template(text).safe_substitute(settings.feast_environment())
+    config = RepoConfig(**yaml.safe_load(expanded))
+    config.repo_path = repo_path
+    return config
+
+
+def open_store(repo_path: Path) -> FeatureStore:
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo_path), config=repo_config(repo_path))
+
+
+@contextmanager
+def _inside(repo_path: Path) -> Iterator[None]:
+    """Feast imports repo files as top-level modules relative to the working directory."""
+    previous = Path.cwd()
+    names = {p.stem for p in repo_path.glob("*.py")}
+    for name in names:  # another copy of the repo may have been imported in this process
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(repo_path))
+    os.chdir(repo_path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+        sys.path.remove(str(repo_path))
+
+
+def repo_contents(repo_path: Path, project: str) -> RepoContents:
+    """Every Feast object the repo defines (what ``feast apply`` would register), with the
+    ``project`` of ``feature_store.yaml`` when the repo declares none (as the CLI does)."""
+    from feast import Project
+    from feast.repo_operations import parse_repo
+
+    with _inside(repo_path):
+        contents = parse_repo(repo_path)
+    if not contents.projects:
+        contents.projects.append(Project(name=project))
+    return contents
