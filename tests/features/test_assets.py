@@ -1,0 +1,148 @@
+"""The feature assets materialized for real: snapshots -> feast apply -> online -> training set,
+on the SQLite online store and on a real Redis."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from analytics_assets import settings
+from analytics_assets.defs.features import checks
+from analytics_assets.defs.features.assets import (
+    TrainingSetConfig,
+    customer_features,
+    feast_definitions,
+    online_features,
+    training_set,
+)
+from analytics_assets.feast_repo import open_store
+from tests.analytics.conftest import ingest
+from tests.conftest import purchase
+from tests.features.conftest import FIRST, LAST, range_tags, roll_up
+
+ONLINE_CHECKS = [checks.online_matches_offline, checks.online_not_older_than_offline]
+
+
+def run(assets, resources, instance, **kwargs) -> dg.ExecuteInMemoryResult:
+    result = dg.materialize(assets, resources=resources, instance=instance, **kwargs)
+    assert result.success
+    return result
+
+
+def metadata(result: dg.ExecuteInMemoryResult, key: str) -> dict:
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(key)
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def build_features(resources, instance, first: date = FIRST, last: date = LAST):
+    return run([customer_features], resources, instance, tags=range_tags(first, last))
+
+
+def online_values(customers: list[str]) -> dict:
+    store = open_store(settings.feature_repo_path())
+    return store.get_online_features(
+        features=store.get_feature_service("churn_v1"),
+        entity_rows=[{"customer_id": c} for c in customers],
+    ).to_dict()
+
+
+def materialize_online(resources, instance) -> dg.ExecuteInMemoryResult:
+    result = run([online_features, *ONLINE_CHECKS], resources, instance)
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert len(result.get_asset_check_evaluations()) == 2
+    return result
+
+
+@pytest.mark.parametrize("online_store", ["sqlite", "redis"])
+def test_snapshots_to_online_store(
+    history, feature_resources, instance, online_store, request
+) -> None:
+    if online_store == "redis":
+        request.getfixturevalue("redis_online")
+    build_features(feature_resources, instance)
+    applied = metadata(run([feast_definitions], feature_resources, instance), "feast_definitions")
+    assert applied["feature_views"] == ["engagement", "purchase_behaviour"]
+    assert "Created feature service churn_v1" in applied["registry_diff"]
+
+    first = metadata(materialize_online(feature_resources, instance), "online_features")
+    assert first["rows_written"] == {"purchase_behaviour": 3, "engagement": 3}
+    assert first["online_store"] == online_store
+    served = online_values(["a", "b", "c", "nobody"])
+    assert served["frequency"] == [1, 0, 0, None]  # as of Mar 10: b has bought once
+    assert served["days_since_last_purchase"] == [7.0, 1.0, None, None]
+
+    # nothing new: the incremental run writes nothing and changes nothing
+    again = metadata(materialize_online(feature_resources, instance), "online_features")
+    assert again["rows_written"] == {"purchase_behaviour": 0, "engagement": 0}
+    assert online_values(["a", "b", "c", "nobody"]) == served
+
+    # a new day: only that day's snapshots go online, and they win
+    ingest(
+        settings.warehouse_path(),
+        "next",
+        [
+            purchase(30, 50.0, customer_id="c", occurred_at="2024-03-11T09:00:00Z"),
+        ],
+    )
+    roll_up(feature_resources, LAST, date(2024, 3, 11))
+    build_features(feature_resources, instance, date(2024, 3, 11), date(2024, 3, 11))
+    later = metadata(materialize_online(feature_resources, instance), "online_features")
+    assert later["rows_written"] == {"purchase_behaviour": 3, "engagement": 3}
+    assert online_values(["a", "c"])["days_since_last_purchase"] == [8.0, 0.0]
+
+
+def test_feast_apply_is_idempotent(history, feature_resources, instance) -> None:
+    build_features(feature_resources, instance)
+    run([feast_definitions], feature_resources, instance)
+    store = open_store(settings.feature_repo_path())
+    before = sorted(v.name for v in store.list_feature_views())
+    run([feast_definitions], feature_resources, instance)
+    store.refresh_registry()
+    assert sorted(v.name for v in store.list_feature_views()) == before
+    assert sorted(s.name for s in store.list_feature_services()) == ["churn_v1", "clv_v1"]
+
+
+def test_training_set_joins_features_as_of_each_day(history, feature_resources, instance) -> None:
+    build_features(feature_resources, instance)
+    run([feast_definitions], feature_resources, instance)
+    config = TrainingSetConfig(churn_days=2, value_days=3, every_days=3)
+    result = run(
+        [training_set],
+        feature_resources,
+        instance,
+        run_config=dg.RunConfig(ops={"training_set": config}),
+    )
+    # the last events are on Mar 9 (observed until Mar 10 00:00), so a 3-day label window must
+    # start by Mar 7: as-of days up to Mar 6, every 3 days back
+    assert metadata(result, "training_set")["as_of_days"] == ["2024-03-03", "2024-03-06"]
+    frame = pl.read_parquet(settings.training_set_path())
+    at = {(r["customer_id"], r["event_timestamp"].day): r for r in frame.to_dicts()}
+    assert set(at) == {("a", 4), ("b", 4), ("a", 7), ("b", 7)}
+    # features as of the end of Mar 3 (valid from Mar 4), labels from Mar 4 on
+    a4 = at[("a", 4)]
+    assert (a4["frequency"], a4["total_revenue"], a4["days_since_last_purchase"]) == (1, 45.0, 0.0)
+    assert (a4["churned"], a4["future_value"]) == (True, 0.0)
+    assert at[("a", 7)]["days_since_last_purchase"] == 3.0
+    # b buys on Mar 9 15:00: after the 2-day churn window from Mar 7, inside the 3-day value one
+    b7 = at[("b", 7)]
+    assert (b7["total_revenue"], b7["churned"], b7["future_value"]) == (0.0, True, 20.0)
+    # exactly what the two feature services name, plus the labels
+    assert "orders" not in frame.columns
+    assert set(frame.columns) >= {"frequency", "sessions_28d", "average_order_value", "churned"}
+
+
+def test_training_set_refuses_when_no_label_window_has_passed(
+    history, feature_resources, instance
+) -> None:
+    build_features(feature_resources, instance)
+    run([feast_definitions], feature_resources, instance)
+    result = dg.materialize(
+        [training_set], resources=feature_resources, instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    assert "no as-of day has a complete label window" in str(result.all_events)
