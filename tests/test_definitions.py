@@ -14,8 +14,25 @@ EXPECTED_ASSETS = {
     "kpis_hourly": {"group": "analytics", "deps": {"events", "sessions"}, "partitioned": True},
     "kpis_daily": {"group": "analytics", "deps": {"events", "sessions"}, "partitioned": True},
     "customer_base_audit": {"group": "analytics", "deps": {"customer_daily"}, "partitioned": False},
+    "customer_features": {
+        "group": "features",
+        "deps": {"customer_daily", "sessions"},
+        "partitioned": True,
+    },
+    "feast_definitions": {"group": "features", "deps": {"customer_features"}, "partitioned": False},
+    "online_features": {
+        "group": "features",
+        "deps": {"feast_definitions", "customer_features"},
+        "partitioned": False,
+    },
+    "training_set": {
+        "group": "features",
+        "deps": {"feast_definitions", "customer_features", "events"},
+        "partitioned": False,
+    },
 }
-AUTOMATED = {"customer_base_audit"}
+AUTOMATED = {"customer_base_audit", "feast_definitions", "online_features"}
+ON_DEMAND = {"training_set"}
 EXPECTED_CHECKS = {
     ("events", "rows_reconcile", True),
     ("events", "unique_event_ids", True),
@@ -24,6 +41,8 @@ EXPECTED_CHECKS = {
     ("customer_daily", "customer_daily_reconciles", True),
     ("sessions", "sessions_well_formed", True),
     ("kpis_daily", "kpis_daily_reconciles", False),
+    ("online_features", "online_matches_offline", True),
+    ("online_features", "online_not_older_than_offline", True),
 }
 
 
@@ -67,4 +86,13 @@ def test_analytics_sensor_targets_the_day_tables() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     job = defs.resolve_job_def(sensor.job_name)
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert selected == set(EXPECTED_ASSETS) - INGEST - AUTOMATED
+    assert selected == set(EXPECTED_ASSETS) - INGEST - AUTOMATED - ON_DEMAND
+
+
+def test_features_automation_targets_the_feature_group() -> None:
+    sensor = defs.resolve_sensor_def("features_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    selected = sensor.asset_selection.resolve(defs.resolve_asset_graph())
+    assert {k.to_user_string() for k in selected} == {
+        k for k, v in EXPECTED_ASSETS.items() if v["group"] == "features"
+    }
