@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from datetime import datetime
 from pathlib import Path
@@ -115,8 +116,20 @@ def paths() -> None:
         ("quarantine", settings.quarantine_dir()),
         ("warehouse", settings.warehouse_path()),
         ("DAGSTER_HOME", settings.dagster_home()),
+        ("feature repo", settings.feature_repo_path()),
+        ("snapshots", settings.feature_snapshots_dir()),
+        ("training set", settings.training_set_path()),
     ):
         click.echo(f"{name:15} {value}")
+
+
+@main.command("feast-env")
+def feast_env() -> None:
+    """Print ``export`` lines for the variables feature_store.yaml reads (set ones kept, the rest
+    defaulted): eval "$(uv run analytics feast-env)"; cd feature_repo; feast plan"""
+    settings.ensure_dirs()
+    for name, value in settings.feast_environment().items():
+        click.echo(f"export {name}={shlex.quote(value)}")
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def feast_environment() -> dict[str, str]:
         "ANALYTICS_HOME": str(analytics_home()),
         "FEAST_REGISTRY_TYPE": "file",
         "FEAST_REGISTRY_PATH": str(feast_home / "registry.db"),
-        "FEAST_ONLINE_STORE": f"{{type: sqlite, path: '{feast_home / 'online.db'}'}}",
+        "FEAST_ONLINE_STORE": f'{{type: sqlite, path: "{feast_home / "online.db"}"}}',
     }
     return {name: _env(name) or default for name, default in defaults.items()}
 
