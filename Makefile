@@ -15,7 +15,7 @@ DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 90
 DEMO_CDNOW_PERIOD_DAYS ?= 28
 
-.PHONY: env test lint format demo seed dagster-home bench-ingest bench-freshness clean
+.PHONY: env test lint format demo seed dagster-home bench-ingest bench-freshness bench-features clean
 
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -56,6 +56,9 @@ bench-ingest: env
 
 bench-freshness: env
 	$(UV) run --locked python benchmarks/freshness.py
+
+bench-features: env
+	$(UV) run --locked python benchmarks/feature_store.py
 
 clean:
 	rm -rf .analytics .pytest_cache .ruff_cache
