@@ -102,11 +102,9 @@ def ours(store, directory: Path) -> int:
     from analytics_assets.defs.features import offline, online
 
     until = offline.newest_timestamp(directory) + timedelta(seconds=1)
-    written = 0
-    for view in offline.views_over_snapshots(store):
-        rows = offline.latest_rows(directory, None, until, [f.name for f in view.features])
-        written += online.write_latest(store, view, rows)
-    return written
+    views = offline.views_over_snapshots(store)
+    batches = offline.latest_rows_by_view(directory, views, until)
+    return sum(online.write_latest(store, batches).values())
 
 
 def stock(store) -> None:

@@ -74,9 +74,10 @@ def test_sqlite_rows_match_feasts_own_writer(history, feature_resources, instanc
     store = open_store(settings.feature_repo_path())
     directory = settings.feature_snapshots_dir()
     until = offline.newest_timestamp(directory) + timedelta(seconds=1)
-    for view in offline.views_over_snapshots(store):
-        rows = offline.latest_rows(directory, None, until, [f.name for f in view.features])
-        assert online.write_latest(store, view, rows) == 3
+    views = offline.views_over_snapshots(store)
+    batches = offline.latest_rows_by_view(directory, views, until)
+    assert online.write_latest(store, batches) == {v.name: 3 for v in views}
+    for view, rows in batches:
         ours = dump(store, view)
         online._write_with_feast(store, view, rows)
         assert ours == dump(store, view)

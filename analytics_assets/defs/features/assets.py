@@ -122,12 +122,11 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     if end is None:
         return dg.MaterializeResult(metadata={"rows_written": 0, "note": "no snapshots yet"})
     until = end + timedelta(seconds=1)  # Feast's windows are [start, end)
-    written: dict[str, int] = {}
     started = time.perf_counter()
-    for view in offline.views_over_snapshots(store):
+    views = offline.views_over_snapshots(store)
+    written = online.write_latest(store, offline.latest_rows_by_view(directory, views, until))
+    for view in views:
         since = view.most_recent_end_time
-        rows = offline.latest_rows(directory, since, until, [f.name for f in view.features])
-        written[view.name] = online.write_latest(store, view, rows)
         store.registry.apply_materialization(
             view, store.project, since or offline.oldest_timestamp(directory), until
         )

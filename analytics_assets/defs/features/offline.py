@@ -77,6 +77,26 @@ def latest_rows(
         ).to_arrow_table()
 
 
+def latest_rows_by_view(
+    directory: Path, views: list[FeatureView], until: datetime
+) -> list[tuple[FeatureView, pa.Table]]:
+    """Each view's rows to materialize: the newest snapshot per customer since the view's last
+    materialization. Views materialized up to the same instant share one read."""
+    read: dict[datetime | None, pa.Table] = {}
+    batches = []
+    for view in views:
+        since = view.most_recent_end_time
+        if since not in read:
+            names = sorted({f.name for v in views for f in v.features})
+            read[since] = latest_rows(directory, since, until, names)
+        names = [f.name for f in view.features]
+        rows = read[since]
+        if rows.num_rows:
+            rows = rows.select(["customer_id", "event_timestamp", "created_at", *names])
+        batches.append((view, rows))
+    return batches
+
+
 def views_over_snapshots(store: FeatureStore) -> list[FeatureView]:
     """The registered feature views the snapshot files feed."""
     return [v for v in store.list_feature_views() if v.batch_source.name == SNAPSHOT_SOURCE]

@@ -90,17 +90,28 @@ def entity_keys(customer_ids: pa.ChunkedArray | pa.Array, version: int) -> list[
     return [feast_key(cid) for cid in ids]
 
 
-def write_latest(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int:
-    """Write ``rows`` (latest per customer: ``customer_id``, ``event_timestamp``, features) into
-    the online store for ``view``; returns the rows written."""
-    if rows.num_rows == 0:
-        return 0
+def write_latest(
+    store: FeatureStore, batches: list[tuple[FeatureView, pa.Table]]
+) -> dict[str, int]:
+    """Write each view's rows (latest per customer: ``customer_id``, ``event_timestamp``,
+    ``created_at`` and the view's features) into the online store; returns rows per view.
+
+    On SQLite every view goes in within one transaction: readers see all views' new values or
+    none of them.
+    """
     kind = store.config.online_store.type
-    if kind == "sqlite":
-        return _write_sqlite(store, view, rows)
-    if kind == "redis":
-        return _write_redis(store, view, rows)
-    return _write_with_feast(store, view, rows)
+    if kind == "sqlite" and all(_plain_sqlite_table(store, view) for view, _ in batches):
+        with sqlite3.connect(_sqlite_path(store)) as conn:
+            conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: no page spills mid-batch
+            for view, rows in batches:
+                _insert_sqlite(conn, store, view, rows)
+        return {view.name: rows.num_rows for view, rows in batches}
+    for view, rows in batches:
+        if rows.num_rows and kind == "redis":
+            _write_redis(store, view, rows)
+        elif rows.num_rows:
+            _write_with_feast(store, view, rows)
+    return {view.name: rows.num_rows for view, rows in batches}
 
 
 def _per_instant(rows: pa.Table, convert) -> list:
@@ -117,26 +128,40 @@ def _sqlite_path(store: FeatureStore) -> Path:
     return path if path.is_absolute() else Path(store.repo_path) / path
 
 
-def _write_sqlite(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int:
+_SQLITE_COLUMNS = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
+
+
+def _sqlite_table(store: FeatureStore, view: FeatureView) -> str:
     from feast.infra.online_stores.helpers import compute_table_id
 
     config = store.config
-    table = compute_table_id(
+    return compute_table_id(
         config.project, view, config.registry.enable_online_feature_view_versioning
     )
-    expected = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
+
+
+def _plain_sqlite_table(store: FeatureStore, view: FeatureView) -> bool:
+    """Whether the view's table has the layout written here (vector search and numeric-search
+    layouts are left to Feast's own writer)."""
+    config = store.config.online_store
+    if config.vector_enabled or getattr(config, "enable_openai_compatible_store", False):
+        return False
     with sqlite3.connect(_sqlite_path(store)) as conn:
-        columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
-    store_config = config.online_store
-    special = store_config.vector_enabled or getattr(
-        store_config, "enable_openai_compatible_store", False
-    )
+        found = conn.execute(f'PRAGMA table_info("{_sqlite_table(store, view)}")')
+        columns = [r[1] for r in found]
     # vector_value exists in every table Feast creates; it is filled only with vector search on
-    if special or [c for c in columns if c != "vector_value"] != expected:
-        return _write_with_feast(store, view, rows)
+    return [c for c in columns if c != "vector_value"] == _SQLITE_COLUMNS
+
+
+def _insert_sqlite(
+    conn: sqlite3.Connection, store: FeatureStore, view: FeatureView, rows: pa.Table
+) -> None:
     from feast.infra.online_stores.sqlite import adapt_datetime_epoch
 
-    keys = entity_keys(rows.column(JOIN_KEY), config.entity_key_serialization_version)
+    if rows.num_rows == 0:
+        return
+    table = _sqlite_table(store, view)
+    keys = entity_keys(rows.column(JOIN_KEY), store.config.entity_key_serialization_version)
     # stored the way Feast's sqlite module adapts datetimes
     stamps = _per_instant(rows, adapt_datetime_epoch)
     created = adapt_datetime_epoch(datetime.now(UTC).replace(tzinfo=None))
@@ -156,7 +181,7 @@ def _write_sqlite(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int
     def statement(customers: int) -> str:
         rows_sql = ", ".join(["(?, ?, ?, ?, ?, ?)"] * (customers * len(features)))
         return (
-            f'INSERT INTO "{table}" ({", ".join(expected)}) VALUES {rows_sql} '
+            f'INSERT INTO "{table}" ({", ".join(_SQLITE_COLUMNS)}) VALUES {rows_sql} '
             "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
             "value_text = excluded.value_text, event_ts = excluded.event_ts, "
             "created_ts = excluded.created_ts"
@@ -165,15 +190,10 @@ def _write_sqlite(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int
     # many rows per statement: SQLite's per-statement cost is most of a one-row insert
     per = max(1, _ROWS_PER_STATEMENT // len(features))
     full = len(order) - len(order) % per
-    with sqlite3.connect(_sqlite_path(store)) as conn:
-        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: no page spills mid-batch
-        if full:
-            conn.executemany(
-                statement(per), (values(order[i : i + per]) for i in range(0, full, per))
-            )
-        if full < len(order):
-            conn.execute(statement(len(order) - full), values(order[full:]))
-    return rows.num_rows
+    if full:
+        conn.executemany(statement(per), (values(order[i : i + per]) for i in range(0, full, per)))
+    if full < len(order):
+        conn.execute(statement(len(order) - full), values(order[full:]))
 
 
 def _texts(column: pa.ChunkedArray) -> list[str | None]:
