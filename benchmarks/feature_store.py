@@ -22,9 +22,7 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -56,12 +54,6 @@ def write_snapshot(directory: Path, customers: int, seed: int = 7) -> None:
     frame = pl.DataFrame(columns).with_columns(pl.selectors.float().fill_nan(None))
     directory.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(directory / f"{AS_OF.isoformat()}.parquet")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def open_applied(kind: str, home: Path, redis_at: str, tag: str, db: int):
@@ -131,6 +123,59 @@ def p99(values: list[float]) -> float:
     return float(np.percentile(values, 99))
 
 
+def measure(kind: str, home: Path, redis_at: str, size: dict, figures: dict) -> None:
+    """Ours against stock into one online store, then online read latencies; into ``figures``."""
+    from analytics_assets import settings
+
+    directory = settings.feature_snapshots_dir()
+    customers, repeats, rows = size["customers"], size["repeats"], size["customers"] * 2
+    calls_1, calls_100 = size["calls_1"], size["calls_100"]
+    mine, theirs = [], []
+    # separate registries, SQLite files and Redis databases: no shared state
+    store_ours = open_applied(kind, home, redis_at, f"{kind}-ours", db=0)
+    store_stock = open_applied(kind, home, redis_at, f"{kind}-stock", db=1)
+    for _ in range(repeats):
+        clear_online(kind, store_ours, redis_at, db=0)
+        started = time.perf_counter()
+        assert ours(store_ours, directory) == rows
+        mine.append(time.perf_counter() - started)
+        clear_online(kind, store_stock, redis_at, db=1)
+        started = time.perf_counter()
+        stock(store_stock)
+        theirs.append(time.perf_counter() - started)
+        print(f"{kind}: ours {mine[-1]:.2f} s, stock {theirs[-1]:.2f} s", flush=True)
+    figures[f"{kind}_rows_per_s"] = round(rows / statistics.median(mine))
+    figures[f"{kind}_stock_rows_per_s"] = round(rows / statistics.median(theirs))
+    print(
+        f"{kind}: ours {figures[f'{kind}_rows_per_s']:,} rows/s, "
+        f"stock {figures[f'{kind}_stock_rows_per_s']:,} rows/s "
+        f"(median of {repeats}; {rows:,} rows)"
+    )
+    # both paths must serve the same values
+    check = [f"purchase_behaviour:{f}" for f in ("monetary_value", "frequency")]
+    sample = [{"customer_id": f"c{i:07d}"} for i in range(0, customers, customers // 50)]
+    a = store_ours.get_online_features(features=check, entity_rows=sample).to_dict()
+    b = store_stock.get_online_features(features=check, entity_rows=sample).to_dict()
+    assert a == b, f"{kind}: our writer and Feast's disagree"
+    view = [
+        f"purchase_behaviour:{f.name}"
+        for f in store_ours.get_feature_view("purchase_behaviour").features
+    ]
+    service = store_ours.get_feature_service("churn_v1")
+    for label, features in (("", view), ("_churn_v1", service)):
+        one = read_latencies(store_ours, customers, 1, calls_1, features)
+        hundred = read_latencies(store_ours, customers, 100, calls_100, features)
+        prefix = "online" if kind == "sqlite" else "redis_online"
+        figures[f"{prefix}_p99_ms_1{label}"] = round(p99(one), 3)
+        figures[f"{prefix}_p99_ms_100{label}"] = round(p99(hundred), 3)
+        figures[f"{prefix}_p50_ms_1{label}"] = round(float(np.median(one)), 3)
+        print(
+            f"{kind} online read{label or ' (8 features)'}: 1 customer p50 "
+            f"{np.median(one):.3f} ms p99 {p99(one):.3f} ms; 100 customers p99 "
+            f"{p99(hundred):.2f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -143,7 +188,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="feature-store-bench-"))
     os.environ["ANALYTICS_HOME"] = str(home)
     os.environ.pop("ANALYTICS_FEATURES_DIR", None)
-    from analytics_assets import settings
+    from analytics_assets import servers, settings
 
     settings.ensure_dirs()
     directory = settings.feature_snapshots_dir()
@@ -151,76 +196,14 @@ def main() -> None:
     rows = customers * 2
     redis_dir = home / "redis"
     redis_dir.mkdir()
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(redis_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    redis_at = f"127.0.0.1:{port}"
-    time.sleep(0.5)
     figures: dict[str, object] = {"bench": "feature_store", "customers": customers, "rows": rows}
+    size = {"customers": customers, "repeats": repeats, "calls_1": calls_1, "calls_100": calls_100}
     try:
-        for kind in ("sqlite", "redis"):
-            mine, theirs = [], []
-            # separate registries, SQLite files and Redis databases: no shared state
-            store_ours = open_applied(kind, home, redis_at, f"{kind}-ours", db=0)
-            store_stock = open_applied(kind, home, redis_at, f"{kind}-stock", db=1)
-            for _ in range(repeats):
-                clear_online(kind, store_ours, redis_at, db=0)
-                started = time.perf_counter()
-                assert ours(store_ours, directory) == rows
-                mine.append(time.perf_counter() - started)
-                clear_online(kind, store_stock, redis_at, db=1)
-                started = time.perf_counter()
-                stock(store_stock)
-                theirs.append(time.perf_counter() - started)
-                print(f"{kind}: ours {mine[-1]:.2f} s, stock {theirs[-1]:.2f} s", flush=True)
-            figures[f"{kind}_rows_per_s"] = round(rows / statistics.median(mine))
-            figures[f"{kind}_stock_rows_per_s"] = round(rows / statistics.median(theirs))
-            print(
-                f"{kind}: ours {figures[f'{kind}_rows_per_s']:,} rows/s, "
-                f"stock {figures[f'{kind}_stock_rows_per_s']:,} rows/s "
-                f"(median of {repeats}; {rows:,} rows)"
-            )
-            # both paths must serve the same values
-            check = [f"purchase_behaviour:{f}" for f in ("monetary_value", "frequency")]
-            sample = [{"customer_id": f"c{i:07d}"} for i in range(0, customers, customers // 50)]
-            a = store_ours.get_online_features(features=check, entity_rows=sample).to_dict()
-            b = store_stock.get_online_features(features=check, entity_rows=sample).to_dict()
-            assert a == b, f"{kind}: our writer and Feast's disagree"
-            view = [
-                f"purchase_behaviour:{f.name}"
-                for f in store_ours.get_feature_view("purchase_behaviour").features
-            ]
-            service = store_ours.get_feature_service("churn_v1")
-            for label, features in (("", view), ("_churn_v1", service)):
-                one = read_latencies(store_ours, customers, 1, calls_1, features)
-                hundred = read_latencies(store_ours, customers, 100, calls_100, features)
-                prefix = "online" if kind == "sqlite" else "redis_online"
-                figures[f"{prefix}_p99_ms_1{label}"] = round(p99(one), 3)
-                figures[f"{prefix}_p99_ms_100{label}"] = round(p99(hundred), 3)
-                figures[f"{prefix}_p50_ms_1{label}"] = round(float(np.median(one)), 3)
-                print(
-                    f"{kind} online read{label or ' (8 features)'}: 1 customer p50 "
-                    f"{np.median(one):.3f} ms p99 {p99(one):.3f} ms; 100 customers p99 "
-                    f"{p99(hundred):.2f} ms"
-                )
+        with servers.redis_server(redis_dir) as redis_at:
+            for kind in ("sqlite", "redis"):
+                measure(kind, home, redis_at, size, figures)
         figures["stock_rows_per_s"] = figures["sqlite_stock_rows_per_s"]
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         shutil.rmtree(home, ignore_errors=True)
     figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(figures))

@@ -161,3 +161,37 @@ def test_sql_registry_is_a_setting(history, feature_resources, instance, monkeyp
     assert not (settings.analytics_home() / "feast" / "registry.db").exists()
     materialize_online(feature_resources, instance)
     assert online_values(["a"])["frequency"] == [1]
+
+
+def test_online_checks_catch_a_wrong_or_stale_value(history, feature_resources, instance) -> None:
+    import pandas as pd
+
+    build_features(feature_resources, instance)
+    run([feast_definitions], feature_resources, instance)
+    materialize_online(feature_resources, instance)
+    store = open_store(settings.feature_repo_path())
+    names = [f.name for f in store.get_feature_view("purchase_behaviour").features]
+    # customer a: a value the snapshots never had, at an older timestamp
+    row = {n: 0.0 for n in names} | {"frequency": 99, "orders": 99}
+    tampered = pd.DataFrame(
+        [
+            row
+            | {
+                "customer_id": "a",
+                "event_timestamp": pd.Timestamp("2024-03-02", tz="UTC"),
+                "created_at": pd.Timestamp("2024-03-02", tz="UTC"),
+            }
+        ]
+    )
+    store.write_to_online_store("purchase_behaviour", df=tampered)
+    result = dg.materialize(
+        [online_features, *ONLINE_CHECKS],
+        resources=feature_resources,
+        instance=instance,
+        selection=dg.AssetSelection.checks_for_assets(online_features),
+        raise_on_error=False,
+    )
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
+        "online_matches_offline": False,
+        "online_not_older_than_offline": False,
+    }

@@ -44,31 +44,27 @@ def online_vs_offline(store, directory, sample: int = SAMPLE, seed: int = 0) -> 
     return pl.DataFrame(results)
 
 
+def _sampled(feast: FeastRepo, flag: str, seed: int) -> dg.AssetCheckResult:
+    """Pass when ``flag`` holds for every sampled (customer, view); failures as examples."""
+    compared = online_vs_offline(feast.store(), settings.feature_snapshots_dir(), seed=seed)
+    failed = compared.filter(~pl.col(flag)) if compared.height else compared
+    return dg.AssetCheckResult(
+        passed=failed.height == 0,
+        metadata={
+            "compared": compared.height,
+            "failed": failed.height,
+            "examples": failed.head(5).to_dicts() if failed.height else [],
+        },
+    )
+
+
 @dg.asset_check(asset="online_features", blocking=True)
 def online_matches_offline(feast: FeastRepo) -> dg.AssetCheckResult:
     """For a sample of customers, every online feature value equals the offline latest row."""
-    compared = online_vs_offline(feast.store(), settings.feature_snapshots_dir())
-    bad = compared.filter(~pl.col("matches")) if compared.height else compared
-    return dg.AssetCheckResult(
-        passed=bad.height == 0,
-        metadata={
-            "compared": compared.height,
-            "mismatched": bad.height,
-            "examples": bad.head(5).to_dicts() if bad.height else [],
-        },
-    )
+    return _sampled(feast, "matches", seed=0)
 
 
 @dg.asset_check(asset="online_features", blocking=True)
 def online_not_older_than_offline(feast: FeastRepo) -> dg.AssetCheckResult:
     """No sampled customer's online timestamp is older than its newest offline snapshot."""
-    compared = online_vs_offline(feast.store(), settings.feature_snapshots_dir(), seed=1)
-    stale = compared.filter(~pl.col("online_is_current")) if compared.height else compared
-    return dg.AssetCheckResult(
-        passed=stale.height == 0,
-        metadata={
-            "compared": compared.height,
-            "stale": stale.height,
-            "examples": stale.head(5).to_dicts() if stale.height else [],
-        },
-    )
+    return _sampled(feast, "online_is_current", seed=1)
