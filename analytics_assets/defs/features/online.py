@@ -3,9 +3,9 @@
 Feast's own materialization turns every value into a protobuf and writes SQLite one statement
 per value (about 8k customer rows/s here). This writes the very same bytes, built a column at a
 time: the value encodings come from Feast's protobufs (one per distinct value, or the fixed
-9-byte double encoding), entity keys from Feast's serializer, and the rows go in with one
-``executemany`` (SQLite) or one pipeline (Redis). Any other online store gets Feast's own
-``online_write_batch``. The SDK reads the result like anything Feast wrote.
+9-byte double encoding), entity keys from Feast's serializer, and the rows go in as multi-row
+``INSERT``s in one transaction (SQLite) or one pipeline (Redis). Any other online store gets
+Feast's own ``write_to_online_store``. The SDK reads the result like anything Feast wrote.
 """
 
 from __future__ import annotations
