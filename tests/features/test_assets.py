@@ -195,3 +195,36 @@ def test_online_checks_catch_a_wrong_or_stale_value(history, feature_resources, 
         "online_matches_offline": False,
         "online_not_older_than_offline": False,
     }
+
+
+def test_a_late_event_refreshes_the_snapshots_after_it(
+    history, feature_resources, instance
+) -> None:
+    build_features(feature_resources, instance)
+    before = snapshot_row("b", date(2024, 3, 10))
+    assert before["orders"] == 1
+    # a purchase of b on Mar 3 arrives late: the sensor rebuilds Mar 2..3 only
+    ingest(
+        settings.warehouse_path(),
+        "late",
+        [
+            purchase(40, 7.0, customer_id="b", occurred_at="2024-03-03T08:00:00Z"),
+        ],
+    )
+    roll_up(feature_resources, date(2024, 3, 2), date(2024, 3, 3))
+    result = build_features(feature_resources, instance, date(2024, 3, 2), date(2024, 3, 3))
+    assert metadata_of_any(result)["later_days_refreshed"] == 7  # Mar 4 .. Mar 10
+    after = snapshot_row("b", date(2024, 3, 10))
+    assert (after["orders"], after["frequency"], after["total_revenue"]) == (2, 1, 27.0)
+
+
+def snapshot_row(customer: str, as_of: date) -> dict:
+    """A customer's row in the snapshot file of ``as_of``."""
+    frame = pl.read_parquet(settings.feature_snapshots_dir() / f"{as_of.isoformat()}.parquet")
+    (row,) = frame.filter(pl.col("customer_id") == customer).to_dicts()
+    return row
+
+
+def metadata_of_any(result: dg.ExecuteInMemoryResult) -> dict:
+    event = result.get_asset_materialization_events()[0]
+    return {k: v.value for k, v in event.materialization.metadata.items()}

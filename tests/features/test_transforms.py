@@ -18,7 +18,8 @@ CREATED = datetime(2024, 4, 1, tzinfo=UTC)
 
 def snapshot_frame(first: date = FIRST, last: date = LAST) -> pl.DataFrame:
     with warehouse() as conn:
-        rel = transforms.customer_snapshots(conn, first, last + timedelta(days=1), CREATED)
+        days = transforms.day_range(first, last + timedelta(days=1))
+        rel = transforms.customer_snapshots(conn, days, CREATED)
         return rel.pl().sort("customer_id", "as_of")
 
 
@@ -106,8 +107,9 @@ def test_days_are_replaced_not_appended(history, tmp_path) -> None:
     directory = tmp_path / "snapshots"
     with warehouse() as conn:
         for _ in range(2):
-            rel = transforms.customer_snapshots(conn, FIRST, LAST, CREATED)
-            written = snapshots.replace_days(rel, directory, FIRST, LAST)
+            days = transforms.day_range(FIRST, LAST)
+            rel = transforms.customer_snapshots(conn, days, CREATED)
+            written = snapshots.replace_days(rel, directory, days)
     assert written[FIRST.isoformat()] == 1 and written["2024-03-09"] == 3
     assert pl.read_parquet(directory / "*.parquet").height == sum(written.values())
     assert not list(directory.glob(".staging-*"))

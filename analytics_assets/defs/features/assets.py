@@ -43,11 +43,17 @@ def customer_features(
     window = context.partition_time_window
     start, end = window.start.date(), window.end.date()
     directory = settings.feature_snapshots_dir()
+    # later snapshots sum over these days too: rewrite the ones already written (not the gaps)
+    later = [d for d in offline.snapshot_days(directory) if d >= end]
+    as_of_days = transforms.day_range(start, end) + later
     with warehouse.get_connection() as conn:
-        relation = transforms.customer_snapshots(conn, start, end, datetime.now(UTC))
-        written = snapshots.replace_days(relation, directory, start, end)
+        relation = transforms.customer_snapshots(conn, as_of_days, datetime.now(UTC))
+        written = snapshots.replace_days(relation, directory, as_of_days)
     rows = sum(written.values())
-    context.log.info(f"{rows:,} snapshot rows for {len(written)} days into {directory}")
+    context.log.info(
+        f"{rows:,} snapshot rows for {len(written)} days into {directory} "
+        f"({len(later)} later days refreshed)"
+    )
     latest = max(written, default=None)
     sample = (
         pl.read_parquet(snapshots.file_for(directory, date.fromisoformat(latest)), n_rows=5)
@@ -59,6 +65,7 @@ def customer_features(
             "dagster/row_count": rows,
             "days": f"{start.isoformat()} .. {end.isoformat()} (exclusive)",
             "days_written": len(written),
+            "later_days_refreshed": len(later),
             "customers_latest_day": written.get(latest, 0) if latest else 0,
             "path": dg.MetadataValue.path(str(directory)),
             "preview": preview(sample),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -17,13 +17,13 @@ def file_for(directory: Path, as_of: date) -> Path:
 
 
 def replace_days(
-    relation: duckdb.DuckDBPyRelation, directory: Path, start: date, end: date
+    relation: duckdb.DuckDBPyRelation, directory: Path, days: list[date]
 ) -> dict[str, int]:
-    """Make the files of days ``[start, end)`` hold exactly ``relation``'s rows of those days.
+    """Make the files of ``days`` hold exactly ``relation``'s rows of those days.
 
     The rows are written to a staging folder first, then each day's file is renamed into
     place, so a reader sees a day's old file or its new one, never half of one; re-running
-    replaces, never appends. Days in the range without rows lose their file. Returns rows per day.
+    replaces, never appends. Days without rows lose their file. Returns rows per day.
     """
     directory.mkdir(parents=True, exist_ok=True)
     staging = directory / f".staging-{uuid.uuid4().hex}"
@@ -43,11 +43,9 @@ def replace_days(
                 raise RuntimeError(f"expected one file for {day}, found {files}")
             written[day.isoformat()] = pq.ParquetFile(files[0]).metadata.num_rows
             os.replace(files[0], file_for(directory, day))
-        day = start
-        while day < end:
+        for day in days:
             if day.isoformat() not in written:
                 file_for(directory, day).unlink(missing_ok=True)
-            day += timedelta(days=1)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dict(sorted(written.items()))

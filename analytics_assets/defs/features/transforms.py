@@ -52,7 +52,7 @@ WITH activity AS (
         SELECT customer_id, day, page_views, purchases, revenue,
                0 AS sessions, 0 AS cart_sessions, 0 AS abandoned,
                0 AS mobile, 0 AS desktop, 0 AS tablet
-        FROM customer_daily WHERE day < $end
+        FROM customer_daily WHERE day <= $last
         UNION ALL
         SELECT customer_id, day, 0, 0, 0,
                count(*),
@@ -61,7 +61,7 @@ WITH activity AS (
                count(*) FILTER (WHERE device = 'mobile'),
                count(*) FILTER (WHERE device = 'desktop'),
                count(*) FILTER (WHERE device = 'tablet')
-        FROM sessions WHERE day < $end
+        FROM sessions WHERE day <= $last
         GROUP BY ALL
     )
     GROUP BY ALL
@@ -83,9 +83,7 @@ running AS (
 shifted_7 AS (SELECT customer_id, day + 7 AS day, {", ".join(_RUNNING)} FROM running),
 shifted_28 AS (SELECT customer_id, day + 28 AS day, {", ".join(_RUNNING)} FROM running),
 customers AS (SELECT customer_id, min(day) AS first_day FROM activity GROUP BY ALL),
-as_of_days AS (
-    SELECT unnest(range($start::TIMESTAMP, $end::TIMESTAMP, INTERVAL 1 DAY))::DATE AS as_of
-),
+as_of_days AS (SELECT unnest($days::DATE[]) AS as_of),
 grid AS (
     SELECT c.customer_id, d.as_of
     FROM customers c JOIN as_of_days d ON c.first_day <= d.as_of
@@ -137,14 +135,20 @@ def snapshot_instant(as_of: date) -> datetime:
     return utc_midnight(as_of + timedelta(days=1))
 
 
-def customer_snapshots(
-    conn: duckdb.DuckDBPyConnection, start: date, end: date, created_at: datetime
-) -> duckdb.DuckDBPyRelation:
-    """One row per customer per as-of day in ``[start, end)``, for every customer seen by then.
+def day_range(start: date, end: date) -> list[date]:
+    """The days of ``[start, end)``."""
+    return [start + timedelta(days=n) for n in range((end - start).days)]
 
-    Reads ``customer_daily`` and ``sessions`` (which must be built up to ``end``).
+
+def customer_snapshots(
+    conn: duckdb.DuckDBPyConnection, days: list[date], created_at: datetime
+) -> duckdb.DuckDBPyRelation:
+    """One row per customer per as-of day in ``days``, for every customer seen by then.
+
+    Reads ``customer_daily`` and ``sessions`` (which must be built up to the last day).
     """
-    return conn.sql(_SNAPSHOT_SQL, params={"start": start, "end": end, "created_at": created_at})
+    params = {"days": sorted(days), "last": max(days), "created_at": created_at}
+    return conn.sql(_SNAPSHOT_SQL, params=params)
 
 
 def labels(
