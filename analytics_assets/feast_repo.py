@@ -8,10 +8,12 @@ exporting anything. Feast is imported lazily: it is heavy, and most runs never t
 from __future__ import annotations
 
 import os
+import re
 import string
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,3 +70,27 @@ def repo_contents(repo_path: Path, project: str) -> RepoContents:
     if not contents.projects:
         contents.projects.append(Project(name=project))
     return contents
+
+
+@dataclass(frozen=True)
+class Applied:
+    contents: RepoContents
+    registry_diff: str
+    infra_diff: str
+
+
+def apply(store: FeatureStore, repo_path: Path) -> Applied:
+    """Register the repo's objects and create their online tables: ``feast apply``, through the
+    SDK. Returns what it found and the diffs it applied (without terminal colours)."""
+    from feast.repo_operations import apply_total_with_repo_instance
+
+    contents = repo_contents(repo_path, store.project)
+    registry_diff, infra_diff, _ = store.plan(contents)
+    apply_total_with_repo_instance(
+        store, store.project, store.registry, contents, skip_source_validation=False
+    )
+    return Applied(contents, _plain(registry_diff.to_string()), _plain(infra_diff.to_string()))
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()

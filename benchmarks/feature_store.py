@@ -59,7 +59,7 @@ def write_snapshot(directory: Path, customers: int, seed: int = 7) -> None:
 def open_applied(kind: str, home: Path, redis_at: str, tag: str, db: int):
     """A store on its own registry and online store, with the repo applied."""
     from analytics_assets import settings
-    from analytics_assets.feast_repo import open_store, repo_contents
+    from analytics_assets.feast_repo import apply, open_store
 
     os.environ["FEAST_REGISTRY_PATH"] = str(home / "feast" / f"registry-{tag}.db")
     if kind == "redis":
@@ -69,10 +69,7 @@ def open_applied(kind: str, home: Path, redis_at: str, tag: str, db: int):
     else:
         os.environ["FEAST_ONLINE_STORE"] = f"{{type: sqlite, path: '{home}/feast/{tag}.db'}}"
     store = open_store(settings.feature_repo_path())
-    contents = repo_contents(settings.feature_repo_path(), store.project)
-    from feast.repo_operations import apply_total_with_repo_instance
-
-    apply_total_with_repo_instance(store, store.project, store.registry, contents, True)
+    apply(store, settings.feature_repo_path())
     return store
 
 

@@ -1,6 +1,5 @@
 """Customer features: daily snapshots, the Feast registry, the online store, training sets."""
 
-import re
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -8,10 +7,9 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from analytics_assets import settings
+from analytics_assets import feast_repo, settings
 from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.defs.features import offline, online, snapshots, transforms
-from analytics_assets.feast_repo import repo_contents
 from analytics_assets.metadata import preview
 from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
 
@@ -73,11 +71,6 @@ def customer_features(
     )
 
 
-def _plain(text: str) -> str:
-    """Feast's diff without its terminal colours."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
-
-
 @dg.asset(
     deps=["customer_features"],
     group_name=GROUP,
@@ -89,22 +82,15 @@ def feast_definitions(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg
     """The Feast registry: entity ``customer``, feature views ``purchase_behaviour`` and
     ``engagement``, feature services ``churn_v1`` and ``clv_v1``, as ``feature_repo/`` defines
     them (what ``feast apply`` registers)."""
-    from feast.repo_operations import apply_total_with_repo_instance
-
     store = feast.store()
-    contents = repo_contents(feast.path, store.project)
-    registry_diff, infra_diff, _ = store.plan(contents)
-    diff = _plain(registry_diff.to_string()) or "no changes"
+    applied = feast_repo.apply(store, feast.path)
+    diff = applied.registry_diff or "no changes"
     context.log.info(f"registry diff:\n{diff}")
-    apply_total_with_repo_instance(
-        store, store.project, store.registry, contents, skip_source_validation=False
-    )
+    contents = applied.contents
     return dg.MaterializeResult(
         metadata={
             "registry_diff": dg.MetadataValue.md(f"```\n{diff}\n```"),
-            "infra_diff": dg.MetadataValue.md(
-                f"```\n{_plain(infra_diff.to_string()) or 'no changes'}\n```"
-            ),
+            "infra_diff": dg.MetadataValue.md(f"```\n{applied.infra_diff or 'no changes'}\n```"),
             "entities": [e.name for e in contents.entities if not e.name.startswith("__")],
             "feature_views": [v.name for v in contents.feature_views],
             "feature_services": [s.name for s in contents.feature_services],
