@@ -10,6 +10,7 @@ from analytics_assets import settings
 from analytics_assets.defs.analytics import audit, plots, tables, transforms
 from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.metadata import preview
+from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import WAREHOUSE_POOL
 
 GROUP = "analytics"
@@ -135,9 +136,9 @@ def customer_base_audit(
     reports.mkdir(parents=True, exist_ok=True)
     metadata: dict[str, object] = {}
     for name, draw in plots.LENSES.items():
-        png = draw(result)
-        (reports / f"{name}.png").write_bytes(png)
-        metadata[name] = dg.MetadataValue.md(plots.markdown_image(png, name))
+        image = draw(result)
+        (reports / f"{name}.png").write_bytes(image)
+        metadata[name] = dg.MetadataValue.md(markdown_image(image, name))
     latest = result.summary.row(-1, named=True) if result.summary.height else {}
     metadata.update(
         {

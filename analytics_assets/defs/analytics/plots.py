@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
 import polars as pl
 
 from analytics_assets.defs.analytics.audit import Audit
-
-
-def _figure(rows: int = 1, cols: int = 1, width: float = 7.0, height: float = 4.0):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, *plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
-
-
-def _png(plt, fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def markdown_image(png: bytes, title: str) -> str:
-    """Markdown that the Dagster UI renders as the image itself."""
-    return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
+from analytics_assets.plotting import figure, png
 
 
 def single_period(result: Audit) -> bytes:
     """Lens 1 for the latest period: purchase distribution, revenue deciles, Lorenz curve."""
     period = result.summary["period"].max()
-    plt, fig, axes = _figure(1, 3, width=13)
+    plt, fig, axes = figure(1, 3, width=13)
     dist = result.purchase_distribution.filter(pl.col("period") == period)
     axes[0][0].bar(dist["orders_bucket"].to_list(), dist["customers"].to_list())
     axes[0][0].set(
@@ -48,13 +24,13 @@ def single_period(result: Audit) -> bytes:
     axes[0][2].plot([0, *curve["customer_share"].to_list()], [0, *curve["revenue_share"].to_list()])
     axes[0][2].plot([0, 1], [0, 1], linestyle="--", color="grey")
     axes[0][2].set(title="Lorenz curve", xlabel="share of customers", ylabel="share of revenue")
-    return _png(plt, fig)
+    return png(plt, fig)
 
 
 def period_comparison(result: Audit) -> bytes:
     """Lens 2: new, retained, reactivated and lapsed customers per period."""
     frame = result.period_comparison
-    plt, fig, axes = _figure(width=9)
+    plt, fig, axes = figure(width=9)
     ax = axes[0][0]
     x = frame["period"].cast(pl.String).to_list()
     ax.bar(x, frame["new"].to_list(), label="new")
@@ -65,13 +41,13 @@ def period_comparison(result: Audit) -> bytes:
     ax.set(title="Customers: period over period", ylabel="customers")
     ax.tick_params(axis="x", labelrotation=60)
     ax.legend()
-    return _png(plt, fig)
+    return png(plt, fig)
 
 
 def cohort_evolution(result: Audit) -> bytes:
     """Lens 3: the share of one cohort active, and its revenue, period by period."""
     frame = result.cohort_evolution
-    plt, fig, axes = _figure(width=9)
+    plt, fig, axes = figure(width=9)
     ax = axes[0][0]
     x = frame["period"].cast(pl.String).to_list()
     ax.bar(x, frame["revenue"].to_list(), color="tab:blue", alpha=0.6)
@@ -80,12 +56,12 @@ def cohort_evolution(result: Audit) -> bytes:
     share = ax.twinx()
     share.plot(x, (frame["active_share"] * 100).to_list(), color="tab:red", marker="o")
     share.set(ylabel="% of cohort active")
-    return _png(plt, fig)
+    return png(plt, fig)
 
 
 def cohort_comparison(result: Audit) -> bytes:
     """Lens 4: retention curves of every cohort by periods since acquisition."""
-    plt, fig, axes = _figure(width=9)
+    plt, fig, axes = figure(width=9)
     ax = axes[0][0]
     for (cohort,), part in result.cohort_comparison.group_by("cohort", maintain_order=True):
         ax.plot(
@@ -94,7 +70,7 @@ def cohort_comparison(result: Audit) -> bytes:
     ax.set(title="Retention by cohort", xlabel="periods since acquisition", ylabel="% active")
     if result.cohort_comparison["cohort"].n_unique() <= 12:
         ax.legend(fontsize="small")
-    return _png(plt, fig)
+    return png(plt, fig)
 
 
 def layer_cake(result: Audit) -> bytes:
@@ -104,7 +80,7 @@ def layer_cake(result: Audit) -> bytes:
         .sort("period")
         .fill_null(0)
     )
-    plt, fig, axes = _figure(width=9)
+    plt, fig, axes = figure(width=9)
     ax = axes[0][0]
     cohorts = wide.columns[1:]
     ax.stackplot(range(wide.height), *[wide[c].to_list() for c in cohorts], labels=cohorts)
@@ -112,7 +88,7 @@ def layer_cake(result: Audit) -> bytes:
     ax.set(title="Revenue by acquisition cohort", ylabel="revenue")
     if len(cohorts) <= 12:
         ax.legend(fontsize="small", loc="upper left")
-    return _png(plt, fig)
+    return png(plt, fig)
 
 
 LENSES = {
