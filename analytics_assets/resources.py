@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -46,6 +48,67 @@ class FeastRepo(dg.ConfigurableResource):
         return open_store(self.path)
 
 
+class MlflowTracking(dg.ConfigurableResource):
+    """MLflow tracking and model registry (one store for both).
+
+    A small resource around ``MlflowClient`` rather than ``dagster_mlflow.mlflow_tracking``:
+    that resource opens one MLflow run per Dagster run in one experiment fixed by its config,
+    at resource start-up (for every step that requires it), keeps it in MLflow's process-global
+    active run, and closes it only through an op-job hook. We need one experiment per model and
+    a run per trained model inside one Dagster run, from assets.
+    """
+
+    tracking_uri: str
+    artifact_root: str | None = None
+    """Artifact location of experiments this resource creates (``None``: the server decides)."""
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def activate(self) -> None:
+        """Point MLflow's fluent API (``mlflow.log_*``, ``log_model``) at this store."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        client = self.client()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = f"{self.artifact_root.rstrip('/')}/{name}" if self.artifact_root else None
+        return client.create_experiment(name, artifact_location=location)
+
+    @contextmanager
+    def start_run(self, experiment: str, run_name: str, tags: dict[str, str]) -> Iterator:
+        """An MLflow run in ``experiment`` (created if new), ended when the block ends (failed
+        if it raises)."""
+        import mlflow
+
+        self.activate()
+        experiment_id = self.experiment_id(experiment)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            yield run
+
+
+class BentoModelStore(dg.ConfigurableResource):
+    """The BentoML model store the scoring service loads champions from (``<home>/models``).
+
+    Passed explicitly to BentoML's store functions instead of relying on ``BENTOML_HOME``, which
+    BentoML resolves once per process: the code location and the tests can point anywhere.
+    """
+
+    home: str
+
+    def store(self):
+        from bentoml._internal.models import ModelStore
+
+        return ModelStore(str(Path(self.home) / "models"))
+
+
 def warehouse_resource() -> DuckDBResource:
     return DuckDBResource(database=str(settings.warehouse_path()))
 
@@ -62,6 +125,11 @@ def build_resources() -> dict[str, object]:
         "warehouse": warehouse_resource(),
         "landing_zone": landing_resource(),
         "feast": FeastRepo(repo_path=str(settings.feature_repo_path())),
+        "mlflow": MlflowTracking(
+            tracking_uri=settings.mlflow_tracking_uri(),
+            artifact_root=settings.mlflow_artifact_root(),
+        ),
+        "bento_store": BentoModelStore(home=str(settings.bentoml_home())),
     }
 
 
@@ -70,3 +138,6 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 
 FEAST_REGISTRY_POOL = "feast_registry"
 """Concurrency pool of everything that writes the Feast registry (apply, materialize)."""
+
+MODEL_REGISTRY_POOL = "model_registry"
+"""Concurrency pool of everything that moves the ``champion`` alias (promotion, rollback)."""

@@ -96,6 +96,36 @@ def training_set_path() -> Path:
     return analytics_home() / "features" / "training_set.parquet"
 
 
+def mlflow_tracking_uri() -> str:
+    """MLflow tracking and registry store: ``$MLFLOW_TRACKING_URI`` (a server such as
+    ``http://mlflow:5000``, or ``postgresql://...``), default SQLite under ``<home>/mlflow``
+    (``mlflow ui --backend-store-uri`` that URI opens it)."""
+    default = f"sqlite:///{analytics_home() / 'mlflow' / 'mlflow.db'}"
+    return _env("MLFLOW_TRACKING_URI") or default
+
+
+def mlflow_artifact_root() -> str | None:
+    """Where experiments we create keep their artifacts: ``$ANALYTICS_MLFLOW_ARTIFACTS`` (e.g.
+    ``s3://bucket/mlflow``); with the embedded store ``<home>/mlflow/artifacts``; with a
+    tracking server of your own, ``None``: the server's default artifact root."""
+    if explicit := _env("ANALYTICS_MLFLOW_ARTIFACTS"):
+        return explicit
+    if _env("MLFLOW_TRACKING_URI"):
+        return None
+    return (analytics_home() / "mlflow" / "artifacts").as_uri()
+
+
+def bentoml_home() -> Path:
+    """The BentoML home whose model store holds the promoted models (``$BENTOML_HOME``,
+    default ``<home>/bentoml``); ``bentoml serve`` must run with the same ``BENTOML_HOME``."""
+    return Path(_env("BENTOML_HOME") or analytics_home() / "bentoml").resolve()
+
+
+def models_dir() -> Path:
+    """Holdout sets and evaluation results of the latest training run."""
+    return analytics_home() / "models"
+
+
 def feast_environment() -> dict[str, str]:
     """The variables ``feature_repo/feature_store.yaml`` reads, with their embedded defaults
     (file registry and SQLite online store under ``<home>/feast``); set ones win.
@@ -123,5 +153,7 @@ def ensure_dirs() -> None:
         warehouse_path().parent,
         feature_snapshots_dir(),
         analytics_home() / "feast",
+        analytics_home() / "mlflow",
+        models_dir(),
     ):
         path.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,16 @@ from analytics_assets.resources import LandingZone
 def analytics_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "analytics"
     monkeypatch.setenv("ANALYTICS_HOME", str(home))
-    for name in ("ANALYTICS_LANDING_DIR", "ANALYTICS_QUARANTINE_DIR", "ANALYTICS_WAREHOUSE"):
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI: forget the last test's store
+    for name in (
+        "ANALYTICS_LANDING_DIR",
+        "ANALYTICS_QUARANTINE_DIR",
+        "ANALYTICS_WAREHOUSE",
+        "ANALYTICS_MLFLOW_ARTIFACTS",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "BENTOML_HOME",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
     settings.ensure_dirs()

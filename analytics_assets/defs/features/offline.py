@@ -144,3 +144,8 @@ def feature_refs(store: FeatureStore, services: list[str]) -> list[str]:
             for feature in projection.features:
                 refs[f"{projection.name_to_use()}:{feature.name}"] = None
     return list(refs)
+
+
+def feature_names(store: FeatureStore, service: str) -> list[str]:
+    """The feature names a feature service serves, in order (the columns a model reads)."""
+    return [ref.split(":", 1)[1] for ref in feature_refs(store, [service])]

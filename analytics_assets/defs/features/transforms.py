@@ -183,3 +183,28 @@ def labels(
         GROUP BY ALL
         """
     )
+
+
+def future_purchases(
+    conn: duckdb.DuckDBPyConnection, entities: str, days: int
+) -> duckdb.DuckDBPyRelation:
+    """For each ``(customer_id, event_timestamp)`` row of ``entities``: purchase days and revenue
+    in ``[t, t + days)``. Purchase days, because the snapshot's ``frequency`` counts repeat
+    purchase days (several orders on one day are one transaction, as in the BG/NBD paper)."""
+    identifier(entities)
+    horizon = int(days)
+    return conn.sql(
+        f"""
+        SELECT e.customer_id, e.event_timestamp,
+               count(DISTINCT (p.occurred_at AT TIME ZONE 'UTC')::DATE)::BIGINT
+                   AS purchase_days,
+               coalesce(sum(p.amount), 0)::DOUBLE AS revenue
+        FROM {entities} e
+        LEFT JOIN events p
+          ON p.customer_id = e.customer_id
+         AND p.event_type = 'purchase'
+         AND p.occurred_at >= e.event_timestamp
+         AND p.occurred_at < e.event_timestamp + INTERVAL {horizon} DAY
+        GROUP BY ALL
+        """
+    )

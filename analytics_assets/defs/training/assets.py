@@ -1,0 +1,596 @@
+"""Models: the churn classifier and the customer value model, each a registered MLflow version
+(alias ``challenger``); their evaluation against the ``champion``; and the promotion."""
+
+import json
+import time
+from datetime import timedelta
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from analytics_assets import settings
+from analytics_assets.defs.features import offline, snapshots, transforms
+from analytics_assets.defs.training import churn, clv, gate, plots, registry, serving_store
+from analytics_assets.metadata import preview
+from analytics_assets.plotting import markdown_image
+from analytics_assets.resources import (
+    MODEL_REGISTRY_POOL,
+    WAREHOUSE_POOL,
+    BentoModelStore,
+    FeastRepo,
+    MlflowTracking,
+)
+from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
+
+GROUP = "training"
+CHURN, CLV = "churn_model", "clv_model"
+MODELS = (CHURN, CLV)
+
+
+def holdout_path(model: str):
+    return settings.models_dir() / f"{model}_holdout.parquet"
+
+
+def evaluation_path():
+    return settings.models_dir() / "evaluation.json"
+
+
+def _write_parquet(frame: pl.DataFrame, path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    frame.write_parquet(tmp)
+    tmp.replace(path)
+
+
+def _run_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
+    return {"dagster_run_id": context.run.run_id, "dagster_asset": context.asset_key.to_user_string()}
+
+
+def _image(name: str, png: bytes) -> dg.MetadataValue:
+    return dg.MetadataValue.md(markdown_image(png, name))
+
+
+def _round(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in metrics.items()}
+
+
+class ChurnModelConfig(dg.Config):
+    feature_service: str = "churn_v1"
+    """The Feast feature service whose features the model reads (and the service serves)."""
+    label_days: int = 90
+    """The churn label's window (``training_set``'s ``churn_days``): training rows whose window
+    reaches into the holdout's as-of date are left out."""
+    max_iter: int = 200
+    learning_rate: float = 0.08
+    max_leaf_nodes: int = 31
+    min_samples_leaf: int = 100
+    l2_regularization: float = 1.0
+    random_state: int = 42
+
+
+@dg.asset(deps=["training_set"], group_name=GROUP, kinds={"sklearn", "mlflow"})
+def churn_model(
+    context: dg.AssetExecutionContext,
+    config: ChurnModelConfig,
+    feast: FeastRepo,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    """A gradient-boosted classifier of the probability that a customer makes no purchase in the
+    next 90 days, from the ``churn_v1`` features; trained on older as-of dates, scored on the
+    newest. Registered in MLflow as the ``challenger`` version of ``churn_model``."""
+    import mlflow as mlf
+    from mlflow.models import infer_signature
+
+    frame = pl.read_parquet(settings.training_set_path())
+    features = offline.feature_names(feast.store(), config.feature_service)
+    split = churn.time_split(frame, config.label_days)
+    params = churn.ChurnParams(
+        max_iter=config.max_iter,
+        learning_rate=config.learning_rate,
+        max_leaf_nodes=config.max_leaf_nodes,
+        min_samples_leaf=config.min_samples_leaf,
+        l2_regularization=config.l2_regularization,
+        random_state=config.random_state,
+    )
+    context.log.info(
+        f"training on {split.train.height:,} rows ({split.train_start:%Y-%m-%d} .. "
+        f"{split.train_end:%Y-%m-%d}), holdout {split.holdout.height:,} rows at "
+        f"{split.holdout_at:%Y-%m-%d}"
+    )
+    started = time.perf_counter()
+    model = churn.fit(split.train, features, params)
+    fit_seconds = time.perf_counter() - started
+    x_holdout = churn.matrix(split.holdout, features)
+    y = split.holdout[churn.LABEL].cast(pl.Int8).to_numpy()
+    p = model.predict_proba(x_holdout)[:, 1]
+    metrics = churn.metrics(y, p)
+    calibration = churn.calibration_table(y, p)
+    lift = churn.decile_lift(y, p)
+    calibration_png = plots.calibration(calibration, p, "Calibration on the holdout")
+    lift_png = plots.lift(lift)
+    window = {
+        "train_start": split.train_start.isoformat(),
+        "train_end": split.train_end.isoformat(),
+        "holdout_at": split.holdout_at.isoformat(),
+    }
+    started = time.perf_counter()
+    with mlflow.start_run(CHURN, f"churn {split.holdout_at:%Y-%m-%d}", _run_tags(context)) as run:
+        mlf.log_params(
+            {
+                **params.__dict__,
+                "feature_service": config.feature_service,
+                "features": ",".join(features),
+                "label_days": config.label_days,
+                "train_rows": split.train.height,
+                "holdout_rows": split.holdout.height,
+                **window,
+            }
+        )
+        mlf.log_metrics({**metrics, "fit_seconds": fit_seconds})
+        mlf.log_image(_pil(calibration_png), "plots/calibration.png")
+        mlf.log_image(_pil(lift_png), "plots/decile_lift.png")
+        mlf.log_text(calibration.write_csv(), "tables/calibration.csv")
+        mlf.log_text(lift.write_csv(), "tables/decile_lift.csv")
+        example = x_holdout.head(5)
+        logged = mlf.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict_proba(example)),
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            # the trees' node arrays, which skops will not load unless trusted; we load only
+            # artifacts whose sha256 we recorded (registry.fetch)
+            skops_trusted_types=[
+                "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+            ],
+            pip_requirements=_requirements("scikit-learn", "skops"),
+        )
+        version = registry.register(
+            mlflow.client(),
+            CHURN,
+            logged.model_uri,
+            {registry.FEATURE_SERVICE_TAG: config.feature_service, **window},
+        )
+    mlflow_seconds = time.perf_counter() - started
+    _write_parquet(split.holdout, holdout_path(CHURN))
+    context.log.info(f"registered {CHURN} version {version.version}: {_round(metrics)}")
+    return dg.MaterializeResult(
+        metadata={
+            **{k: dg.MetadataValue.float(v) for k, v in _round(metrics).items()},
+            "mlflow_run_id": run.info.run_id,
+            "model_version": version.version,
+            "feature_service": config.feature_service,
+            "features": features,
+            "training_window": window,
+            "fit_seconds": round(fit_seconds, 3),
+            "mlflow_seconds": round(mlflow_seconds, 3),
+            "calibration": _image("calibration", calibration_png),
+            "decile_lift": _image("decile lift", lift_png),
+            "decile_lift_table": preview(lift),
+            "tracking_uri": mlflow.tracking_uri,
+        }
+    )
+
+
+class CustomerValueConfig(dg.Config):
+    holdout_days: int = 273
+    """Days after the calibration snapshot whose purchases the fit is checked against (39 weeks,
+    as in Fader, Hardie and Lee, 2005: CDNOW calibrates on weeks 1-39, holds out 40-78)."""
+    horizon_days: int = 180
+    """The default horizon of the logged model's predictions (a request may ask another)."""
+    feature_service: str = "clv_v1"
+
+
+@dg.asset(
+    deps=[
+        dg.AssetDep("customer_features", partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep("events", partition_mapping=dg.AllPartitionMapping()),
+    ],
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    kinds={"mlflow", "duckdb"},
+)
+def clv_model(
+    context: dg.AssetExecutionContext,
+    config: CustomerValueConfig,
+    warehouse: DuckDBResource,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    """Customer lifetime value: BG/NBD (purchases, probability alive) and Gamma-Gamma (spend per
+    purchase), fitted by maximum likelihood on the pipeline's own recency / frequency / tenure /
+    monetary snapshot, checked on the purchases of the following 39 weeks. Registered in MLflow
+    as the ``challenger`` version of ``clv_model``."""
+    import mlflow as mlf
+    from mlflow.models import infer_signature
+
+    directory = settings.feature_snapshots_dir()
+    with warehouse.get_connection() as conn:
+        observed_until = offline.observed_until(conn)
+        target = observed_until - timedelta(days=config.holdout_days)
+        days = [
+            d for d in offline.snapshot_days(directory) if transforms.snapshot_instant(d) <= target
+        ]
+        if not days:
+            raise dg.Failure(
+                f"no feature snapshot is {config.holdout_days} days older than the end of the "
+                f"events ({observed_until:%Y-%m-%d}): nothing to calibrate on yet"
+            )
+        calibration_day = max(days)
+        rfm = clv.summary(pl.read_parquet(snapshots.file_for(directory, calibration_day)))
+        started = time.perf_counter()
+        fitted = clv.fit(rfm)
+        fit_seconds = time.perf_counter() - started
+        conn.register("clv_entities", rfm.select("customer_id", "event_timestamp").to_arrow())
+        try:
+            actual = pl.from_arrow(
+                transforms.future_purchases(
+                    conn, "clv_entities", config.holdout_days
+                ).to_arrow_table()
+            )
+        finally:
+            conn.unregister("clv_entities")
+    holdout = rfm.join(
+        actual.select(
+            "customer_id",
+            pl.col("purchase_days").alias("actual_purchases"),
+            pl.col("revenue").alias("actual_revenue"),
+        ),
+        on="customer_id",
+    )
+    scored = clv.score(fitted.params, holdout, config.holdout_days)
+    metrics = clv.holdout_metrics(scored)
+    by_frequency = clv.by_frequency(scored)
+    expectations_png = plots.conditional_expectations(by_frequency, config.holdout_days)
+    estimates = {k: v for k, v in fitted.params.__dict__.items() if k != "period_days"}
+    window = {
+        "calibration_day": calibration_day.isoformat(),
+        "holdout_start": transforms.snapshot_instant(calibration_day).isoformat(),
+        "holdout_days": config.holdout_days,
+    }
+    models_dir = settings.models_dir()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    params_file = models_dir / "clv_params.json"
+    fitted.params.save(params_file)
+    example = holdout.select(CLV_INPUTS).head(5).to_pandas()
+    started = time.perf_counter()
+    with mlflow.start_run(CLV, f"clv {calibration_day}", _run_tags(context)) as run:
+        mlf.log_params(
+            {
+                **window,
+                "feature_service": config.feature_service,
+                "customers": fitted.customers,
+                "repeat_customers": fitted.repeat_customers,
+                "period_days": fitted.params.period_days,
+            }
+        )
+        mlf.log_metrics({**estimates, **metrics, "fit_seconds": fit_seconds})
+        mlf.log_image(_pil(expectations_png), "plots/conditional_expectations.png")
+        mlf.log_text(by_frequency.write_csv(), "tables/conditional_expectations.csv")
+        from analytics_assets.scoring import clv_pyfunc
+
+        example_output = clv.score(fitted.params, holdout.head(5), config.horizon_days)
+        logged = mlf.pyfunc.log_model(
+            name="model",
+            python_model=clv_pyfunc.__file__,
+            artifacts={"params": str(params_file)},
+            signature=infer_signature(
+                example,
+                example_output.select(clv_pyfunc_outputs()).to_pandas(),
+                params={"horizon_days": float(config.horizon_days)},
+            ),
+            input_example=example,
+            pip_requirements=_requirements("lifetimes", "pandas"),
+        )
+        version = registry.register(
+            mlflow.client(),
+            CLV,
+            logged.model_uri,
+            {registry.FEATURE_SERVICE_TAG: config.feature_service, **_strings(window)},
+        )
+    mlflow_seconds = time.perf_counter() - started
+    _write_parquet(
+        holdout.with_columns(pl.lit(config.holdout_days).alias("holdout_days")), holdout_path(CLV)
+    )
+    context.log.info(
+        f"registered {CLV} version {version.version}: {estimates}; holdout {_round(metrics)}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **{k: dg.MetadataValue.float(round(v, 4)) for k, v in estimates.items()},
+            **{k: dg.MetadataValue.float(v) for k, v in _round(metrics).items()},
+            "mlflow_run_id": run.info.run_id,
+            "model_version": version.version,
+            "feature_service": config.feature_service,
+            "training_window": window,
+            "fit_seconds": round(fit_seconds, 3),
+            "mlflow_seconds": round(mlflow_seconds, 3),
+            "conditional_expectations": _image("conditional expectations", expectations_png),
+            "conditional_expectations_table": preview(by_frequency),
+            "tracking_uri": mlflow.tracking_uri,
+        }
+    )
+
+
+def clv_pyfunc_outputs() -> list[str]:
+    from analytics_assets.scoring.customer_value import OUTPUTS
+
+    return OUTPUTS
+
+
+class EvaluationConfig(dg.Config):
+    churn_auc_floor: float = 0.6
+    """The lowest holdout ROC AUC a churn model may be promoted with."""
+    churn_margin: float = 0.005
+    """ROC AUC the challenger must gain over the champion on the same holdout."""
+    churn_max_calibration_error: float = 0.1
+    """Highest expected calibration error (10 bins) allowed."""
+    clv_corr_floor: float = 0.3
+    """The lowest correlation of predicted and actual holdout purchases per customer."""
+    clv_margin: float = 0.005
+    """Correlation the challenger must gain over the champion on the same holdout."""
+    clv_min_ratio: float = 0.7
+    """Aggregate calibration: predicted / actual holdout purchases at least this ..."""
+    clv_max_ratio: float = 1.3
+    """... and at most this."""
+
+
+def _policies(config: EvaluationConfig) -> dict[str, gate.Policy]:
+    return {
+        CHURN: gate.Policy("roc_auc", True, config.churn_auc_floor, config.churn_margin),
+        CLV: gate.Policy("purchases_corr", True, config.clv_corr_floor, config.clv_margin),
+    }
+
+
+def _score(model: str, fetched: registry.Fetched, holdout: pl.DataFrame) -> dict:
+    """Load a verified version and score the holdout with it: validity and metrics."""
+    pyfunc = registry.load_pyfunc(fetched)
+    if model == CHURN:
+        inputs = pyfunc.metadata.get_input_schema().input_names()
+        p = churn.positive_scores(pyfunc.predict(churn.matrix(holdout, inputs)))
+        valid, detail = churn.valid_probabilities(p)
+        y = holdout[churn.LABEL].cast(pl.Int8).to_numpy()
+        metrics = churn.metrics(y, p) if valid else {}
+        return {"valid": valid, "valid_detail": detail, "metrics": metrics}
+    horizon = float(holdout["holdout_days"][0])
+    outputs = pyfunc.predict(
+        holdout.select(CLV_INPUTS).to_pandas(), params={"horizon_days": horizon}
+    )
+    scored = holdout.with_columns(
+        pl.Series(name, np.asarray(outputs[name], dtype=float)) for name in outputs.columns
+    )
+    valid, detail = clv.valid_predictions(scored)
+    metrics = clv.holdout_metrics(scored) if valid else {}
+    return {"valid": valid, "valid_detail": detail, "metrics": metrics}
+
+
+def _calibration(model: str, metrics: dict, config: EvaluationConfig) -> gate.Check:
+    if not metrics:
+        return gate.Check(False, "no metrics: predictions invalid")
+    if model == CHURN:
+        ece, bound = metrics["ece"], config.churn_max_calibration_error
+        return gate.Check(ece <= bound, f"calibration error {ece:.4f} (bound {bound})")
+    ratio = metrics["purchases_ratio"]
+    ok = config.clv_min_ratio <= ratio <= config.clv_max_ratio
+    return gate.Check(
+        ok,
+        f"predicted / actual purchases {ratio:.3f} "
+        f"(bounds {config.clv_min_ratio} .. {config.clv_max_ratio})",
+    )
+
+
+def evaluate_model(model: str, client, config: EvaluationConfig, workdir) -> dict | None:
+    """The challenger and champion of ``model`` on the challenger's holdout, the blocking
+    checks on the challenger, and the gate's verdict. ``None`` without a challenger."""
+    challenger = registry.by_alias(client, model, registry.CHALLENGER)
+    if challenger is None:
+        return None
+    champion = registry.by_alias(client, model, registry.CHAMPION)
+    holdout = pl.read_parquet(holdout_path(model))
+    policy = _policies(config)[model]
+    result = {
+        "challenger": {"version": challenger.version},
+        "champion": None,
+        "policy": policy.as_dict(),
+    }
+    result["challenger"].update(
+        _score(model, registry.fetch(client, model, challenger.version, workdir), holdout)
+    )
+    if champion is not None:
+        result["champion"] = {"version": champion.version}
+        result["champion"].update(
+            _score(model, registry.fetch(client, model, champion.version, workdir), holdout)
+        )
+    scored = result["challenger"]
+    value = scored["metrics"].get(policy.metric, float("nan"))
+    checks = {
+        "predictions_valid": gate.Check(scored["valid"], scored["valid_detail"]),
+        "calibration_within_bounds": _calibration(model, scored["metrics"], config),
+        "metric_above_floor": gate.above_floor(policy, value),
+    }
+    result["checks"] = {name: check.__dict__ for name, check in checks.items()}
+    if champion is not None and champion.version == challenger.version:
+        verdict = gate.Verdict(False, f"version {challenger.version} is already the champion")
+    else:
+        champion_value = (
+            result["champion"]["metrics"].get(policy.metric, float("nan"))
+            if result["champion"]
+            else None
+        )
+        verdict = gate.decide(policy, value, champion_value, checks)
+    result["verdict"] = verdict.__dict__
+    return result
+
+
+@dg.asset(deps=[CHURN, CLV], group_name=GROUP, kinds={"mlflow"})
+def model_evaluation(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, mlflow: MlflowTracking
+) -> dg.MaterializeResult:
+    """The ``challenger`` and the ``champion`` of each model scored on the same (the
+    challenger's) holdout, the blocking checks on the challenger's predictions, and the gate's
+    verdict: promote or not, and why."""
+    import tempfile
+
+    mlflow.activate()
+    client = mlflow.client()
+    evaluation: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for model in MODELS:
+            result = evaluate_model(model, client, config, workdir)
+            if result is None:
+                context.log.warning(f"{model}: no challenger registered yet")
+                continue
+            evaluation[model] = result
+            context.log.info(f"{model}: {result['verdict']['reason']}")
+    path = evaluation_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(evaluation, indent=2, default=str))
+    rows = [
+        {
+            "model": model,
+            "role": role,
+            "version": result[role]["version"],
+            "metric": result["policy"]["metric"],
+            "value": result[role]["metrics"].get(result["policy"]["metric"]),
+            "valid": result[role]["valid"],
+        }
+        for model, result in evaluation.items()
+        for role in ("challenger", "champion")
+        if result[role]
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "comparison": preview(pl.DataFrame(rows) if rows else None),
+            "verdicts": {m: r["verdict"] for m, r in evaluation.items()},
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
+
+
+def read_evaluation() -> dict[str, dict]:
+    path = evaluation_path()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def promote(
+    client,
+    models: BentoModelStore,
+    name: str,
+    version: str,
+    workdir,
+    labels: dict[str, str],
+    reason: str,
+) -> str:
+    """Point ``champion`` at ``version`` in MLflow and in the BentoML model store (verified
+    copy); returns the BentoML tag. Remembers the champion it replaces, for rollbacks."""
+    fetched = registry.fetch(client, name, version, workdir)
+    previous = registry.by_alias(client, name, registry.CHAMPION)
+    entry = registry.get(client, name, version)
+    metadata = {"mlflow_run_id": entry.run_id, "reason": reason}
+    tag = serving_store.save_champion(
+        models,
+        fetched,
+        {
+            "mlflow_run_id": entry.run_id,
+            registry.FEATURE_SERVICE_TAG: fetched.tags.get(registry.FEATURE_SERVICE_TAG, ""),
+            **labels,
+        },
+        metadata,
+    )
+    client.set_registered_model_alias(name, registry.CHAMPION, version)
+    if previous is not None and previous.version != version:
+        client.set_model_version_tag(
+            name, version, registry.PREVIOUS_CHAMPION_TAG, previous.version
+        )
+    client.set_model_version_tag(name, version, registry.DECISION_TAG, f"promoted: {reason}")
+    return tag
+
+
+def _window_labels(tags: dict[str, str]) -> dict[str, str]:
+    keys = ("train_start", "train_end", "holdout_at", "calibration_day", "holdout_days")
+    return {k: tags[k] for k in keys if k in tags}
+
+
+@dg.asset(
+    deps=["model_evaluation"],
+    group_name=GROUP,
+    pool=MODEL_REGISTRY_POOL,
+    kinds={"mlflow", "bentoml"},
+)
+def promoted_models(
+    context: dg.AssetExecutionContext, mlflow: MlflowTracking, bento_store: BentoModelStore
+) -> dg.MaterializeResult:
+    """The models the scoring service serves: each challenger that passed the gate becomes the
+    ``champion`` (MLflow alias, and ``<model>:latest`` in the BentoML model store); a rejected
+    one stays ``challenger``, with the reason."""
+    import tempfile
+
+    mlflow.activate()
+    client = mlflow.client()
+    decisions: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for model, result in read_evaluation().items():
+            version, verdict = result["challenger"]["version"], result["verdict"]
+            current = registry.by_alias(client, model, registry.CHALLENGER)
+            if current is None or current.version != version:
+                decisions[model] = {
+                    "promoted": False,
+                    "reason": "challenger moved since the evaluation; evaluate again",
+                }
+                continue
+            if not verdict["promote"]:
+                client.set_model_version_tag(
+                    model, version, registry.DECISION_TAG, f"rejected: {verdict['reason']}"
+                )
+                decisions[model] = {
+                    "promoted": False,
+                    "version": version,
+                    "reason": verdict["reason"],
+                }
+                context.log.info(f"{model} v{version} stays challenger: {verdict['reason']}")
+                continue
+            metrics = result["challenger"]["metrics"]
+            labels = {
+                **_window_labels(registry.get(client, model, version).tags),
+                **{k: f"{metrics[k]:.4f}" for k in (result["policy"]["metric"],)},
+                "promotion": "gate",
+            }
+            tag = promote(client, bento_store, model, version, workdir, labels, verdict["reason"])
+            decisions[model] = {
+                "promoted": True,
+                "version": version,
+                "bentoml_tag": tag,
+                "reason": verdict["reason"],
+            }
+            context.log.info(f"{model} v{version} is champion ({tag}): {verdict['reason']}")
+    champions = {
+        m: getattr(registry.by_alias(client, m, registry.CHAMPION), "version", None) for m in MODELS
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "decisions": decisions,
+            "champions": {m: v for m, v in champions.items() if v},
+            "bentoml_home": dg.MetadataValue.path(bento_store.home),
+        }
+    )
+
+
+def _pil(png: bytes):
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png))
+
+
+def _requirements(*packages: str) -> list[str]:
+    """Pinned requirements of a logged model, from the installed versions (MLflow would
+    otherwise infer them by loading the model in a subprocess)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", *packages)]
+
+
+def _strings(values: dict) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items()}

@@ -1,0 +1,83 @@
+"""BG/NBD + Gamma-Gamma customer value from fitted parameters (the ``lifetimes`` formulas).
+
+Time is measured in periods of ``period_days`` days (weeks by default, as in Fader, Hardie and
+Lee, 2005); inputs are the feature store's day-based columns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+INPUTS = ["frequency", "recency_days", "tenure_days", "monetary_value"]
+OUTPUTS = ["expected_purchases", "probability_alive", "expected_average_spend", "expected_revenue"]
+
+
+@dataclass(frozen=True)
+class CustomerValueParams:
+    r: float
+    alpha: float
+    a: float
+    b: float
+    p: float
+    q: float
+    v: float
+    period_days: float = 7.0
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> CustomerValueParams:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _fitters(params: CustomerValueParams):
+    import pandas as pd
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    purchases, spend = BetaGeoFitter(), GammaGammaFitter()
+    purchases.params_ = pd.Series(
+        {"r": params.r, "alpha": params.alpha, "a": params.a, "b": params.b}
+    )
+    spend.params_ = pd.Series({"p": params.p, "q": params.q, "v": params.v})
+    return purchases, spend
+
+
+def predict(params: CustomerValueParams, columns: dict[str, np.ndarray], horizon_days: float):
+    """Per customer: expected purchases in the next ``horizon_days``, probability alive, expected
+    spend per purchase, and expected revenue (the two multiplied, undiscounted).
+
+    ``columns`` holds :data:`INPUTS` (days, as the feature store keeps them). A customer with no
+    first purchase yet (null tenure) gets NaN: the model does not describe them.
+    """
+    purchases, spend = _fitters(params)
+    frequency = np.asarray(columns["frequency"], dtype=float)
+    recency = np.asarray(columns["recency_days"], dtype=float) / params.period_days
+    tenure = np.asarray(columns["tenure_days"], dtype=float) / params.period_days
+    monetary = np.asarray(columns["monetary_value"], dtype=float)
+    horizon = float(horizon_days) / params.period_days
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.asarray(
+            purchases.conditional_expected_number_of_purchases_up_to_time(
+                horizon, frequency, recency, tenure
+            ),
+            dtype=float,
+        )
+        alive = np.asarray(
+            purchases.conditional_probability_alive(frequency, recency, tenure), dtype=float
+        )
+        average = np.asarray(
+            spend.conditional_expected_average_profit(frequency, np.nan_to_num(monetary)),
+            dtype=float,
+        )
+    average = np.where(np.isnan(frequency), np.nan, average)
+    return {
+        "expected_purchases": expected,
+        "probability_alive": alive,
+        "expected_average_spend": average,
+        "expected_revenue": expected * average,
+    }
