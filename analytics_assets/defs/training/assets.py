@@ -45,7 +45,8 @@ def _write_parquet(frame: pl.DataFrame, path) -> None:
 
 
 def _run_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
-    return {"dagster_run_id": context.run.run_id, "dagster_asset": context.asset_key.to_user_string()}
+    asset = context.asset_key.to_user_string()
+    return {"dagster_run_id": context.run.run_id, "dagster_asset": asset}
 
 
 def _image(name: str, png: bytes) -> dg.MetadataValue:
