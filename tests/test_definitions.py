@@ -30,9 +30,22 @@ EXPECTED_ASSETS = {
         "deps": {"feast_definitions", "customer_features", "events"},
         "partitioned": False,
     },
+    "churn_model": {"group": "training", "deps": {"training_set"}, "partitioned": False},
+    "clv_model": {
+        "group": "training",
+        "deps": {"customer_features", "events"},
+        "partitioned": False,
+    },
+    "model_evaluation": {
+        "group": "training",
+        "deps": {"churn_model", "clv_model"},
+        "partitioned": False,
+    },
+    "promoted_models": {"group": "training", "deps": {"model_evaluation"}, "partitioned": False},
 }
 AUTOMATED = {"customer_base_audit", "feast_definitions", "online_features"}
-ON_DEMAND = {"training_set"}
+TRAINING = {"training_set", "churn_model", "clv_model", "model_evaluation", "promoted_models"}
+ON_DEMAND = TRAINING
 EXPECTED_CHECKS = {
     ("events", "rows_reconcile", True),
     ("events", "unique_event_ids", True),
@@ -43,6 +56,9 @@ EXPECTED_CHECKS = {
     ("kpis_daily", "kpis_daily_reconciles", False),
     ("online_features", "online_matches_offline", True),
     ("online_features", "online_not_older_than_offline", True),
+    ("model_evaluation", "predictions_valid", True),
+    ("model_evaluation", "calibration_within_bounds", True),
+    ("model_evaluation", "metric_above_floor", True),
 }
 
 
@@ -96,3 +112,15 @@ def test_features_automation_targets_the_feature_group() -> None:
     assert {k.to_user_string() for k in selected} == {
         k for k, v in EXPECTED_ASSETS.items() if v["group"] == "features"
     }
+
+
+def test_retrain_models_job_runs_the_training_group_and_its_checks() -> None:
+    job = defs.resolve_job_def("retrain_models")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == TRAINING
+    checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
+    assert {"predictions_valid", "calibration_within_bounds", "metric_above_floor"} <= checks
+
+
+def test_rollback_job_is_defined() -> None:
+    job = defs.resolve_job_def("rollback_champion")
+    assert [node.name for node in job.nodes] == ["rollback"]
