@@ -11,11 +11,12 @@ DAGSTER_HOME := $(ANALYTICS_HOME)/dagster_home
 endif
 export ANALYTICS_HOME DAGSTER_HOME
 DAGSTER_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 90
 DEMO_CDNOW_PERIOD_DAYS ?= 28
 
-.PHONY: env test lint format demo seed dagster-home bench-ingest bench-freshness bench-features clean
+.PHONY: env test lint format demo seed dagster-home mlflow-ui bench-ingest bench-freshness bench-features bench-training clean
 
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -47,9 +48,13 @@ demo: env dagster-home seed
 	@echo "Quarantine:    $(ANALYTICS_HOME)/quarantine   (files that could not be read at all)"
 	@echo "Dagster UI:    http://127.0.0.1:$(DAGSTER_PORT)   (Automation: landing_sensor, analytics_sensor; Assets: groups ingest, analytics)"
 	@echo "Audit plots:   $(ANALYTICS_HOME)/reports/customer_base_audit   (also on the customer_base_audit asset in the UI)"
+	@echo "Models:        launch the job retrain_models in the UI (Jobs); then make mlflow-ui -> http://127.0.0.1:$(MLFLOW_PORT)"
 	@echo "Stop with Ctrl-C."
 	@echo ""
 	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+
+mlflow-ui: env
+	$(UV) run --locked mlflow ui --backend-store-uri "sqlite:///$(ANALYTICS_HOME)/mlflow/mlflow.db" -h 127.0.0.1 -p $(MLFLOW_PORT)
 
 bench-ingest: env
 	$(UV) run --locked python benchmarks/ingest.py
@@ -59,6 +64,9 @@ bench-freshness: env
 
 bench-features: env
 	$(UV) run --locked python benchmarks/feature_store.py
+
+bench-training: env
+	$(UV) run --locked python benchmarks/training.py
 
 clean:
 	rm -rf .analytics .pytest_cache .ruff_cache

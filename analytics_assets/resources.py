@@ -69,8 +69,12 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def activate(self) -> None:
         """Point MLflow's fluent API (``mlflow.log_*``, ``log_model``) at this store."""
+        import os
+
         import mlflow
 
+        # a progress bar per download is noise in run logs
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
 

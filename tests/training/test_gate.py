@@ -12,13 +12,8 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.training import checks, registry, serving_store
-from analytics_assets.defs.training.assets import (
-    churn_model,
-    evaluation_path,
-    model_evaluation,
-    promoted_models,
-    read_evaluation,
-)
+from analytics_assets.defs.training.assets import churn_model, model_evaluation, promoted_models
+from analytics_assets.defs.training.evaluation import evaluation_path, read_evaluation
 from analytics_assets.defs.training.jobs import rollback_champion
 from analytics_assets.resources import MlflowTracking
 

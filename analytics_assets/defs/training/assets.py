@@ -1,18 +1,28 @@
 """Models: the churn classifier and the customer value model, each a registered MLflow version
 (alias ``challenger``); their evaluation against the ``champion``; and the promotion."""
 
-import json
 import time
 from datetime import timedelta
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline, snapshots, transforms
-from analytics_assets.defs.training import churn, clv, gate, plots, registry, serving_store
+from analytics_assets.defs.training import churn, clv, plots, registry
+from analytics_assets.defs.training.evaluation import (
+    CHURN,
+    CLV,
+    MODELS,
+    EvaluationConfig,
+    evaluate_model,
+    evaluation_path,
+    holdout_path,
+    read_evaluation,
+    write_evaluation,
+)
+from analytics_assets.defs.training.promotion import promote, window_labels
 from analytics_assets.metadata import preview
 from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import (
@@ -25,16 +35,6 @@ from analytics_assets.resources import (
 from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
 
 GROUP = "training"
-CHURN, CLV = "churn_model", "clv_model"
-MODELS = (CHURN, CLV)
-
-
-def holdout_path(model: str):
-    return settings.models_dir() / f"{model}_holdout.parquet"
-
-
-def evaluation_path():
-    return settings.models_dir() / "evaluation.json"
 
 
 def _write_parquet(frame: pl.DataFrame, path) -> None:
@@ -165,6 +165,8 @@ def churn_model(
             "feature_service": config.feature_service,
             "features": features,
             "training_window": window,
+            "train_rows": split.train.height,
+            "holdout_rows": split.holdout.height,
             "fit_seconds": round(fit_seconds, 3),
             "mlflow_seconds": round(mlflow_seconds, 3),
             "calibration": _image("calibration", calibration_png),
@@ -320,110 +322,6 @@ def clv_pyfunc_outputs() -> list[str]:
     return OUTPUTS
 
 
-class EvaluationConfig(dg.Config):
-    churn_auc_floor: float = 0.6
-    """The lowest holdout ROC AUC a churn model may be promoted with."""
-    churn_margin: float = 0.005
-    """ROC AUC the challenger must gain over the champion on the same holdout."""
-    churn_max_calibration_error: float = 0.1
-    """Highest expected calibration error (10 bins) allowed."""
-    clv_corr_floor: float = 0.3
-    """The lowest correlation of predicted and actual holdout purchases per customer."""
-    clv_margin: float = 0.005
-    """Correlation the challenger must gain over the champion on the same holdout."""
-    clv_min_ratio: float = 0.7
-    """Aggregate calibration: predicted / actual holdout purchases at least this ..."""
-    clv_max_ratio: float = 1.3
-    """... and at most this."""
-
-
-def _policies(config: EvaluationConfig) -> dict[str, gate.Policy]:
-    return {
-        CHURN: gate.Policy("roc_auc", True, config.churn_auc_floor, config.churn_margin),
-        CLV: gate.Policy("purchases_corr", True, config.clv_corr_floor, config.clv_margin),
-    }
-
-
-def _score(model: str, fetched: registry.Fetched, holdout: pl.DataFrame) -> dict:
-    """Load a verified version and score the holdout with it: validity and metrics."""
-    pyfunc = registry.load_pyfunc(fetched)
-    if model == CHURN:
-        inputs = pyfunc.metadata.get_input_schema().input_names()
-        p = churn.positive_scores(pyfunc.predict(churn.matrix(holdout, inputs)))
-        valid, detail = churn.valid_probabilities(p)
-        y = holdout[churn.LABEL].cast(pl.Int8).to_numpy()
-        metrics = churn.metrics(y, p) if valid else {}
-        return {"valid": valid, "valid_detail": detail, "metrics": metrics}
-    horizon = float(holdout["holdout_days"][0])
-    outputs = pyfunc.predict(
-        holdout.select(CLV_INPUTS).to_pandas(), params={"horizon_days": horizon}
-    )
-    scored = holdout.with_columns(
-        pl.Series(name, np.asarray(outputs[name], dtype=float)) for name in outputs.columns
-    )
-    valid, detail = clv.valid_predictions(scored)
-    metrics = clv.holdout_metrics(scored) if valid else {}
-    return {"valid": valid, "valid_detail": detail, "metrics": metrics}
-
-
-def _calibration(model: str, metrics: dict, config: EvaluationConfig) -> gate.Check:
-    if not metrics:
-        return gate.Check(False, "no metrics: predictions invalid")
-    if model == CHURN:
-        ece, bound = metrics["ece"], config.churn_max_calibration_error
-        return gate.Check(ece <= bound, f"calibration error {ece:.4f} (bound {bound})")
-    ratio = metrics["purchases_ratio"]
-    ok = config.clv_min_ratio <= ratio <= config.clv_max_ratio
-    return gate.Check(
-        ok,
-        f"predicted / actual purchases {ratio:.3f} "
-        f"(bounds {config.clv_min_ratio} .. {config.clv_max_ratio})",
-    )
-
-
-def evaluate_model(model: str, client, config: EvaluationConfig, workdir) -> dict | None:
-    """The challenger and champion of ``model`` on the challenger's holdout, the blocking
-    checks on the challenger, and the gate's verdict. ``None`` without a challenger."""
-    challenger = registry.by_alias(client, model, registry.CHALLENGER)
-    if challenger is None:
-        return None
-    champion = registry.by_alias(client, model, registry.CHAMPION)
-    holdout = pl.read_parquet(holdout_path(model))
-    policy = _policies(config)[model]
-    result = {
-        "challenger": {"version": challenger.version},
-        "champion": None,
-        "policy": policy.as_dict(),
-    }
-    result["challenger"].update(
-        _score(model, registry.fetch(client, model, challenger.version, workdir), holdout)
-    )
-    if champion is not None:
-        result["champion"] = {"version": champion.version}
-        result["champion"].update(
-            _score(model, registry.fetch(client, model, champion.version, workdir), holdout)
-        )
-    scored = result["challenger"]
-    value = scored["metrics"].get(policy.metric, float("nan"))
-    checks = {
-        "predictions_valid": gate.Check(scored["valid"], scored["valid_detail"]),
-        "calibration_within_bounds": _calibration(model, scored["metrics"], config),
-        "metric_above_floor": gate.above_floor(policy, value),
-    }
-    result["checks"] = {name: check.__dict__ for name, check in checks.items()}
-    if champion is not None and champion.version == challenger.version:
-        verdict = gate.Verdict(False, f"version {challenger.version} is already the champion")
-    else:
-        champion_value = (
-            result["champion"]["metrics"].get(policy.metric, float("nan"))
-            if result["champion"]
-            else None
-        )
-        verdict = gate.decide(policy, value, champion_value, checks)
-    result["verdict"] = verdict.__dict__
-    return result
-
-
 @dg.asset(deps=[CHURN, CLV], group_name=GROUP, kinds={"mlflow"})
 def model_evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, mlflow: MlflowTracking
@@ -444,9 +342,8 @@ def model_evaluation(
                 continue
             evaluation[model] = result
             context.log.info(f"{model}: {result['verdict']['reason']}")
+    write_evaluation(evaluation)
     path = evaluation_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(evaluation, indent=2, default=str))
     rows = [
         {
             "model": model,
@@ -467,50 +364,6 @@ def model_evaluation(
             "path": dg.MetadataValue.path(str(path)),
         }
     )
-
-
-def read_evaluation() -> dict[str, dict]:
-    path = evaluation_path()
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def promote(
-    client,
-    models: BentoModelStore,
-    name: str,
-    version: str,
-    workdir,
-    labels: dict[str, str],
-    reason: str,
-) -> str:
-    """Point ``champion`` at ``version`` in MLflow and in the BentoML model store (verified
-    copy); returns the BentoML tag. Remembers the champion it replaces, for rollbacks."""
-    fetched = registry.fetch(client, name, version, workdir)
-    previous = registry.by_alias(client, name, registry.CHAMPION)
-    entry = registry.get(client, name, version)
-    metadata = {"mlflow_run_id": entry.run_id, "reason": reason}
-    tag = serving_store.save_champion(
-        models,
-        fetched,
-        {
-            "mlflow_run_id": entry.run_id,
-            registry.FEATURE_SERVICE_TAG: fetched.tags.get(registry.FEATURE_SERVICE_TAG, ""),
-            **labels,
-        },
-        metadata,
-    )
-    client.set_registered_model_alias(name, registry.CHAMPION, version)
-    if previous is not None and previous.version != version:
-        client.set_model_version_tag(
-            name, version, registry.PREVIOUS_CHAMPION_TAG, previous.version
-        )
-    client.set_model_version_tag(name, version, registry.DECISION_TAG, f"promoted: {reason}")
-    return tag
-
-
-def _window_labels(tags: dict[str, str]) -> dict[str, str]:
-    keys = ("train_start", "train_end", "holdout_at", "calibration_day", "holdout_days")
-    return {k: tags[k] for k in keys if k in tags}
 
 
 @dg.asset(
@@ -553,7 +406,7 @@ def promoted_models(
                 continue
             metrics = result["challenger"]["metrics"]
             labels = {
-                **_window_labels(registry.get(client, model, version).tags),
+                **window_labels(registry.get(client, model, version).tags),
                 **{k: f"{metrics[k]:.4f}" for k in (result["policy"]["metric"],)},
                 "promotion": "gate",
             }

@@ -3,7 +3,7 @@ in the same run (and the promotion itself refuses a challenger that failed one).
 
 import dagster as dg
 
-from analytics_assets.defs.training.assets import read_evaluation
+from analytics_assets.defs.training.evaluation import read_evaluation
 
 
 def _check(name: str) -> dg.AssetCheckResult:

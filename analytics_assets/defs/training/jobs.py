@@ -5,7 +5,8 @@ import tempfile
 import dagster as dg
 
 from analytics_assets.defs.training import registry
-from analytics_assets.defs.training.assets import MODELS, promote
+from analytics_assets.defs.training.evaluation import MODELS
+from analytics_assets.defs.training.promotion import promote
 from analytics_assets.resources import MODEL_REGISTRY_POOL, BentoModelStore, MlflowTracking
 
 retrain_models = dg.define_asset_job(

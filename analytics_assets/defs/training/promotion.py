@@ -1,0 +1,43 @@
+"""Moving the ``champion``: MLflow alias and BentoML model store together (gate or rollback)."""
+
+from analytics_assets.defs.training import registry, serving_store
+from analytics_assets.resources import BentoModelStore
+
+
+def promote(
+    client,
+    models: BentoModelStore,
+    name: str,
+    version: str,
+    workdir,
+    labels: dict[str, str],
+    reason: str,
+) -> str:
+    """Point ``champion`` at ``version`` in MLflow and in the BentoML model store (verified
+    copy); returns the BentoML tag. Remembers the champion it replaces, for rollbacks."""
+    fetched = registry.fetch(client, name, version, workdir)
+    previous = registry.by_alias(client, name, registry.CHAMPION)
+    entry = registry.get(client, name, version)
+    metadata = {"mlflow_run_id": entry.run_id, "reason": reason}
+    tag = serving_store.save_champion(
+        models,
+        fetched,
+        {
+            "mlflow_run_id": entry.run_id,
+            registry.FEATURE_SERVICE_TAG: fetched.tags.get(registry.FEATURE_SERVICE_TAG, ""),
+            **labels,
+        },
+        metadata,
+    )
+    client.set_registered_model_alias(name, registry.CHAMPION, version)
+    if previous is not None and previous.version != version:
+        client.set_model_version_tag(
+            name, version, registry.PREVIOUS_CHAMPION_TAG, previous.version
+        )
+    client.set_model_version_tag(name, version, registry.DECISION_TAG, f"promoted: {reason}")
+    return tag
+
+
+def window_labels(tags: dict[str, str]) -> dict[str, str]:
+    keys = ("train_start", "train_end", "holdout_at", "calibration_day", "holdout_days")
+    return {k: tags[k] for k in keys if k in tags}
