@@ -130,8 +130,8 @@ def churn_model(
             }
         )
         mlf.log_metrics({**metrics, "fit_seconds": fit_seconds})
-        mlf.log_image(_pil(calibration_png), "plots/calibration.png")
-        mlf.log_image(_pil(lift_png), "plots/decile_lift.png")
+        _log_png(calibration_png, "calibration.png")
+        _log_png(lift_png, "decile_lift.png")
         mlf.log_text(calibration.write_csv(), "tables/calibration.csv")
         mlf.log_text(lift.write_csv(), "tables/decile_lift.csv")
         example = x_holdout.head(5)
@@ -269,7 +269,7 @@ def clv_model(
             }
         )
         mlf.log_metrics({**estimates, **metrics, "fit_seconds": fit_seconds})
-        mlf.log_image(_pil(expectations_png), "plots/conditional_expectations.png")
+        _log_png(expectations_png, "conditional_expectations.png")
         mlf.log_text(by_frequency.write_csv(), "tables/conditional_expectations.csv")
         from analytics_assets.scoring import clv_pyfunc
 
@@ -430,12 +430,17 @@ def promoted_models(
     )
 
 
-def _pil(png: bytes):
-    import io
+def _log_png(png: bytes, name: str) -> None:
+    """A plot into the active MLflow run's ``plots/``."""
+    import tempfile
+    from pathlib import Path
 
-    from PIL import Image
+    import mlflow as mlf
 
-    return Image.open(io.BytesIO(png))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(png)
+        mlf.log_artifact(str(path), artifact_path="plots")
 
 
 def _requirements(*packages: str) -> list[str]:
