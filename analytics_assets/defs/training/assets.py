@@ -63,6 +63,7 @@ class ChurnModelConfig(dg.Config):
     label_days: int = 90
     """The churn label's window (``training_set``'s ``churn_days``): training rows whose window
     reaches into the holdout's as-of date are left out."""
+    # the rest are HistGradientBoostingClassifier's own parameters
     max_iter: int = 200
     learning_rate: float = 0.08
     max_leaf_nodes: int = 31
@@ -87,21 +88,14 @@ def churn_model(
     frame = pl.read_parquet(settings.training_set_path())
     features = offline.feature_names(feast.store(), config.feature_service)
     split = churn.time_split(frame, config.label_days)
-    params = churn.ChurnParams(
-        max_iter=config.max_iter,
-        learning_rate=config.learning_rate,
-        max_leaf_nodes=config.max_leaf_nodes,
-        min_samples_leaf=config.min_samples_leaf,
-        l2_regularization=config.l2_regularization,
-        random_state=config.random_state,
-    )
+    hyperparameters = config.model_dump(exclude={"feature_service", "label_days"})
     context.log.info(
         f"training on {split.train.height:,} rows ({split.train_start:%Y-%m-%d} .. "
         f"{split.train_end:%Y-%m-%d}), holdout {split.holdout.height:,} rows at "
         f"{split.holdout_at:%Y-%m-%d}"
     )
     started = time.perf_counter()
-    model = churn.fit(split.train, features, params)
+    model = churn.fit(split.train, features, hyperparameters)
     fit_seconds = time.perf_counter() - started
     x_holdout = churn.matrix(split.holdout, features)
     y = split.holdout[churn.LABEL].cast(pl.Int8).to_numpy()
@@ -120,7 +114,7 @@ def churn_model(
     with mlflow.start_run(CHURN, f"churn {split.holdout_at:%Y-%m-%d}", _run_tags(context)) as run:
         mlf.log_params(
             {
-                **params.__dict__,
+                **hyperparameters,
                 "feature_service": config.feature_service,
                 "features": ",".join(features),
                 "label_days": config.label_days,

@@ -61,30 +61,13 @@ def matrix(frame: pl.DataFrame, features: list[str]):
     return frame.select(pl.col(features).cast(pl.Float64)).to_pandas()
 
 
-@dataclass(frozen=True)
-class ChurnParams:
-    max_iter: int = 200
-    learning_rate: float = 0.08
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 100
-    l2_regularization: float = 1.0
-    random_state: int = 42
-
-
-def fit(train: pl.DataFrame, features: list[str], params: ChurnParams):
-    """Fit the classifier on ``train``. No internal early stopping: its validation split is
-    random across time, which the time-based split exists to avoid."""
+def fit(train: pl.DataFrame, features: list[str], hyperparameters: dict[str, float | int]):
+    """Fit the classifier on ``train`` with ``HistGradientBoostingClassifier``'s keyword
+    ``hyperparameters``. No internal early stopping: its validation split is random across
+    time, which the time-based split exists to avoid."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    model = HistGradientBoostingClassifier(
-        max_iter=params.max_iter,
-        learning_rate=params.learning_rate,
-        max_leaf_nodes=params.max_leaf_nodes,
-        min_samples_leaf=params.min_samples_leaf,
-        l2_regularization=params.l2_regularization,
-        early_stopping=False,
-        random_state=params.random_state,
-    )
+    model = HistGradientBoostingClassifier(**hyperparameters, early_stopping=False)
     return model.fit(matrix(train, features), train[LABEL].cast(pl.Int8).to_numpy())
 
 
