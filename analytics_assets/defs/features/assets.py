@@ -198,10 +198,7 @@ def training_set(
     ).to_arrow()
     result = pl.from_arrow(frame).sort("event_timestamp", "customer_id")
     path = settings.training_set_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    result.write_parquet(tmp)
-    tmp.replace(path)
+    snapshots.write_parquet(result, path)
     by_day = (
         result.group_by(pl.col("event_timestamp").dt.date().alias("as_of_end"))
         .agg(

@@ -37,11 +37,18 @@ from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
 GROUP = "training"
 
 
-def _write_parquet(frame: pl.DataFrame, path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
+def _registered(run, version: registry.Version, feature_service: str, window: dict) -> dict:
+    """Materialization metadata naming the MLflow run and registered version of a model."""
+    return {
+        "mlflow_run_id": run.info.run_id,
+        "model_version": version.version,
+        "feature_service": feature_service,
+        "training_window": window,
+    }
+
+
+def _timings(fit_seconds: float, mlflow_seconds: float) -> dict:
+    return {"fit_seconds": round(fit_seconds, 3), "mlflow_seconds": round(mlflow_seconds, 3)}
 
 
 def _run_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
@@ -149,20 +156,16 @@ def churn_model(
             {registry.FEATURE_SERVICE_TAG: config.feature_service, **window},
         )
     mlflow_seconds = time.perf_counter() - started
-    _write_parquet(split.holdout, holdout_path(CHURN))
+    snapshots.write_parquet(split.holdout, holdout_path(CHURN))
     context.log.info(f"registered {CHURN} version {version.version}: {_round(metrics)}")
     return dg.MaterializeResult(
         metadata={
             **{k: dg.MetadataValue.float(v) for k, v in _round(metrics).items()},
-            "mlflow_run_id": run.info.run_id,
-            "model_version": version.version,
-            "feature_service": config.feature_service,
+            **_registered(run, version, config.feature_service, window),
+            **_timings(fit_seconds, mlflow_seconds),
             "features": features,
-            "training_window": window,
             "train_rows": split.train.height,
             "holdout_rows": split.holdout.height,
-            "fit_seconds": round(fit_seconds, 3),
-            "mlflow_seconds": round(mlflow_seconds, 3),
             "calibration": _image("calibration", calibration_png),
             "decile_lift": _image("decile lift", lift_png),
             "decile_lift_table": preview(lift),
@@ -287,7 +290,7 @@ def clv_model(
             {registry.FEATURE_SERVICE_TAG: config.feature_service, **_strings(window)},
         )
     mlflow_seconds = time.perf_counter() - started
-    _write_parquet(
+    snapshots.write_parquet(
         holdout.with_columns(pl.lit(config.holdout_days).alias("holdout_days")), holdout_path(CLV)
     )
     context.log.info(
@@ -297,12 +300,8 @@ def clv_model(
         metadata={
             **{k: dg.MetadataValue.float(round(v, 4)) for k, v in estimates.items()},
             **{k: dg.MetadataValue.float(v) for k, v in _round(metrics).items()},
-            "mlflow_run_id": run.info.run_id,
-            "model_version": version.version,
-            "feature_service": config.feature_service,
-            "training_window": window,
-            "fit_seconds": round(fit_seconds, 3),
-            "mlflow_seconds": round(mlflow_seconds, 3),
+            **_registered(run, version, config.feature_service, window),
+            **_timings(fit_seconds, mlflow_seconds),
             "conditional_expectations": _image("conditional expectations", expectations_png),
             "conditional_expectations_table": preview(by_frequency),
             "tracking_uri": mlflow.tracking_uri,
