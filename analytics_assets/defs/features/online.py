@@ -1,4 +1,5 @@
-"""Writing the latest feature rows into Feast's online store, in bulk.
+"""Writing the latest feature rows into Feast's online store in bulk, and reading them back
+fast for scoring (:class:`OnlineReader`).
 
 Feast's own materialization turns every value into a protobuf and writes SQLite one statement
 per value (about 8k customer rows/s here). This writes the very same bytes, built a column at a
@@ -11,6 +12,9 @@ Feast's own ``write_to_online_store``. The SDK reads the result like anything Fe
 from __future__ import annotations
 
 import sqlite3
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 
 JOIN_KEY = "customer_id"
 _DOUBLE_TAG = b"\x29"  # field 5 (double_val), wire type 1 (64-bit)
+_DOUBLE = struct.Struct("<d")
+_INT64_TAG = 0x20  # field 4 (int64_val), wire type 0 (varint)
 _ROWS_PER_STATEMENT = 160  # x 6 parameters, under SQLite's 999-parameter floor
 
 
@@ -65,12 +71,12 @@ def _split(blob: bytes, width: int) -> list[bytes]:
     return [blob[i : i + width] for i in range(0, len(blob), width)]
 
 
-def entity_keys(customer_ids: pa.ChunkedArray | pa.Array, version: int) -> list[bytes]:
-    """Feast's serialized entity key of each customer id (as its online stores key rows).
+def key_encoder(version: int) -> Callable[[str], bytes]:
+    """Feast's serialized entity key of a customer id (as its online stores key rows).
 
     For one string join key Feast's encoding is a fixed head, the value's length (4 bytes, little
-    endian) and its UTF-8 bytes. The head is taken from Feast's own serializer, and a sample of
-    keys is checked against it; any other layout falls back to calling the serializer per key.
+    endian) and its UTF-8 bytes. The head is taken from Feast's own serializer and the layout
+    checked against it; any other layout falls back to calling the serializer per key.
     """
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -80,14 +86,23 @@ def entity_keys(customer_ids: pa.ChunkedArray | pa.Array, version: int) -> list[
         proto = EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val=cid)])
         return serialize_entity_key(proto, entity_key_serialization_version=version)
 
-    ids = customer_ids.to_pylist()
     empty = feast_key("")
     head = empty[:-4]
-    if empty[-4:] == b"\0\0\0\0":
-        keys = [head + len(raw).to_bytes(4, "little") + raw for raw in (c.encode() for c in ids)]
-        if all(keys[i] == feast_key(ids[i]) for i in range(0, len(ids), max(1, len(ids) // 50))):
-            return keys
-    return [feast_key(cid) for cid in ids]
+
+    def assembled(cid: str) -> bytes:
+        raw = cid.encode()
+        return head + len(raw).to_bytes(4, "little") + raw
+
+    probes = ("a", "customer-00042", "\u00fc" * 40, "x" * 300)
+    if empty[-4:] == b"\0\0\0\0" and all(assembled(c) == feast_key(c) for c in probes):
+        return assembled
+    return feast_key
+
+
+def entity_keys(customer_ids: pa.ChunkedArray | pa.Array, version: int) -> list[bytes]:
+    """Feast's serialized entity key of each customer id."""
+    encode = key_encoder(version)
+    return [encode(cid) for cid in customer_ids.to_pylist()]
 
 
 def write_latest(
@@ -243,3 +258,121 @@ def _write_with_feast(store: FeatureStore, view: FeatureView, rows: pa.Table) ->
     names = [JOIN_KEY, "event_timestamp", "created_at", *(f.name for f in view.features)]
     store.write_to_online_store(view.name, df=rows.select(names).to_pandas())
     return rows.num_rows
+
+
+@dataclass(frozen=True)
+class OnlineRows:
+    """Latest feature values of a list of customers, in request order."""
+
+    columns: dict[str, np.ndarray]
+    """Per feature, float64 values; NaN where the customer or the value is missing."""
+    known: np.ndarray
+    """Whether the store holds any row of the customer."""
+    as_of: list[datetime | None]
+    """Per customer, the oldest event timestamp among the views read (UTC)."""
+
+
+class OnlineReader:
+    """Reads features of several views for a list of customers, as ``get_online_features``
+    would return them.
+
+    On a SQLite online store laid out as :func:`write_latest` (and Feast) writes it, one
+    ``SELECT`` per view with the doubles decoded from their fixed 9-byte encoding: Feast's own
+    read parses a protobuf and a timestamp per value, about 6 ms for 100 customers of
+    ``churn_v1`` here against the 10 ms a scoring request may take. Any other store is read
+    through ``FeatureStore.get_online_features``.
+    """
+
+    def __init__(self, store: FeatureStore, features: dict[str, list[str]]) -> None:
+        self.store = store
+        self.features = features
+        self.names = [name for names in features.values() for name in names]
+        views = {name: store.get_feature_view(name) for name in features}
+        self._tables: dict[str, str] | None = None
+        if store.config.online_store.type == "sqlite" and all(
+            _plain_sqlite_table(store, view) for view in views.values()
+        ):
+            self._tables = {name: _sqlite_table(store, view) for name, view in views.items()}
+            self._conn = sqlite3.connect(_sqlite_path(store), check_same_thread=False)
+            # reads map the file instead of copying pages through read() calls
+            self._conn.execute("PRAGMA mmap_size = 1073741824")
+            self._conn.execute("PRAGMA cache_size = -65536")
+        self._key = key_encoder(store.config.entity_key_serialization_version)
+
+    @property
+    def reads_sqlite_directly(self) -> bool:
+        return self._tables is not None
+
+    def read(self, customer_ids: list[str]) -> OnlineRows:
+        if self._tables is None:
+            return self._read_with_feast(customer_ids)
+        position: dict[bytes, list[int]] = {}
+        for i, cid in enumerate(customer_ids):
+            position.setdefault(self._key(cid), []).append(i)
+        distinct = list(position)
+        n = len(customer_ids)
+        columns: dict[str, list[float]] = {name: [np.nan] * n for name in self.names}
+        oldest: dict[bytes, int] = {}
+        marks = ",".join("?" * len(distinct))
+        for view, names in self.features.items():
+            found = self._conn.execute(
+                f'SELECT entity_key, feature_name, value, event_ts FROM "{self._tables[view]}" '
+                f"WHERE entity_key IN ({marks}) AND feature_name IN ({','.join('?' * len(names))})",
+                [*distinct, *names],
+            ).fetchall()
+            for key, name, blob, ts in found:
+                value = _decode(blob)
+                column = columns[name]
+                for i in position[key]:
+                    column[i] = value
+                if ts < oldest.get(key, ts + 1):
+                    oldest[key] = ts
+        known = np.zeros(n, dtype=bool)
+        as_of: list[datetime | None] = [None] * n
+        for key, ts in oldest.items():
+            stamp = datetime.fromtimestamp(int(ts), UTC)
+            for i in position[key]:
+                known[i] = True
+                as_of[i] = stamp
+        arrays = {name: np.array(values, dtype=float) for name, values in columns.items()}
+        return OnlineRows(arrays, known, as_of)
+
+    def _read_with_feast(self, customer_ids: list[str]) -> OnlineRows:
+        refs = [f"{view}:{name}" for view, names in self.features.items() for name in names]
+        response = self.store.get_online_features(
+            features=refs, entity_rows=[{JOIN_KEY: c} for c in customer_ids]
+        ).to_dict(include_event_timestamps=True)
+        n = len(customer_ids)
+        columns = {
+            name: np.array([np.nan if v is None else v for v in response[name]], dtype=float)
+            for name in self.names
+        }
+        known = np.zeros(n, dtype=bool)
+        as_of: list[datetime | None] = [None] * n
+        for name in self.names:
+            for i, (value, ts) in enumerate(
+                zip(response[name], response[f"{name}__ts"], strict=True)
+            ):
+                if value is None:
+                    continue
+                known[i] = True
+                stamp = datetime.fromtimestamp(ts, UTC)  # epoch seconds
+                as_of[i] = stamp if as_of[i] is None else min(as_of[i], stamp)
+        return OnlineRows(columns, known, as_of)
+
+
+def _decode(blob: bytes) -> float:
+    """A serialized ``feast.types.Value`` as a float (NaN when empty)."""
+    if len(blob) == 9 and blob[0] == _DOUBLE_TAG[0]:
+        return _DOUBLE.unpack_from(blob, 1)[0]
+    if not blob:
+        return np.nan
+    if blob[0] == _INT64_TAG and len(blob) == 2:  # int64_val under 128: one varint byte
+        return float(blob[1])
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    value = Value.FromString(blob)
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return np.nan
+    return float(getattr(value, kind))
