@@ -96,11 +96,16 @@ def test_gate_floor_margin_and_rollback(gated: dict) -> None:
     assert champion(gated) == "3" and challenger(gated) == "4" and served(gated) == "3"
     tags = gated["mlflow"].client().get_model_version("churn_model", "4").tags
     assert tags[registry.DECISION_TAG].startswith("rejected: does not beat")
+    kept = serving_store.current(gated["bento_store"], "churn_model_challenger")
+    assert (
+        kept.info.labels["mlflow_version"] == "4" and kept.info.labels["promotion"] == "challenger"
+    )
 
     # rollback to the previous champion, in MLflow and in the BentoML store
     with dg.DagsterInstance.ephemeral() as instance:
         assert rollback_champion.execute_in_process(resources=gated, instance=instance).success
     assert champion(gated) == "2" and served(gated) == "2"
+    assert serving_store.current(gated["bento_store"], "churn_model_challenger") is not None
     # and forward again to a named version
     with dg.DagsterInstance.ephemeral() as instance:
         assert rollback_champion.execute_in_process(

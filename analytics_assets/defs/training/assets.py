@@ -22,7 +22,7 @@ from analytics_assets.defs.training.evaluation import (
     read_evaluation,
     write_evaluation,
 )
-from analytics_assets.defs.training.promotion import promote, window_labels
+from analytics_assets.defs.training.promotion import keep_challenger, promote, window_labels
 from analytics_assets.metadata import preview
 from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import (
@@ -370,7 +370,8 @@ def promoted_models(
 ) -> dg.MaterializeResult:
     """The models the scoring service serves: each challenger that passed the gate becomes the
     ``champion`` (MLflow alias, and ``<model>:latest`` in the BentoML model store); a rejected
-    one stays ``challenger``, with the reason."""
+    one stays ``challenger``, with the reason, and is served to the share of traffic the
+    service gives challengers (``<model>_challenger:latest``)."""
     import tempfile
 
     mlflow.activate()
@@ -387,12 +388,13 @@ def promoted_models(
                 }
                 continue
             if not verdict["promote"]:
-                client.set_model_version_tag(
-                    model, version, registry.DECISION_TAG, f"rejected: {verdict['reason']}"
+                tag = keep_challenger(
+                    client, bento_store, model, version, workdir, verdict["reason"]
                 )
                 decisions[model] = {
                     "promoted": False,
                     "version": version,
+                    "bentoml_tag": tag,
                     "reason": verdict["reason"],
                 }
                 context.log.info(f"{model} v{version} stays challenger: {verdict['reason']}")

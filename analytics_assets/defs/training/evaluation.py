@@ -8,10 +8,11 @@ import numpy as np
 import polars as pl
 
 from analytics_assets import settings
+from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
 from analytics_assets.defs.training import churn, clv, gate, registry
 from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
 
-CHURN, CLV = "churn_model", "clv_model"
+CHURN, CLV = CHURN_MODEL, CLV_MODEL
 MODELS = (CHURN, CLV)
 
 

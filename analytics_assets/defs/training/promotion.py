@@ -38,6 +38,27 @@ def promote(
     return tag
 
 
+def keep_challenger(
+    client, models: BentoModelStore, name: str, version: str, workdir, reason: str
+) -> str:
+    """Record the gate's rejection in MLflow and put the challenger beside the champion in the
+    BentoML model store (verified copy), where the scoring service can send it a share of the
+    traffic; returns the BentoML tag."""
+    fetched = registry.fetch(client, name, version, workdir)
+    entry = registry.get(client, name, version)
+    labels = {
+        "mlflow_run_id": entry.run_id,
+        registry.FEATURE_SERVICE_TAG: fetched.tags.get(registry.FEATURE_SERVICE_TAG, ""),
+        **window_labels(entry.tags),
+        "promotion": "challenger",
+    }
+    tag = serving_store.save_challenger(
+        models, fetched, labels, {"mlflow_run_id": entry.run_id, "reason": reason}
+    )
+    client.set_model_version_tag(name, version, registry.DECISION_TAG, f"rejected: {reason}")
+    return tag
+
+
 def window_labels(tags: dict[str, str]) -> dict[str, str]:
     keys = ("train_start", "train_end", "holdout_at", "calibration_day", "holdout_days")
     return {k: tags[k] for k in keys if k in tags}

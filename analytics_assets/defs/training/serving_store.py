@@ -1,5 +1,6 @@
 """Champions in the BentoML model store: one BentoML model per promoted MLflow version, and
-``<name>:latest`` is always the current champion (what the scoring service loads)."""
+``<name>:latest`` is always the current champion (what the scoring service loads). The
+challenger the gate kept is ``<name>_challenger:latest``, for the service's traffic split."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from analytics_assets.artifacts import BENTO_MODEL_FOLDER, verify
+from analytics_assets.artifacts import BENTO_MODEL_FOLDER, CHALLENGER_SUFFIX, verify
 from analytics_assets.defs.training.registry import Fetched
 from analytics_assets.resources import BentoModelStore
 
@@ -17,13 +18,34 @@ def save_champion(
     models: BentoModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
 ) -> str:
     """Save a verified MLflow model folder as ``<name>:v<version>``, replacing an earlier copy
-    of the same version (a rollback re-promotes it), so that it becomes ``<name>:latest``.
-    Returns the tag."""
+    of the same version (a rollback re-promotes it), so that it becomes ``<name>:latest``;
+    a copy of the same version as challenger goes. Returns the tag."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    tag = _save(models, fetched.name, fetched, labels, metadata)
+    with contextlib.suppress(NotFound):
+        bentoml.models.delete(
+            f"{fetched.name}{CHALLENGER_SUFFIX}:v{fetched.version}", _model_store=models.store()
+        )
+    return tag
+
+
+def save_challenger(
+    models: BentoModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
+) -> str:
+    """Save the challenger the gate kept as ``<name>_challenger:v<version>`` (its latest)."""
+    return _save(models, fetched.name + CHALLENGER_SUFFIX, fetched, labels, metadata)
+
+
+def _save(
+    models: BentoModelStore, name: str, fetched: Fetched, labels: dict[str, str], metadata: dict
+) -> str:
     import bentoml
     from bentoml.exceptions import NotFound
 
     store = models.store()
-    tag = f"{fetched.name}:v{fetched.version}"
+    tag = f"{name}:v{fetched.version}"
     with contextlib.suppress(NotFound):
         bentoml.models.delete(tag, _model_store=store)
     labels = {**labels, "mlflow_version": fetched.version, "promoted_at": _now()}
