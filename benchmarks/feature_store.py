@@ -25,35 +25,12 @@ import shutil
 import statistics
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
-AS_OF = date(2024, 3, 10)
-
-
-def write_snapshot(directory: Path, customers: int, seed: int = 7) -> None:
-    from analytics_assets.defs.features.transforms import FEATURE_COLUMNS, snapshot_instant
-
-    rng = np.random.default_rng(seed)
-    columns: dict[str, object] = {
-        "customer_id": [f"c{i:07d}" for i in range(customers)],
-        "as_of": [AS_OF] * customers,
-        "event_timestamp": [snapshot_instant(AS_OF)] * customers,
-        "created_at": [datetime(2024, 3, 11, 1, tzinfo=UTC)] * customers,
-    }
-    for name, kind in FEATURE_COLUMNS.items():
-        if kind == "BIGINT":
-            columns[name] = rng.poisson(3, customers).astype(np.int64)
-        else:
-            values = rng.gamma(2.0, 20.0, customers).round(2)
-            values[rng.random(customers) < 0.05] = np.nan  # some customers lack a value
-            columns[name] = values
-    frame = pl.DataFrame(columns).with_columns(pl.selectors.float().fill_nan(None))
-    directory.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(directory / f"{AS_OF.isoformat()}.parquet")
+from analytics_assets.producers.feature_snapshot import AS_OF, write_snapshot
 
 
 def open_applied(kind: str, home: Path, redis_at: str, tag: str, db: int):

@@ -1,0 +1,95 @@
+"""A home the scoring service can serve from without running the pipeline: the Feast repo
+applied, a synthetic snapshot in the online store, and champions of both models in the BentoML
+model store, saved in the formats (MLflow model folders) and with the labels the promotion
+writes. For the serving tests and benchmark."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from analytics_assets import settings
+from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL, directory_sha256
+from analytics_assets.resources import BentoModelStore
+
+CHURN_FEATURE_SERVICE, CLV_FEATURE_SERVICE = "churn_v1", "clv_v1"
+CDNOW_SAMPLE_PARAMS = dict(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44)
+"""BG/NBD (Fader, Hardie and Lee, 2005) and Gamma-Gamma parameters of the CDNOW sample."""
+
+
+def online_features(customers: int, seed: int = 7) -> None:
+    """Apply the Feast repo and write a synthetic snapshot of ``customers`` into its online
+    store (what the ``online_features`` asset does with real snapshots)."""
+    from analytics_assets.defs.features import offline, online
+    from analytics_assets.feast_repo import apply, open_store
+    from analytics_assets.producers.feature_snapshot import write_snapshot
+
+    settings.ensure_dirs()
+    directory = settings.feature_snapshots_dir()
+    write_snapshot(directory, customers, seed)
+    store = open_store(settings.feature_repo_path())
+    apply(store, settings.feature_repo_path())
+    until = offline.newest_timestamp(directory) + timedelta(seconds=1)
+    batches = offline.latest_rows_by_view(directory, offline.views_over_snapshots(store), until)
+    online.write_latest(store, batches)
+
+
+def churn_folder(destination: Path, seed: int = 42, max_iter: int = 200) -> Path:
+    """A churn classifier fitted on the synthetic training set, as an MLflow model folder
+    (the Feast repo must be applied: its inputs are ``churn_v1``'s features)."""
+    import mlflow.sklearn
+
+    from analytics_assets.defs.features.offline import feature_names
+    from analytics_assets.defs.training import churn
+    from analytics_assets.feast_repo import open_store
+    from analytics_assets.producers.training_set import synthetic_training_set
+
+    frame = synthetic_training_set()
+    features = feature_names(open_store(settings.feature_repo_path()), CHURN_FEATURE_SERVICE)
+    split = churn.time_split(frame, 90)
+    hyper = dict(max_iter=max_iter, learning_rate=0.08, max_leaf_nodes=31, random_state=seed)
+    model = churn.fit(split.train, features, hyper)
+    mlflow.sklearn.save_model(
+        model,
+        str(destination),
+        serialization_format="skops",
+        skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+    )
+    return destination
+
+
+def value_folder(destination: Path, **params: float) -> Path:
+    """The customer value pyfunc (models from code) with the given parameters."""
+    import mlflow.pyfunc
+
+    from analytics_assets.scoring import clv_pyfunc
+    from analytics_assets.scoring.customer_value import CustomerValueParams
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "params.json"
+        CustomerValueParams(**{**CDNOW_SAMPLE_PARAMS, **params}).save(path)
+        mlflow.pyfunc.save_model(
+            str(destination),
+            python_model=clv_pyfunc.__file__,
+            artifacts={"params": str(path)},
+        )
+    return destination
+
+
+def promote(folder: Path, name: str, version: str, feature_service: str, challenger=False) -> str:
+    """Save a model folder to the BentoML model store as promotion does; returns the tag."""
+    from analytics_assets.defs.training import serving_store
+    from analytics_assets.defs.training.registry import Fetched
+
+    fetched = Fetched(name, version, folder, directory_sha256(folder), {})
+    save = serving_store.save_challenger if challenger else serving_store.save_champion
+    labels = {"feature_service": feature_service, "promotion": "fixture"}
+    return save(BentoModelStore(home=str(settings.bentoml_home())), fetched, labels, {})
+
+
+def prepare(customers: int, workdir: Path) -> None:
+    """Online features for ``customers`` and version 1 of both models as champions."""
+    online_features(customers)
+    promote(churn_folder(workdir / "churn_v1"), CHURN_MODEL, "1", CHURN_FEATURE_SERVICE)
+    promote(value_folder(workdir / "clv_v1"), CLV_MODEL, "1", CLV_FEATURE_SERVICE)
