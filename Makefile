@@ -12,11 +12,12 @@ endif
 export ANALYTICS_HOME DAGSTER_HOME
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
+SERVING_PORT ?= 3001
 DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 90
 DEMO_CDNOW_PERIOD_DAYS ?= 28
 
-.PHONY: env test lint format demo seed dagster-home mlflow-ui bench-ingest bench-freshness bench-features bench-training clean
+.PHONY: env test lint format demo seed dagster-home mlflow-ui serve bento bench-ingest bench-freshness bench-features bench-training bench-serving clean
 
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -49,12 +50,21 @@ demo: env dagster-home seed
 	@echo "Dagster UI:    http://127.0.0.1:$(DAGSTER_PORT)   (Automation: landing_sensor, analytics_sensor; Assets: groups ingest, analytics)"
 	@echo "Audit plots:   $(ANALYTICS_HOME)/reports/customer_base_audit   (also on the customer_base_audit asset in the UI)"
 	@echo "Models:        launch the job retrain_models in the UI (Jobs); then make mlflow-ui -> http://127.0.0.1:$(MLFLOW_PORT)"
+	@echo "Scoring:       after a promotion, make serve -> http://127.0.0.1:$(SERVING_PORT) (POST /churn, /clv, /score)"
 	@echo "Stop with Ctrl-C."
 	@echo ""
 	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 mlflow-ui: env
 	$(UV) run --locked mlflow ui --backend-store-uri "sqlite:///$(ANALYTICS_HOME)/mlflow/mlflow.db" -h 127.0.0.1 -p $(MLFLOW_PORT)
+
+# the scoring service on 127.0.0.1:$(SERVING_PORT), serving the champions the pipeline promoted
+serve: env
+	cd bentos/customer_scoring && BENTOML_HOME="$(ANALYTICS_HOME)/bentoml" $(UV) run --locked bentoml serve --port $(SERVING_PORT)
+
+# a bento (service, code, Feast repo, pinned requirements, current champions); offline
+bento: env
+	BENTOML_HOME="$(ANALYTICS_HOME)/bentoml" $(UV) run --locked bentoml build -f bentos/customer_scoring/bentofile.yaml .
 
 bench-ingest: env
 	$(UV) run --locked python benchmarks/ingest.py
@@ -67,6 +77,9 @@ bench-features: env
 
 bench-training: env
 	$(UV) run --locked python benchmarks/training.py
+
+bench-serving: env
+	$(UV) run --locked python benchmarks/serving.py
 
 clean:
 	rm -rf .analytics .pytest_cache .ruff_cache

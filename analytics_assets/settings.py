@@ -126,6 +126,50 @@ def models_dir() -> Path:
     return analytics_home() / "models"
 
 
+def predictions_dir() -> Path:
+    """The scoring service's prediction log: Parquet files per model and day
+    (``$ANALYTICS_PREDICTIONS_DIR`` or ``<home>/predictions``)."""
+    return Path(_env("ANALYTICS_PREDICTIONS_DIR") or analytics_home() / "predictions").resolve()
+
+
+def serving_api_key() -> str | None:
+    """The key clients of the scoring service must send (``$SCORING_API_KEY``); unset: no
+    authentication, which is why the service binds to localhost by default."""
+    return _env("SCORING_API_KEY")
+
+
+def serving_challenger_share() -> float:
+    """Share of customers (by a hash of the id) the challenger answers for
+    (``$SCORING_CHALLENGER_SHARE``, 0 to 1, default 0)."""
+    share = float(_env("SCORING_CHALLENGER_SHARE") or 0.0)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"SCORING_CHALLENGER_SHARE must be within [0, 1], not {share}")
+    return share
+
+
+def serving_shadow() -> bool:
+    """Shadow mode (``$SCORING_SHADOW=1``): the challenger scores every customer too, logged
+    but never returned."""
+    return (_env("SCORING_SHADOW") or "0").lower() in {"1", "true", "yes", "on"}
+
+
+def serving_reload_seconds() -> float:
+    """How often the scoring service looks for a newly promoted model
+    (``$SCORING_RELOAD_INTERVAL_S``, default 5)."""
+    return float(_env("SCORING_RELOAD_INTERVAL_S") or 5.0)
+
+
+def serving_max_body_bytes() -> int:
+    """Largest request body accepted (``$SCORING_MAX_BODY_BYTES``, default 1 MiB)."""
+    return int(_env("SCORING_MAX_BODY_BYTES") or 1 << 20)
+
+
+def serving_log_flush_seconds() -> float:
+    """How often the scoring service writes its prediction log (``$SCORING_LOG_FLUSH_S``,
+    default 5)."""
+    return float(_env("SCORING_LOG_FLUSH_S") or 5.0)
+
+
 def feast_environment() -> dict[str, str]:
     """The variables ``feature_repo/feature_store.yaml`` reads, with their embedded defaults
     (file registry and SQLite online store under ``<home>/feast``); set ones win.
@@ -155,5 +199,6 @@ def ensure_dirs() -> None:
         analytics_home() / "feast",
         analytics_home() / "mlflow",
         models_dir(),
+        predictions_dir(),
     ):
         path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,201 @@
+"""The models the service answers with: per model the champion (``<name>:latest`` in the BentoML
+model store) and the challenger the gate kept (``<name>_challenger:latest``), each verified
+against its recorded sha256 before loading, and swapped in when a newer one is promoted while
+requests go on with the one they started with."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from analytics_assets import settings
+from analytics_assets.artifacts import (
+    BENTO_MODEL_FOLDER,
+    CHALLENGER_SUFFIX,
+    CHURN_MODEL,
+    CLV_MODEL,
+    verify,
+)
+from analytics_assets.defs.features.online import OnlineReader
+
+logger = logging.getLogger("bentoml.customer_scoring")
+
+Scorer = Callable[[dict[str, np.ndarray], dict], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    role: str
+    tag: str
+    version: str
+    feature_service: str
+    features: list[str]
+    """The model's inputs, in its order."""
+    reader: OnlineReader
+    score: Scorer
+    """Feature columns (and call parameters) to output columns."""
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Slot:
+    champion: LoadedModel | None = None
+    challenger: LoadedModel | None = None
+
+
+def model_store():
+    """BentoML's own store when ``$BENTOML_HOME`` is set (inside a built bento, its models),
+    else ``<ANALYTICS_HOME>/bentoml/models``, where the pipeline promotes to."""
+    import os
+
+    from bentoml._internal.container import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    if os.environ.get("BENTOML_HOME"):
+        return BentoMLContainer.model_store.get()
+    return ModelStore(str(settings.bentoml_home() / "models"))
+
+
+def churn_scorer(folder: Path) -> tuple[list[str], Scorer]:
+    import mlflow.sklearn
+    import pandas as pd
+
+    model = mlflow.sklearn.load_model(str(folder))
+    features = [str(name) for name in model.feature_names_in_]
+
+    def score(columns: dict[str, np.ndarray], params: dict) -> dict[str, np.ndarray]:
+        frame = pd.DataFrame({name: columns[name] for name in features})
+        return {"churn_probability": model.predict_proba(frame)[:, 1]}
+
+    return features, score
+
+
+def value_scorer(folder: Path) -> tuple[list[str], Scorer]:
+    """The fitted BG/NBD + Gamma-Gamma parameters from the MLflow model's ``params`` artifact,
+    scored with the same formulas as its pyfunc (without the pyfunc's per-call overhead)."""
+    import yaml
+
+    from analytics_assets.scoring.customer_value import INPUTS, CustomerValueParams, predict
+
+    flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
+    params = CustomerValueParams.load(folder / flavor["artifacts"]["params"]["path"])
+
+    def score(columns: dict[str, np.ndarray], call: dict) -> dict[str, np.ndarray]:
+        return predict(params, columns, call["horizon_days"])
+
+    return list(INPUTS), score
+
+
+SCORERS: dict[str, Callable[[Path], tuple[list[str], Scorer]]] = {
+    CHURN_MODEL: churn_scorer,
+    CLV_MODEL: value_scorer,
+}
+
+
+def load(bento_model, name: str, role: str, feature_store) -> LoadedModel:
+    """A verified, loaded model with a reader of its feature service's online features."""
+    folder = Path(bento_model.path_of(BENTO_MODEL_FOLDER))
+    verify(folder, bento_model.info.metadata.get("sha256"), f"BentoML model {bento_model.tag}")
+    features, score = SCORERS[name](folder)
+    service_name = bento_model.info.labels["feature_service"]
+    service = feature_store.get_feature_service(service_name)
+    views = {p.name: [f.name for f in p.features] for p in service.feature_view_projections}
+    missing = set(features) - {f for names in views.values() for f in names}
+    if missing:
+        raise ValueError(f"{bento_model.tag} needs {sorted(missing)}, not in {service_name}")
+    return LoadedModel(
+        name=name,
+        role=role,
+        tag=str(bento_model.tag),
+        version=bento_model.info.labels["mlflow_version"],
+        feature_service=service_name,
+        features=features,
+        reader=OnlineReader(feature_store, views),
+        score=score,
+    )
+
+
+class Models:
+    """Current champion and challenger of each model. :meth:`refresh` loads whatever is newer
+    in the store; a daemon thread calls it every ``interval`` seconds."""
+
+    def __init__(self, store, feature_store, names=(CHURN_MODEL, CLV_MODEL)) -> None:
+        self.store = store
+        self.feature_store = feature_store
+        self.slots: dict[str, Slot] = {name: Slot() for name in names}
+        self.errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def ready(self) -> bool:
+        return all(slot.champion is not None for slot in self.slots.values())
+
+    def refresh(self) -> list[str]:
+        """Swap in every model whose latest tag differs from the one served; returns their
+        tags. A model that fails to load leaves the one served in place (see ``errors``)."""
+        import bentoml
+        from bentoml.exceptions import NotFound
+
+        changed = []
+        with self._lock:
+            for name, slot in self.slots.items():
+                current = {"champion": slot.champion, "challenger": slot.challenger}
+                for role, suffix in (("champion", ""), ("challenger", CHALLENGER_SUFFIX)):
+                    try:
+                        latest = bentoml.models.get(
+                            f"{name}{suffix}:latest", _model_store=self.store
+                        )
+                    except NotFound:
+                        current[role] = None
+                        continue
+                    served = current[role]
+                    if served is not None and served.tag == str(latest.tag):
+                        continue
+                    try:
+                        current[role] = load(latest, name, role, self.feature_store)
+                    except Exception as error:  # keep serving what works; say why
+                        self.errors[f"{latest.tag}"] = f"{type(error).__name__}: {error}"
+                        logger.exception("could not load %s", latest.tag)
+                        continue
+                    self.errors.pop(str(latest.tag), None)
+                    changed.append(str(latest.tag))
+                    logger.info("serving %s as %s of %s", latest.tag, role, name)
+                challenger = current["challenger"]
+                if (
+                    challenger is not None
+                    and current["champion"] is not None
+                    and (challenger.version == current["champion"].version)
+                ):
+                    challenger = None
+                self.slots[name] = Slot(current["champion"], challenger)
+        return changed
+
+    def watch(self, interval: float) -> threading.Thread:
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.refresh()
+                except Exception:
+                    logger.exception("model refresh failed")
+
+        thread = threading.Thread(target=loop, name="model-refresh", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def served(self) -> list[LoadedModel]:
+        return [
+            model
+            for slot in self.slots.values()
+            for model in (slot.champion, slot.challenger)
+            if model is not None
+        ]

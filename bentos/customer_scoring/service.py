@@ -1,0 +1,263 @@
+"""The customer scoring service (BentoML): churn probability and lifetime value of customers,
+from their latest features in Feast's online store (read in-process) and the promoted models.
+
+``bentoml serve`` here (or ``make serve``) starts it on 127.0.0.1:3001 (Dagster's UI has 3000).
+It loads the champions from the BentoML model store at start and swaps in newly promoted ones
+without a restart.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Literal
+
+import anyio.to_thread
+import bentoml
+import numpy as np
+from bentoml.exceptions import ServiceUnavailable
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from analytics_assets import settings
+from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
+from bentos.customer_scoring.champions import LoadedModel, Models, model_store
+from bentos.customer_scoring.middleware import RequestGuard
+from bentos.customer_scoring.prediction_log import PredictionLog
+from bentos.customer_scoring.routing import to_challenger
+from bentos.customer_scoring.schemas import (
+    ChurnPrediction,
+    ChurnResponse,
+    CustomerIds,
+    FeatureRows,
+    HorizonDays,
+    ModelsStatus,
+    ScoreResponse,
+    ServedModel,
+    ValuePrediction,
+    ValueResponse,
+)
+
+MODEL_NAMES = {"churn": CHURN_MODEL, "clv": CLV_MODEL}
+
+
+@bentoml.service(
+    name="customer_scoring",
+    http={"host": "127.0.0.1", "port": 3001},
+    traffic={"timeout": 30},
+    workers=1,
+)
+class CustomerScoring:
+    def __init__(self) -> None:
+        from prometheus_client import Counter
+
+        from analytics_assets.feast_repo import open_store
+
+        self.feature_store = open_store(settings.feature_repo_path())
+        self.models = Models(model_store(), self.feature_store)
+        self.models.refresh()
+        self.models.watch(settings.serving_reload_seconds())
+        self.share = settings.serving_challenger_share()
+        self.shadow = settings.serving_shadow()
+        self.log = PredictionLog(settings.predictions_dir(), settings.serving_log_flush_seconds())
+        self.log.start()
+        self.predictions = Counter(
+            "customer_scoring_predictions",
+            "Customers scored, by model, version, role and whether the answer was served",
+            ["model", "model_version", "role", "served"],
+        )
+        self.unknown = Counter(
+            "customer_scoring_unknown_customers", "Customers without online features", ["model"]
+        )
+
+    def __is_ready__(self) -> bool:
+        """Ready once a champion of every model is loaded (``/readyz``)."""
+        return self.models.ready()
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.models.stop()
+        self.log.close()
+
+    @bentoml.api(route="/churn")
+    async def churn(self, customer_ids: CustomerIds) -> ChurnResponse:
+        """Probability that each customer makes no purchase in the churn window."""
+        champion, rows = self._predict("churn", CHURN_MODEL, customer_ids, {})
+        return ChurnResponse(
+            model=CHURN_MODEL,
+            feature_service=champion.feature_service,
+            predictions=[ChurnPrediction(**row) for row in rows],
+        )
+
+    @bentoml.api(route="/clv")
+    async def clv(
+        self, customer_ids: CustomerIds, horizon_days: HorizonDays = 180
+    ) -> ValueResponse:
+        """Expected purchases, revenue and probability alive over the next ``horizon_days``."""
+        params = {"horizon_days": horizon_days}
+        champion, rows = self._predict("clv", CLV_MODEL, customer_ids, params)
+        return ValueResponse(
+            model=CLV_MODEL,
+            feature_service=champion.feature_service,
+            horizon_days=horizon_days,
+            predictions=[ValuePrediction(**row) for row in rows],
+        )
+
+    @bentoml.api(route="/score")
+    async def score(
+        self, model: Literal["churn", "clv"], rows: FeatureRows, horizon_days: HorizonDays = 180
+    ) -> ScoreResponse:
+        """What-if scoring of feature rows given in the request (no feature store lookup) by the
+        champion; an absent or null feature is a missing value."""
+        champion = self._champion(MODEL_NAMES[model])
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_feature",
+                    "{name} is not an input of {model}; its inputs are {inputs}",
+                    {"name": name, "model": champion.name, "inputs": champion.features},
+                ),
+                loc=("rows", i, name),
+                input=row[name],
+            )
+            for i, row in enumerate(rows)
+            for name in row
+            if name not in champion.features
+        ]
+        if errors:
+            raise ValidationError.from_exception_data("score", errors)
+        columns = {
+            name: np.array([np.nan if row.get(name) is None else row[name] for row in rows])
+            for name in champion.features
+        }
+        params = {"horizon_days": horizon_days} if champion.name == CLV_MODEL else {}
+        outputs = champion.score(columns, params)
+        n = len(rows)
+        self._record(
+            "score",
+            uuid.uuid4().hex,
+            champion,
+            True,
+            [None] * n,
+            np.ones(n, dtype=bool),
+            [None] * n,
+            columns,
+            outputs,
+            params,
+        )
+        return ScoreResponse(
+            model=champion.name,
+            model_version=champion.version,
+            features=champion.features,
+            predictions=[
+                {name: _number(values[i]) for name, values in outputs.items()} for i in range(n)
+            ],
+        )
+
+    @bentoml.api(route="/reload")
+    async def reload(self) -> ModelsStatus:
+        """Look for newly promoted models now (the service also looks every few seconds) and
+        say which models are served."""
+        changed = await anyio.to_thread.run_sync(self.models.refresh)
+        return ModelsStatus(
+            models=[
+                ServedModel(
+                    model=m.name,
+                    role=m.role,
+                    bentoml_tag=m.tag,
+                    model_version=m.version,
+                    feature_service=m.feature_service,
+                    loaded_at=m.loaded_at,
+                )
+                for m in self.models.served()
+            ],
+            changed=changed,
+            errors=dict(self.models.errors),
+        )
+
+    def _champion(self, name: str) -> LoadedModel:
+        champion = self.models.slots[name].champion
+        if champion is None:
+            raise ServiceUnavailable(f"no {name} has been promoted to the model store yet")
+        return champion
+
+    def _predict(
+        self, endpoint: str, name: str, customer_ids: list[str], params: dict
+    ) -> tuple[LoadedModel, list[dict]]:
+        """Score every customer with the model that answers for it (champion, or challenger for
+        its share); in shadow mode the challenger scores everyone too, unanswered. Returns the
+        champion and one answer per customer, in request order."""
+        slot = self.models.slots[name]
+        champion = self._champion(name)
+        everyone = np.ones(len(customer_ids), dtype=bool)
+        plan = [(champion, everyone, True)]
+        if slot.challenger is not None and self.shadow:
+            plan.append((slot.challenger, everyone, False))
+        elif slot.challenger is not None and self.share > 0:
+            routed = to_challenger(customer_ids, self.share)
+            plan = [(champion, ~routed, True), (slot.challenger, routed, True)]
+        request_id = uuid.uuid4().hex
+        answers: list[dict | None] = [None] * len(customer_ids)
+        features = {}
+        for model, mask, served in plan:
+            if not mask.any():
+                continue
+            if model.feature_service not in features:
+                features[model.feature_service] = model.reader.read(customer_ids)
+            rows = features[model.feature_service]
+            picked = np.flatnonzero(mask)
+            whole = len(picked) == len(customer_ids)
+            columns = {
+                f: rows.columns[f] if whole else rows.columns[f][picked] for f in model.features
+            }
+            known = rows.known if whole else rows.known[picked]
+            as_of = rows.as_of if whole else [rows.as_of[i] for i in picked]
+            ids = customer_ids if whole else [customer_ids[i] for i in picked]
+            outputs = {
+                key: np.where(known, values, np.nan)
+                for key, values in model.score(columns, params).items()
+            }
+            self._record(
+                endpoint, request_id, model, served, ids, known, as_of, columns, outputs, params
+            )
+            if not served:
+                continue
+            for j, i in enumerate(picked):
+                answers[i] = {
+                    "customer_id": ids[j],
+                    "known": bool(known[j]),
+                    "model_version": model.version,
+                    "role": model.role,
+                    "features_as_of": as_of[j],
+                    **{key: _number(values[j]) for key, values in outputs.items()},
+                }
+        return champion, answers
+
+    def _record(
+        self, endpoint, request_id, model, served, ids, known, as_of, columns, outputs, params
+    ) -> None:
+        self.log.record(
+            endpoint=endpoint,
+            request_id=request_id,
+            model=model,
+            served=served,
+            customer_ids=ids,
+            known=known,
+            as_of=as_of,
+            features=columns,
+            outputs=outputs,
+            params=params,
+        )
+        self.predictions.labels(model.name, model.version, model.role, str(served).lower()).inc(
+            len(ids)
+        )
+        if served and not known.all():
+            self.unknown.labels(model.name).inc(int((~known).sum()))
+
+
+CustomerScoring.add_asgi_middleware(RequestGuard)
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

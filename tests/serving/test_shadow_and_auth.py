@@ -1,0 +1,56 @@
+"""Shadow mode (the challenger scores everyone, unanswered, into the log) and the API key."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import polars as pl
+import pytest
+
+from analytics_assets.artifacts import CHURN_MODEL
+from analytics_assets.producers import serving
+from analytics_assets.producers.feature_snapshot import customer_id
+from tests.serving.conftest import home_env, run_server
+
+KEY = "s3cret-key"
+
+
+@pytest.fixture(scope="module")
+def shadow_server(serving_home, tmp_path_factory):
+    home = tmp_path_factory.mktemp("shadow") / "analytics"
+    shutil.copytree(serving_home, home)
+    with home_env(home):
+        folder = serving.churn_folder(home / "work" / "churn_shadow", max_iter=30)
+        serving.promote(folder, CHURN_MODEL, "7", "churn_v1", challenger=True)
+    log = tmp_path_factory.mktemp("logs") / "shadow.log"
+    with run_server(home, log, SCORING_SHADOW="1", SCORING_API_KEY=KEY) as running:
+        yield running
+
+
+def test_api_key(shadow_server) -> None:
+    body = {"customer_ids": ["c0000001"]}
+    with shadow_server.client() as http:
+        assert http.post("/churn", json=body).status_code == 401
+        assert http.post("/churn", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert http.post("/churn", json=body, headers={"X-API-Key": KEY}).status_code == 200
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        assert http.post("/churn", json=body, headers=bearer).status_code == 200
+        assert http.get("/").status_code == 401
+        for probe in ("/readyz", "/livez", "/metrics"):
+            assert http.get(probe).status_code == 200
+
+
+def test_shadow_scores_everyone_and_answers_with_the_champion(shadow_server) -> None:
+    ids = [customer_id(i) for i in range(1000, 1200)]  # not asked for before
+    with shadow_server.client(headers={"X-API-Key": KEY}) as http:
+        answer = http.post("/churn", json={"customer_ids": ids}).json()
+    assert {(p["role"], p["model_version"]) for p in answer["predictions"]} == {("champion", "1")}
+    time.sleep(2.5)
+    log = pl.read_parquet(shadow_server.home / "predictions" / CHURN_MODEL / "**" / "*.parquet")
+    request = log.filter(pl.col("customer_id").is_in(ids))
+    shadow = request.filter(~pl.col("served"))
+    assert shadow["model_version"].unique().to_list() == ["7"]
+    assert shadow["role"].unique().to_list() == ["challenger"]
+    assert sorted(shadow["customer_id"].to_list()) == sorted(ids)
+    assert request.filter(pl.col("served"))["model_version"].unique().to_list() == ["1"]
