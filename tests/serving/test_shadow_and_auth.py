@@ -19,7 +19,7 @@ KEY = "s3cret-key"
 @pytest.fixture(scope="module")
 def shadow_server(serving_home, tmp_path_factory):
     home = tmp_path_factory.mktemp("shadow") / "analytics"
-    shutil.copytree(serving_home, home)
+    shutil.copytree(serving_home, home, ignore=shutil.ignore_patterns("predictions"))
     with home_env(home):
         folder = serving.churn_folder(home / "work" / "churn_shadow", max_iter=30)
         serving.promote(folder, CHURN_MODEL, "7", "churn_v1", challenger=True)
@@ -44,8 +44,17 @@ def test_api_key(shadow_server) -> None:
 def test_shadow_scores_everyone_and_answers_with_the_champion(shadow_server) -> None:
     ids = [customer_id(i) for i in range(1000, 1200)]  # not asked for before
     with shadow_server.client(headers={"X-API-Key": KEY}) as http:
+        served = {
+            m["role"]: m["model_version"]
+            for m in http.post("/reload", json={}).json()["models"]
+            if m["model"] == CHURN_MODEL
+        }
         answer = http.post("/churn", json={"customer_ids": ids}).json()
-    assert {(p["role"], p["model_version"]) for p in answer["predictions"]} == {("champion", "1")}
+    champion = served["champion"]
+    assert served["challenger"] == "7" and champion != "7"
+    assert {(p["role"], p["model_version"]) for p in answer["predictions"]} == {
+        ("champion", champion)
+    }
     time.sleep(2.5)
     log = pl.read_parquet(shadow_server.home / "predictions" / CHURN_MODEL / "**" / "*.parquet")
     request = log.filter(pl.col("customer_id").is_in(ids))
@@ -53,4 +62,4 @@ def test_shadow_scores_everyone_and_answers_with_the_champion(shadow_server) -> 
     assert shadow["model_version"].unique().to_list() == ["7"]
     assert shadow["role"].unique().to_list() == ["challenger"]
     assert sorted(shadow["customer_id"].to_list()) == sorted(ids)
-    assert request.filter(pl.col("served"))["model_version"].unique().to_list() == ["1"]
+    assert request.filter(pl.col("served"))["model_version"].unique().to_list() == [champion]
