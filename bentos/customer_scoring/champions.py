@@ -64,15 +64,19 @@ def model_store():
 
 
 def churn_scorer(folder: Path) -> tuple[list[str], Scorer]:
+    """The classifier, fed a float matrix in its own feature order (a DataFrame costs a third
+    of a one-customer prediction in validation alone)."""
+    import warnings
+
     import mlflow.sklearn
-    import pandas as pd
 
     model = mlflow.sklearn.load_model(str(folder))
     features = [str(name) for name in model.feature_names_in_]
+    warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
 
     def score(columns: dict[str, np.ndarray], params: dict) -> dict[str, np.ndarray]:
-        frame = pd.DataFrame({name: columns[name] for name in features})
-        return {"churn_probability": model.predict_proba(frame)[:, 1]}
+        matrix = np.column_stack([columns[name] for name in features]).astype(float)
+        return {"churn_probability": model.predict_proba(matrix)[:, 1]}
 
     return features, score
 

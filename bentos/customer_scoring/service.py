@@ -50,6 +50,11 @@ MODEL_NAMES = {"churn": CHURN_MODEL, "clv": CLV_MODEL}
 class CustomerScoring:
     def __init__(self) -> None:
         from prometheus_client import Counter
+        from threadpoolctl import threadpool_limits
+
+        # one OpenMP thread: a request scores few rows, and idle OpenMP workers spin on the
+        # core the server's other threads (and clients on the same host) need
+        threadpool_limits(1, user_api="openmp")
 
         from analytics_assets.feast_repo import open_store
 
