@@ -21,7 +21,6 @@ import json
 import os
 import random
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from analytics_assets.servers import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 MAX_IN_FLIGHT = 256
 WARM_UP_S = 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(command: list[str], cwd: Path, env: dict, log: Path, url: str, probe: str):

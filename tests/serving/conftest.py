@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.producers import serving
+from analytics_assets.servers import free_port
 
 SERVICE_DIR = settings.REPO_ROOT / "bentos" / "customer_scoring"
 CUSTOMERS = 3000
@@ -40,12 +40,6 @@ def serving_home(tmp_path_factory) -> Path:
     with home_env(home):
         serving.prepare(CUSTOMERS, home / "work")
     return home
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
