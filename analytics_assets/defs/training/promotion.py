@@ -15,19 +15,9 @@ def promote(
 ) -> str:
     """Point ``champion`` at ``version`` in MLflow and in the BentoML model store (verified
     copy); returns the BentoML tag. Remembers the champion it replaces, for rollbacks."""
-    fetched = registry.fetch(client, name, version, workdir)
     previous = registry.by_alias(client, name, registry.CHAMPION)
-    entry = registry.get(client, name, version)
-    metadata = {"mlflow_run_id": entry.run_id, "reason": reason}
-    tag = serving_store.save_champion(
-        models,
-        fetched,
-        {
-            "mlflow_run_id": entry.run_id,
-            registry.FEATURE_SERVICE_TAG: fetched.tags.get(registry.FEATURE_SERVICE_TAG, ""),
-            **labels,
-        },
-        metadata,
+    tag = _to_store(
+        serving_store.save_champion, client, models, name, version, workdir, labels, reason
     )
     client.set_registered_model_alias(name, registry.CHAMPION, version)
     if previous is not None and previous.version != version:
@@ -44,19 +34,25 @@ def keep_challenger(
     """Record the gate's rejection in MLflow and put the challenger beside the champion in the
     BentoML model store (verified copy), where the scoring service can send it a share of the
     traffic; returns the BentoML tag."""
+    labels = {**window_labels(registry.get(client, name, version).tags), "promotion": "challenger"}
+    tag = _to_store(
+        serving_store.save_challenger, client, models, name, version, workdir, labels, reason
+    )
+    client.set_model_version_tag(name, version, registry.DECISION_TAG, f"rejected: {reason}")
+    return tag
+
+
+def _to_store(save, client, models, name, version, workdir, labels, reason) -> str:
+    """Fetch a registered version (verified) and ``save`` it into the BentoML model store with
+    its MLflow run and feature service among the labels; returns the BentoML tag."""
     fetched = registry.fetch(client, name, version, workdir)
     entry = registry.get(client, name, version)
     labels = {
         "mlflow_run_id": entry.run_id,
         registry.FEATURE_SERVICE_TAG: fetched.tags.get(registry.FEATURE_SERVICE_TAG, ""),
-        **window_labels(entry.tags),
-        "promotion": "challenger",
+        **labels,
     }
-    tag = serving_store.save_challenger(
-        models, fetched, labels, {"mlflow_run_id": entry.run_id, "reason": reason}
-    )
-    client.set_model_version_tag(name, version, registry.DECISION_TAG, f"rejected: {reason}")
-    return tag
+    return save(models, fetched, labels, {"mlflow_run_id": entry.run_id, "reason": reason})
 
 
 def window_labels(tags: dict[str, str]) -> dict[str, str]:
