@@ -34,9 +34,9 @@ format: env
 test: lint
 	$(UV) run --locked pytest -q
 
-dagster-home:
-	@mkdir -p "$(DAGSTER_HOME)"
-	@cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+# $(DAGSTER_HOME)/dagster.yaml from dagster.yaml; PostgreSQL storage if DAGSTER_POSTGRES_URL is set
+dagster-home: env
+	$(UV) run --locked analytics dagster-home
 
 seed: env
 	$(UV) run --locked analytics simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS)

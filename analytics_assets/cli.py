@@ -123,6 +123,17 @@ def paths() -> None:
         click.echo(f"{name:15} {value}")
 
 
+@main.command("dagster-home")
+def dagster_home_command() -> None:
+    """Write $DAGSTER_HOME/dagster.yaml: the repo's dagster.yaml, with PostgreSQL storage when
+    DAGSTER_POSTGRES_URL is set."""
+    from analytics_assets.instance import write_instance
+
+    path = write_instance()
+    storage = "PostgreSQL ($DAGSTER_POSTGRES_URL)" if "storage" in path.read_text() else "SQLite"
+    click.echo(f"{path}: {storage} storage")
+
+
 @main.command("feast-env")
 def feast_env() -> None:
     """Print ``export`` lines for the variables feature_store.yaml reads (set ones kept, the rest

@@ -58,3 +58,96 @@ def redis_server(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _postgres_binaries() -> Path:
+    """The folder of ``postgres`` and ``initdb``: on PATH, else Debian's versioned folder."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    return candidates[-1].parent
+
+
+@contextmanager
+def postgres_server(
+    databases: tuple[str, ...] = ("dagster",), timeout_s: float = 30.0
+) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port, TCP only, trust authentication,
+    with ``databases`` created; yields the server's URL (``postgresql://analytics@host:port``,
+    append ``/<database>``). As root it runs as the ``postgres`` user, since PostgreSQL refuses
+    to run as root."""
+    import os
+    import tempfile
+
+    import psycopg2
+
+    binaries = _postgres_binaries()
+    user = "postgres" if os.geteuid() == 0 else None
+    data_dir = Path(tempfile.mkdtemp(prefix="analytics-pg-"))
+    if user:
+        shutil.chown(data_dir, user=user)
+    subprocess.run(
+        [
+            str(binaries / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            "analytics",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        user=user,
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(binaries / "postgres"),
+            "-D",
+            str(data_dir),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            "",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        user=user,
+    )
+    url = f"postgresql://analytics@127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                conn = psycopg2.connect(f"{url}/postgres")
+                break
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"postgres did not start on port {port}") from None
+                time.sleep(0.1)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            for name in databases:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)

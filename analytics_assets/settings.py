@@ -170,6 +170,59 @@ def serving_log_flush_seconds() -> float:
     return float(_env("SCORING_LOG_FLUSH_S") or 5.0)
 
 
+def drift_psi_threshold() -> float:
+    """A feature (or prediction) drifts when its population stability index exceeds this
+    (``$ANALYTICS_DRIFT_PSI``, default 0.2, the usual "significant shift" mark)."""
+    return float(_env("ANALYTICS_DRIFT_PSI") or 0.2)
+
+
+def drift_ks_threshold() -> float:
+    """... or when its two-sample Kolmogorov-Smirnov statistic exceeds this
+    (``$ANALYTICS_DRIFT_KS``, default 0.1)."""
+    return float(_env("ANALYTICS_DRIFT_KS") or 0.1)
+
+
+def drift_min_features() -> int:
+    """Drifting features of one feature service that make the drift report recommend retraining
+    (``$ANALYTICS_DRIFT_MIN_FEATURES``, default 3)."""
+    return int(_env("ANALYTICS_DRIFT_MIN_FEATURES") or 3)
+
+
+def auc_tolerance() -> float:
+    """How far the champion's realized AUC may fall below its training-time AUC before the
+    model counts as degraded (``$ANALYTICS_AUC_TOLERANCE``, default 0.05)."""
+    return float(_env("ANALYTICS_AUC_TOLERANCE") or 0.05)
+
+
+def retrain_cooldown_seconds() -> int:
+    """Least time between two retraining runs the monitoring sensor requests, counted from the
+    last ``retrain_models`` run of any origin (``$ANALYTICS_RETRAIN_COOLDOWN_S``, default 6 h)."""
+    return int(_env("ANALYTICS_RETRAIN_COOLDOWN_S") or 6 * 3600)
+
+
+def monitoring_interval_seconds() -> int:
+    """Minimum seconds between evaluations of the monitoring assets' automation and the
+    retraining sensor (``$ANALYTICS_MONITOR_INTERVAL_S``, default 300): drift is reported at
+    most this often however fast batches arrive."""
+    return int(_env("ANALYTICS_MONITOR_INTERVAL_S") or 300)
+
+
+def alert_webhook_url() -> str | None:
+    """Where run failures are posted as JSON (``$ANALYTICS_ALERT_WEBHOOK_URL``, e.g. a Slack
+    incoming webhook); unset: failures are only recorded."""
+    return _env("ANALYTICS_ALERT_WEBHOOK_URL")
+
+
+def alerts_path() -> Path:
+    """Run failures, one JSON object per line (``<home>/alerts/run_failures.jsonl``)."""
+    return analytics_home() / "alerts" / "run_failures.jsonl"
+
+
+def reports_dir() -> Path:
+    """Plots and reports written beside their materializations (``<home>/reports``)."""
+    return analytics_home() / "reports"
+
+
 def feast_environment() -> dict[str, str]:
     """The variables ``feature_repo/feature_store.yaml`` reads, with their embedded defaults
     (file registry and SQLite online store under ``<home>/feast``); set ones win.

@@ -1,5 +1,7 @@
 """The whole code location loads, and its graph is pinned so a change shows as a diff."""
 
+from datetime import UTC
+
 import dagster as dg
 
 from analytics_assets.definitions import defs
@@ -42,8 +44,19 @@ EXPECTED_ASSETS = {
         "partitioned": False,
     },
     "promoted_models": {"group": "training", "deps": {"model_evaluation"}, "partitioned": False},
+    "drift_report": {
+        "group": "monitoring",
+        "deps": {"promoted_models", "online_features", "customer_features"},
+        "partitioned": False,
+    },
+    "model_performance": {
+        "group": "monitoring",
+        "deps": {"promoted_models", "customer_features", "events"},
+        "partitioned": False,
+    },
 }
-AUTOMATED = {"customer_base_audit", "feast_definitions", "online_features"}
+MONITORING = {"drift_report", "model_performance"}
+AUTOMATED = {"customer_base_audit", "feast_definitions", "online_features"} | MONITORING
 TRAINING = {"training_set", "churn_model", "clv_model", "model_evaluation", "promoted_models"}
 ON_DEMAND = TRAINING
 EXPECTED_CHECKS = {
@@ -124,3 +137,38 @@ def test_retrain_models_job_runs_the_training_group_and_its_checks() -> None:
 def test_rollback_job_is_defined() -> None:
     job = defs.resolve_job_def("rollback_champion")
     assert [node.name for node in job.nodes] == ["rollback"]
+
+
+def test_schedules_run_by_default_and_can_be_stopped() -> None:
+    expected = {
+        "daily_analytics": ("15 0 * * *", {"sessions", "customer_daily", "customer_features"}),
+        "daily_online_features": ("45 0 * * *", {"feast_definitions", "online_features"}),
+        "daily_audit": ("0 1 * * *", {"customer_base_audit"}),
+        "daily_monitoring": ("30 1 * * *", MONITORING),
+        "weekly_retraining": ("0 2 * * 1", TRAINING),
+    }
+    assert {s.name for s in defs.schedules} == set(expected)
+    for name, (cron, assets) in expected.items():
+        schedule = defs.resolve_schedule_def(name)
+        assert schedule.cron_schedule == cron and schedule.execution_timezone == "UTC"
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        job = defs.resolve_job_def(schedule.job_name)
+        assert assets <= {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+
+
+def test_daily_analytics_builds_the_day_that_just_ended() -> None:
+    from datetime import datetime
+
+    schedule = defs.resolve_schedule_def("daily_analytics")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 3, 10, 0, 15, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
+    )
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2024-03-09"
+
+
+def test_monitoring_sensors_run_by_default() -> None:
+    for name in ("retraining_sensor", "run_failure_alerts", "monitoring_automation"):
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_sensor_def("retraining_sensor").job_name == "retrain_models"
