@@ -17,7 +17,7 @@ DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 90
 DEMO_CDNOW_PERIOD_DAYS ?= 28
 
-.PHONY: env test lint format demo seed dagster-home mlflow-ui serve bento bench-ingest bench-freshness bench-features bench-training bench-serving clean
+.PHONY: env test lint format demo demo-check seed dagster-home mlflow-ui serve bento bench-ingest bench-freshness bench-features bench-training bench-serving clean
 
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -42,18 +42,14 @@ seed: env
 	$(UV) run --locked analytics simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS)
 	$(UV) run --locked analytics replay cdnow --period-days $(DEMO_CDNOW_PERIOD_DAYS)
 
+# the whole loop on this machine: seed the landing zone, start Dagster (webserver + daemon), let
+# sensors and automation ingest, build features, train and promote, then serve; see scripts/demo.py
 demo: env dagster-home seed
-	@echo ""
-	@echo "Landing zone:  $(ANALYTICS_HOME)/landing   (drop more with: uv run analytics simulate / replay cdnow)"
-	@echo "Warehouse:     $(ANALYTICS_HOME)/warehouse.duckdb   (events, quarantined_events, sessions, customer_daily, kpis_*, audit_*)"
-	@echo "Quarantine:    $(ANALYTICS_HOME)/quarantine   (files that could not be read at all)"
-	@echo "Dagster UI:    http://127.0.0.1:$(DAGSTER_PORT)   (Automation: landing_sensor, analytics_sensor; Assets: groups ingest, analytics)"
-	@echo "Audit plots:   $(ANALYTICS_HOME)/reports/customer_base_audit   (also on the customer_base_audit asset in the UI)"
-	@echo "Models:        launch the job retrain_models in the UI (Jobs); then make mlflow-ui -> http://127.0.0.1:$(MLFLOW_PORT)"
-	@echo "Scoring:       after a promotion, make serve -> http://127.0.0.1:$(SERVING_PORT) (POST /churn, /clv, /score)"
-	@echo "Stop with Ctrl-C."
-	@echo ""
-	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+	$(UV) run --locked python scripts/demo.py --dagster-port $(DAGSTER_PORT) --scoring-port $(SERVING_PORT)
+
+# checks a running demo from the outside: runs, assets, tables, online features, the endpoint
+demo-check: env
+	$(UV) run --locked python scripts/demo_check.py --dagster http://127.0.0.1:$(DAGSTER_PORT) --scoring http://127.0.0.1:$(SERVING_PORT)
 
 mlflow-ui: env
 	$(UV) run --locked mlflow ui --backend-store-uri "sqlite:///$(ANALYTICS_HOME)/mlflow/mlflow.db" -h 127.0.0.1 -p $(MLFLOW_PORT)

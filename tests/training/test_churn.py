@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 import numpy as np
+import polars as pl
 import pytest
 
 from analytics_assets.defs.training import churn
@@ -76,3 +77,13 @@ def test_seeded_training_gives_the_same_metrics_twice(
     }
     model = client.get_model_version("churn_model", "1")
     assert model.tags["feature_service"] == "churn_v1" and len(model.tags["artifact_sha256"]) == 64
+
+
+def test_a_feature_no_training_row_has_is_ignored() -> None:
+    frame = synthetic_training_set(customers=300, as_of_days=3)
+    features = ["days_since_last_purchase", "sessions_28d", "cart_abandonment_rate_28d"]
+    train = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("cart_abandonment_rate_28d"))
+    model = churn.fit(train, features, {"max_iter": 20, "random_state": 0})
+    with_values = churn.matrix(frame, features)
+    without = churn.matrix(train, features)
+    assert (model.predict_proba(with_values) == model.predict_proba(without)).all()

@@ -67,8 +67,15 @@ def fit(train: pl.DataFrame, features: list[str], hyperparameters: dict[str, flo
     time, which the time-based split exists to avoid."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
+    x = matrix(train, features)
+    # A feature no training row has (CDNOW has no sessions, so no cart abandonment) cannot be
+    # split on; scikit-learn 1.9's binning fails on a column with no value at all, so give it
+    # one constant value: still no split, and scoring (where it may be present) is unchanged.
+    empty = [name for name in features if x[name].isna().all()]
+    if empty:
+        x[empty] = 0.0
     model = HistGradientBoostingClassifier(**hyperparameters, early_stopping=False)
-    return model.fit(matrix(train, features), train[LABEL].cast(pl.Int8).to_numpy())
+    return model.fit(x, train[LABEL].cast(pl.Int8).to_numpy())
 
 
 def positive_scores(predictions) -> np.ndarray:
