@@ -16,6 +16,9 @@ SERVING_PORT ?= 3001
 DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 90
 DEMO_CDNOW_PERIOD_DAYS ?= 28
+# the simulated clickstream shares CDNOW's calendar, so that labels mature for both; a stream
+# simulated up to today, beside CDNOW's 1997-98, would read 28 silent years as churn
+DEMO_SIM_START ?= 1997-01-01
 
 .PHONY: env test lint format demo demo-check seed dagster-home mlflow-ui serve bento bench-ingest bench-freshness bench-features bench-training bench-serving clean
 
@@ -39,7 +42,7 @@ dagster-home: env
 	$(UV) run --locked analytics dagster-home
 
 seed: env
-	$(UV) run --locked analytics simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS)
+	$(UV) run --locked analytics simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --start $(DEMO_SIM_START)
 	$(UV) run --locked analytics replay cdnow --period-days $(DEMO_CDNOW_PERIOD_DAYS)
 
 # the whole loop on this machine: seed the landing zone, start Dagster (webserver + daemon), let

@@ -1,10 +1,20 @@
-"""Freshness: a file lands -> its events are committed in DuckDB, with the real daemon running.
+"""Freshness, with the real daemon running: a file lands -> its events are committed in
+DuckDB; and a file lands -> its customer's features are online -> the scoring service's answer
+reflects them.
 
-Starts ``dagster-daemon`` on a temporary ANALYTICS_HOME / DAGSTER_HOME with the repo's
+Phase 1 starts ``dagster-daemon`` on a temporary ANALYTICS_HOME / DAGSTER_HOME with the repo's
 dagster.yaml, warms it up with one file, then drops FILES micro-batches about SPACING seconds
 apart (a stream, as producers would) and reads landing and commit times back from the ingestion
-ledger and the run records. Usage:
-``uv run python benchmarks/freshness.py [--files 20] [--spacing 5] [--quick]``.
+ledger and the run records.
+
+Phase 2 restarts the daemon with the rebuild interval REBUILD seconds (the analytics and feature
+automation sensors' minimum interval), starts the BentoML scoring service on champions of both
+models, and drops PROBES files ONLINE_SPACING seconds apart, each a stream batch moved to today
+with one new customer's page view and purchase in it; it asks ``/churn`` for every pending new
+customer twice a second, and a probe is fresh when the answer says ``known`` (its features,
+computed from the new events, are in the online store the service reads). Usage:
+``uv run python benchmarks/freshness.py [--files 20] [--spacing 5] [--probes 12]
+[--online-spacing 10] [--rebuild 5] [--quick]``.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,15 +60,151 @@ def wait_for(instance, batch_ids: set[str], timeout: float) -> None:
     raise TimeoutError(f"batches {sorted(batch_ids)} not committed within {timeout}s")
 
 
+def start_daemon(log_path: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def probe_batch(part, k: int, now: datetime):
+    """A stream batch moved to the last minutes before ``now``, with one new customer
+    (``probe-<k>``) who views a page and buys."""
+    import polars as pl
+
+    span = part["occurred_at"].max() - part["occurred_at"].min()
+    shift = now - timedelta(seconds=60) - part["occurred_at"].max()
+    moved = part.with_columns(
+        (pl.col("occurred_at") + shift).clip(lower_bound=now - min(span, timedelta(hours=1))),
+        ("p" + str(k) + "-" + pl.col("event_id")).alias("event_id"),
+    )
+    customer = f"probe-{k:03d}"
+    newcomer = moved.head(2).with_columns(
+        pl.Series("event_id", [f"{customer}-view", f"{customer}-buy"]),
+        pl.Series("event_type", ["page_view", "purchase"]),
+        pl.lit(customer).alias("customer_id"),
+        pl.lit(f"{customer}-s").alias("session_id"),
+        pl.Series("occurred_at", [now - timedelta(seconds=50), now - timedelta(seconds=40)]),
+        pl.Series("quantity", [None, 1], dtype=pl.Int64),
+        pl.Series("amount", [None, 25.0]),
+        pl.Series("currency", [None, "USD"]),
+    )
+    return customer, pl.concat([moved, newcomer])
+
+
+def online_phase(args, home: Path, parts: list) -> dict:
+    """Landed -> features online -> a score that knows the new customer (phase 2)."""
+    import httpx
+
+    from analytics_assets import feast_repo, settings
+    from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
+    from analytics_assets.producers import serving
+    from analytics_assets.producers.files import write_batch
+    from analytics_assets.servers import free_port
+
+    # champions of both models in the BentoML store, as a promotion leaves them
+    store = feast_repo.open_store(settings.feature_repo_path())
+    feast_repo.apply(store, settings.feature_repo_path())
+    models = home / "fixture-models"
+    serving.promote(serving.churn_folder(models / "churn"), CHURN_MODEL, "1", "churn_v1")
+    serving.promote(serving.value_folder(models / "clv"), CLV_MODEL, "1", "clv_v1")
+    daemon = start_daemon(
+        home / "daemon-online.log", ANALYTICS_REBUILD_INTERVAL_S=str(args.rebuild)
+    )
+    port = free_port()
+    service = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bentoml"), "serve", "--port", str(port)],
+        cwd=REPO / "bentos" / "customer_scoring",
+        env={**os.environ, "BENTOML_HOME": str(settings.bentoml_home())},
+        stdout=(home / "scoring.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not _ready(httpx, url):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the scoring service did not become ready")
+            time.sleep(0.5)
+        landed: dict[str, float] = {}
+        pending: set[str] = set()
+        next_drop = time.monotonic()
+        k = 0
+        deadline = None
+        while k < args.probes or pending:
+            if k < args.probes and time.monotonic() >= next_drop:
+                customer, batch = probe_batch(parts[k % len(parts)][1], k, datetime.now(UTC))
+                path = write_batch(batch, settings.landing_dir(), f"probe-{k:03d}", "jsonl")
+                landed[customer] = path.stat().st_ctime
+                pending.add(customer)
+                k += 1
+                next_drop = time.monotonic() + args.online_spacing
+                deadline = time.monotonic() + 300
+            answer = httpx.post(
+                f"{url}/churn", json={"customer_ids": sorted(pending) or ["probe-none"]}
+            ).json()
+            for row in answer["predictions"]:
+                if row["known"] and row["customer_id"] in pending:
+                    latencies.append(time.time() - landed[row["customer_id"]])
+                    pending.discard(row["customer_id"])
+                    print(
+                        f"  {row['customer_id']}: scored with its features after "
+                        f"{latencies[-1]:.1f}s (churn {row['churn_probability']:.3f})"
+                    )
+            if deadline and time.monotonic() > deadline:
+                raise TimeoutError(f"never online: {sorted(pending)}")
+            time.sleep(0.5)
+    finally:
+        stop(service)
+        stop(daemon)
+    p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
+    print(
+        f"landed -> features online -> scored: p50 {p50:.2f}s  p95 {p95:.2f}s  "
+        f"max {max(latencies):.2f}s ({len(latencies)} files, one every ~{args.online_spacing}s, "
+        f"rebuild interval {args.rebuild}s)"
+    )
+    return {
+        "probes": len(latencies),
+        "rebuild_interval_s": args.rebuild,
+        "p50_online_s": round(p50, 2),
+        "p95_online_s": round(p95, 2),
+        "max_online_s": round(max(latencies), 2),
+    }
+
+
+def _ready(httpx, url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--spacing", type=float, default=5.0, help="mean seconds between files")
     parser.add_argument("--events-per-file", type=int, default=2_000)
-    parser.add_argument("--quick", action="store_true", help="5 files")
+    parser.add_argument("--probes", type=int, default=12, help="phase 2 files")
+    parser.add_argument("--online-spacing", type=float, default=10.0)
+    parser.add_argument("--rebuild", type=int, default=5, help="phase 2 rebuild interval (s)")
+    parser.add_argument("--quick", action="store_true", help="5 files, 4 probes")
     args = parser.parse_args()
     if args.quick:
-        args.files = 5
+        args.files, args.probes = 5, 4
     home = Path(tempfile.mkdtemp(prefix="freshness-"))
     os.environ["ANALYTICS_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
@@ -77,14 +223,7 @@ def main() -> None:
     config = simulate.SimulationConfig(customers=2_000, days=30, start=datetime(2024, 1, 1))
     events = simulate.simulate_events(config)
     parts = list(simulate.batches(events, args.events_per_file, seed=config.seed))
-    log = (home / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    daemon = start_daemon(home / "daemon.log")
     try:
         instance = dg.DagsterInstance.get()
         warm_id, warm = parts[0]
@@ -108,9 +247,7 @@ def main() -> None:
                 record.start_time,
             )
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
-        log.close()
+        stop(daemon)
     with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
         ledger = conn.execute(
             "SELECT batch_id, epoch(landed_at), epoch(committed_at) FROM ingest_ledger"
@@ -129,10 +266,12 @@ def main() -> None:
     for label, parts in steps.items():
         print(f"  {label:36s} p50 {statistics.median(parts):6.2f}s  max {max(parts):6.2f}s")
     print(f"landed -> events committed: p50 {p50:.2f}s  p95 {p95:.2f}s  max {max(values):.2f}s")
+    online = online_phase(args, home, parts)
     print(
         json.dumps(
             {
                 "bench": "freshness",
+                **online,
                 "files": len(values),
                 "sensor_interval_s": interval,
                 "p50_s": round(p50, 2),

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import demo_check  # noqa: E402 (the scripts folder is not a package)
 
-# quicker than the defaults, so the loop closes within minutes on a laptop
+# quicker than the defaults, so the loop closes within minutes on a laptop (set ones win)
 DEMO_ENV = {
     "ANALYTICS_REBUILD_INTERVAL_S": "20",
     "ANALYTICS_MONITOR_INTERVAL_S": "30",
@@ -32,7 +32,7 @@ def start(command: list[str], log: Path, cwd: Path = REPO, **env: str) -> subpro
     return subprocess.Popen(
         command,
         cwd=cwd,
-        env={**os.environ, **env},
+        env={**env, **os.environ},
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -73,7 +73,7 @@ def wait_for(what: str, ready, timeout: float, started: float, every: float = 5.
         time.sleep(every)
 
 
-def loop_progress(dagster: str, landed: int):
+def loop_progress(dagster: str, landed: int, settings):
     """A function that says how far the loop has come (``None`` when a champion serves and
     the monitoring assets have run), read from Dagster's GraphQL API."""
 
@@ -103,6 +103,12 @@ def loop_progress(dagster: str, landed: int):
         ]
         if failed:
             steps.append(f"{failed} failed run(s): see the UI")
+        if not promoted and "failure" in retraining:
+            # the retraining sensor waits out its cool-down now; say why instead of waiting
+            raise RuntimeError(
+                "retrain_models failed, so there is no champion to serve; the errors are in "
+                f"{settings.alerts_path()} and the run's page in the UI"
+            )
         return None if promoted and len(monitored) == 2 else "; ".join(steps)
 
     return progress
@@ -142,7 +148,7 @@ def main() -> int:
     )
     serving_proc = None
     try:
-        wait_for("the loop", loop_progress(dagster, landed), args.timeout, started)
+        wait_for("the loop", loop_progress(dagster, landed, settings), args.timeout, started)
         print(f"Scoring service: {scoring} (log {logs / 'scoring.log'})", flush=True)
         serving_proc = start(
             [
@@ -189,7 +195,7 @@ Ctrl-C stops the webserver, the daemon and the scoring service.""",
         return 1
     except KeyboardInterrupt:
         return 0
-    except TimeoutError as error:
+    except (TimeoutError, RuntimeError) as error:
         print(f"{error}; logs in {logs}", flush=True)
         return 1
     finally:

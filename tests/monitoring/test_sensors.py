@@ -45,7 +45,7 @@ def test_drift_requests_retraining_and_no_drift_does_not(instance) -> None:
     with_champion(instance)
     report(instance, "drift_report", retrain_recommended=False, reasons=[])
     result, cursor = tick(instance)
-    assert not result.run_requests and "no drift" in result.skip_message
+    assert not result.run_requests and "no new drift" in result.skip_message
     report(instance, "drift_report", retrain_recommended=True, reasons=["churn_v1: 4 drifted"])
     result, cursor = tick(instance, cursor)
     (request,) = result.run_requests
@@ -80,7 +80,7 @@ def test_cool_down_holds_after_any_retraining_run(instance, monkeypatch) -> None
 def test_first_champion_waits_until_features_are_online(instance) -> None:
     report(instance, "events")
     result, cursor = tick(instance)
-    assert not result.run_requests  # nothing online yet
+    assert not result.run_requests and "waiting for the features" in result.skip_message
     report(instance, "customer_features")
     report(instance, "online_features")
     result, cursor = tick(instance, cursor)

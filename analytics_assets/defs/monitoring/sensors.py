@@ -63,22 +63,23 @@ def _timestamp(instance, key: str) -> float:
     return record.timestamp if record else 0.0
 
 
-def needs_first_champion(instance: dg.DagsterInstance) -> str | None:
-    """``"no champion yet"`` once there is nothing left to catch up on: features online newer
-    than the last batch committed, and no run queued or in progress."""
+def first_champion(instance: dg.DagsterInstance) -> tuple[bool, str]:
+    """Whether to ask for a first champion, and why (not): only once there is nothing left to
+    catch up on, features online newer than the last batch committed and no run queued or in
+    progress, so the first model learns from everything landed so far."""
     promoted = _latest(instance, PROMOTED)
     if promoted is not None:
         champions = promoted.asset_materialization.metadata.get("champions")
         if champions and champions.value:
-            return None
+            return False, "a champion is in place"
     events, features, online = (
         _timestamp(instance, k) for k in ("events", "customer_features", "online_features")
     )
     if not online or online < features or features < events:
-        return None
+        return False, "no champion yet; waiting for the features of every batch to be online"
     if instance.get_runs_count(dg.RunsFilter(statuses=_IN_FLIGHT)):
-        return None
-    return "no champion yet: the pipeline has caught up with the landing zone"
+        return False, "no champion yet; waiting for the runs in flight"
+    return True, "no champion yet: the pipeline has caught up with the landing zone"
 
 
 def last_retraining(instance: dg.DagsterInstance) -> float | None:
@@ -109,12 +110,12 @@ def retraining_sensor(context: dg.SensorEvaluationContext):
         )
         if reason
     ]
-    first = needs_first_champion(instance)
-    if first:
-        reasons.append(first)
+    wanted, why = first_champion(instance)
+    if wanted:
+        reasons.append(why)
     context.update_cursor(signals.dump())
     if not reasons:
-        return dg.SkipReason("no drift, no degradation, and a champion is in place")
+        return dg.SkipReason(f"no new drift or degradation; {why}")
     last = last_retraining(instance)
     cooldown = settings.retrain_cooldown_seconds()
     now = time.time()
