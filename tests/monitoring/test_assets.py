@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 import duckdb
+import mlflow
 import numpy as np
 import polars as pl
 import pytest
@@ -19,9 +20,13 @@ SHIFTED = ("days_since_last_purchase", "recency_days", "sessions_28d", "page_vie
 
 
 @pytest.fixture
-def promoted(model_resources, feast_registry, training_set_file) -> dict:
+def promoted(model_resources, feast_registry, training_set_file, tmp_path) -> dict:
     assert train_and_gate(model_resources).success
     assert champion(model_resources) == "1"
+    # a fresh run process has MLflow's global store unset: the assets must set their own
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    mlflow.set_tracking_uri(elsewhere)
+    mlflow.set_registry_uri(elsewhere)
     return model_resources
 
 

@@ -184,6 +184,7 @@ def model_performance(
     tolerance = (
         config.auc_tolerance if config.auc_tolerance is not None else settings.auc_tolerance()
     )
+    mlflow.activate()  # registry.fetch downloads through MLflow's fluent API
     client = mlflow.client()
     champion = registry.by_alias(client, CHURN, registry.CHAMPION)
     if champion is None:
