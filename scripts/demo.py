@@ -41,7 +41,7 @@ def start(command: list[str], log: Path, cwd: Path = REPO, **env: str) -> subpro
 
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -114,6 +114,10 @@ def loop_progress(dagster: str, landed: int, settings):
     return progress
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dagster-port", type=int, default=3000)
@@ -124,8 +128,11 @@ def main() -> int:
 
     from analytics_assets import settings
 
+    # Ctrl-C (SIGINT) or SIGTERM (kill, docker stop): stop the services either way
+    signal.signal(signal.SIGTERM, _interrupt)
     dagster = f"http://127.0.0.1:{args.dagster_port}"
     scoring = f"http://127.0.0.1:{args.scoring_port}"
+    settings.ensure_dirs()
     logs = settings.analytics_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     landed = sum(1 for p in settings.landing_dir().iterdir() if not p.name.startswith("."))
