@@ -81,6 +81,19 @@ def test_snapshots_to_online_store(
     assert again["rows_written"] == {"purchase_behaviour": 0, "engagement": 0}
     assert online_values(["a", "b", "c", "nobody"]) == served
 
+    # a batch later the same day rewrites that day's snapshot: it goes online again
+    ingest(
+        settings.warehouse_path(),
+        "same-day",
+        [purchase(20, 12.0, customer_id="c", occurred_at="2024-03-10T18:00:00Z")],
+    )
+    roll_up(feature_resources, LAST, LAST)
+    build_features(feature_resources, instance, LAST, LAST)
+    same_day = metadata(materialize_online(feature_resources, instance), "online_features")
+    assert same_day["rows_written"] == {"purchase_behaviour": 3, "engagement": 3}
+    assert online_values(["c"])["days_since_last_purchase"] == [0.0]
+    served = online_values(["a", "b", "c", "nobody"])
+
     # a new day: only that day's snapshots go online, and they win
     ingest(
         settings.warehouse_path(),
@@ -94,6 +107,7 @@ def test_snapshots_to_online_store(
     later = metadata(materialize_online(feature_resources, instance), "online_features")
     assert later["rows_written"] == {"purchase_behaviour": 3, "engagement": 3}
     assert online_values(["a", "c"])["days_since_last_purchase"] == [8.0, 0.0]
+    assert served["frequency"] == [1, 0, 0, None]
 
 
 def test_feast_apply_is_idempotent(history, feature_resources, instance) -> None:

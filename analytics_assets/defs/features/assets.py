@@ -16,6 +16,7 @@ from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, Feas
 GROUP = "features"
 # a snapshot of day D reads every day up to D
 EVERY_DAY = dg.AllPartitionMapping()
+LISTED_AT = "snapshots_listed_at"
 AFTER_NEW_FEATURES = dg.AutomationCondition.eager().without(
     ~dg.AutomationCondition.any_deps_missing()
 )
@@ -111,13 +112,18 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     reads), written incrementally: only snapshots newer than the last materialization."""
     store = feast.store()
     directory = settings.feature_snapshots_dir()
+    # files rewritten since the last run listed them are read again (same-day batches)
+    listed_at = time.time()
+    previous = context.instance.get_latest_materialization_event(context.asset_key)
+    mark = previous.asset_materialization.metadata.get(LISTED_AT) if previous else None
     end = offline.newest_timestamp(directory)
     if end is None:
         return dg.MaterializeResult(metadata={"rows_written": 0, "note": "no snapshots yet"})
     until = end + timedelta(seconds=1)  # Feast's windows are [start, end)
     started = time.perf_counter()
     views = offline.views_over_snapshots(store)
-    written = online.write_latest(store, offline.latest_rows_by_view(directory, views, until))
+    batches = offline.latest_rows_by_view(directory, views, until, mark.value if mark else None)
+    written = online.write_latest(store, batches)
     for view in views:
         since = view.most_recent_end_time
         store.registry.apply_materialization(
@@ -134,6 +140,7 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
             "rows_per_s": round(sum(written.values()) / seconds) if seconds else 0,
             "online_store": store.config.online_store.type,
             "dagster/row_count": rows,
+            LISTED_AT: dg.MetadataValue.float(listed_at),
         }
     )
 

@@ -53,14 +53,28 @@ def _read(files: list[Path], columns: list[str]) -> pa.Table:
 
 
 def latest_rows(
-    directory: Path, since: datetime | None, until: datetime, features: list[str]
+    directory: Path,
+    since: datetime | None,
+    until: datetime,
+    features: list[str],
+    changed_since: float | None = None,
 ) -> pa.Table:
-    """Each customer's newest snapshot with ``since <= event_timestamp < until``."""
-    files = [
-        file_for(directory, d)
-        for d in snapshot_days(directory)
-        if (since is None or snapshot_instant(d) >= since) and snapshot_instant(d) < until
-    ]
+    """Each customer's newest snapshot with ``since <= event_timestamp < until``, counting
+    also older snapshot files rewritten at or after ``changed_since`` (epoch seconds): a batch
+    landing later the same day rewrites that day's file, whose timestamp does not move, and a
+    late batch rewrites every later file too."""
+
+    def wanted(day: date) -> bool:
+        instant = snapshot_instant(day)
+        if instant >= until:
+            return False
+        if since is None or instant >= since:
+            return True
+        return changed_since is not None and file_for(directory, day).stat().st_mtime >= (
+            changed_since
+        )
+
+    files = [file_for(directory, d) for d in snapshot_days(directory) if wanted(d)]
     if not files:
         return pa.table({"customer_id": pa.array([], pa.string())})
     quoted = ", ".join(f'"{c}"' for c in features)
@@ -78,17 +92,18 @@ def latest_rows(
 
 
 def latest_rows_by_view(
-    directory: Path, views: list[FeatureView], until: datetime
+    directory: Path, views: list[FeatureView], until: datetime, changed_since: float | None = None
 ) -> list[tuple[FeatureView, pa.Table]]:
     """Each view's rows to materialize: the newest snapshot per customer since the view's last
-    materialization. Views materialized up to the same instant share one read."""
+    materialization, and from files rewritten since ``changed_since``. Views materialized up to
+    the same instant share one read."""
     read: dict[datetime | None, pa.Table] = {}
     batches = []
     for view in views:
         since = view.most_recent_end_time
         if since not in read:
             names = sorted({f.name for v in views for f in v.features})
-            read[since] = latest_rows(directory, since, until, names)
+            read[since] = latest_rows(directory, since, until, names, changed_since)
         names = [f.name for f in view.features]
         rows = read[since]
         if rows.num_rows:
