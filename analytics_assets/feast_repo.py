@@ -94,3 +94,15 @@ def apply(store: FeatureStore, repo_path: Path) -> Applied:
 
 def _plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
+
+
+def repo_digest(repo_path: Path) -> str:
+    """A short SHA-256 of the repo's definitions (the ``*.py`` files and
+    ``feature_store.yaml``): it changes exactly when ``feast apply`` has something to do."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*repo_path.glob("*.py"), repo_path / "feature_store.yaml"]):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]

@@ -178,6 +178,7 @@ def online_phase(args, home: Path, parts: list) -> dict:
             if deadline and time.monotonic() > deadline:
                 raise TimeoutError(f"never online: {sorted(pending)}")
             time.sleep(0.5)
+        wait_for_quiet(timeout=120)  # runs still in flight finish before the daemon stops
     finally:
         stop(service)
         stop(daemon)
@@ -195,6 +196,16 @@ def online_phase(args, home: Path, parts: list) -> dict:
         "p95_online_s": round(p95, 2),
         "max_online_s": round(max(latencies), 2),
     }
+
+
+def wait_for_quiet(timeout: float) -> None:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    busy = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    deadline = time.monotonic() + timeout
+    while instance.get_runs_count(dg.RunsFilter(statuses=busy)) and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def print_timeline(since: float) -> None:

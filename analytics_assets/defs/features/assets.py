@@ -17,6 +17,10 @@ GROUP = "features"
 # a snapshot of day D reads every day up to D
 EVERY_DAY = dg.AllPartitionMapping()
 LISTED_AT = "snapshots_listed_at"
+APPLY_WHEN_MISSING_OR_CHANGED = (
+    (dg.AutomationCondition.missing() & dg.AutomationCondition.any_deps_updated())
+    | dg.AutomationCondition.code_version_changed()
+) & ~dg.AutomationCondition.in_progress()
 AFTER_NEW_FEATURES = dg.AutomationCondition.eager().without(
     ~dg.AutomationCondition.any_deps_missing()
 )
@@ -77,7 +81,11 @@ def customer_features(
     group_name=GROUP,
     pool=FEAST_REGISTRY_POOL,
     kinds={"feast"},
-    automation_condition=AFTER_NEW_FEATURES,
+    code_version=feast_repo.repo_digest(settings.feature_repo_path()),
+    # applied once snapshots exist, then whenever feature_repo/ changes (and by the daily
+    # schedule): not after every new snapshot, which would put `feast apply` on the path of
+    # every micro-batch to the online store
+    automation_condition=APPLY_WHEN_MISSING_OR_CHANGED,
 )
 def feast_definitions(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.MaterializeResult:
     """The Feast registry: entity ``customer``, feature views ``purchase_behaviour`` and
