@@ -278,6 +278,8 @@ def main() -> None:
         wait_for(instance, set(dropped), timeout=300)
         stages = {}
         for run in instance.get_runs():
+            if "dagster/partition" not in run.tags:
+                continue  # an analytics or automation run, not an ingest one
             record = instance.get_run_record_by_id(run.run_id)
             launched = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_STARTING)
             stages[run.tags["dagster/partition"]] = (
