@@ -13,8 +13,9 @@ def defs() -> dg.Definitions:
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=settings.analytics_interval_seconds(),
         description=(
-            "Evaluates the feature assets' automation conditions: after new snapshots land, "
-            "feast_definitions applies the repo and online_features materializes them."
+            "Evaluates the feature assets' automation conditions: feast_definitions applies "
+            "the repo when it is missing or feature_repo/ changed; online_features writes new "
+            "snapshots to the online store."
         ),
     )
     return dg.Definitions(sensors=[automation])
