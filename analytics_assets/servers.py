@@ -8,8 +8,34 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``. A process started with
+    ``start_new_session=True`` is signalled with its whole group (dagster-daemon, ``dagster
+    dev`` and ``bentoml serve`` have children)."""
+    import os
+    import signal
+
+    if proc.poll() is not None:
+        return
+    group = os.getpgid(proc.pid) == proc.pid
+
+    def send(sig: int) -> None:
+        with suppress(ProcessLookupError):  # it may have exited meanwhile
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        proc.wait()
 
 
 def free_port() -> int:
@@ -56,8 +82,7 @@ def redis_server(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
                 time.sleep(0.05)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc, timeout_s=10)
 
 
 def _postgres_binaries() -> Path:
@@ -144,10 +169,5 @@ def postgres_server(
         conn.close()
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=20)
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -21,6 +21,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import demo_check  # noqa: E402 (the scripts folder is not a package)
 
+from analytics_assets.servers import stop  # noqa: E402
+
 # quicker than the defaults, so the loop closes within minutes on a laptop (set ones win)
 DEMO_ENV = {
     "ANALYTICS_REBUILD_INTERVAL_S": "20",
@@ -37,15 +39,6 @@ def start(command: list[str], log: Path, cwd: Path = REPO, **env: str) -> subpro
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def answers(url: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.ingest.landing import write_atomic
+from analytics_assets.servers import stop
 from tests.conftest import event, jsonl, purchase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,11 +41,7 @@ def daemon(analytics_home: Path, monkeypatch: pytest.MonkeyPatch):
     try:
         yield dg.DagsterInstance.get()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
         log.close()
 
 

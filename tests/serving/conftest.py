@@ -17,7 +17,7 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.producers import serving
-from analytics_assets.servers import free_port
+from analytics_assets.servers import free_port, stop
 
 SERVICE_DIR = settings.REPO_ROOT / "bentos" / "customer_scoring"
 CUSTOMERS = 3000
@@ -90,11 +90,7 @@ def run_server(home: Path, log: Path, **env: str) -> Iterator[Server]:
             time.sleep(0.3)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 @pytest.fixture(scope="module")
