@@ -91,6 +91,12 @@ def feature_snapshots_dir() -> Path:
     return Path(_env("ANALYTICS_FEATURES_DIR") or default).resolve()
 
 
+def online_layout_path() -> Path:
+    """The registered feature views' online layout, recorded at each ``feast apply``: what the
+    streaming lane needs to write the online store without importing Feast."""
+    return analytics_home() / "feast" / "online_layout.json"
+
+
 def training_set_path() -> Path:
     """The latest point-in-time training set (Parquet)."""
     return analytics_home() / "features" / "training_set.parquet"

@@ -30,9 +30,10 @@ def online_features(customers: int, seed: int = 7) -> None:
     write_snapshot(directory, customers, seed)
     store = open_store(settings.feature_repo_path())
     apply(store, settings.feature_repo_path())
+    views = offline.views_over_snapshots(store)
+    online.record_layout(store, views, settings.online_layout_path())
     until = offline.newest_timestamp(directory) + timedelta(seconds=1)
-    batches = offline.latest_rows_by_view(directory, offline.views_over_snapshots(store), until)
-    online.write_latest(store, batches)
+    online.write_latest(store, offline.latest_rows_by_view(directory, views, until))
 
 
 def churn_folder(destination: Path, seed: int = 42, max_iter: int = 200) -> Path:

@@ -7,32 +7,12 @@ from datetime import timedelta
 
 import dagster as dg
 import pyarrow as pa
-import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline, online
 from analytics_assets.defs.features.assets import customer_features, feast_definitions
 from analytics_assets.feast_repo import open_store
 from tests.features.conftest import FIRST, LAST, range_tags
-
-
-def test_values_encode_like_feast() -> None:
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    doubles = [1.5, 0.0, -0.0, None, float("nan"), 1e300, -3.25]
-    assert online.encode_values(pa.array(doubles)) == [
-        b"" if v is None or v != v else Value(double_val=v).SerializeToString() for v in doubles
-    ]
-    ints = [1, None, 0, -5, 2**40]
-    assert online.encode_values(pa.array(ints)) == [
-        b"" if v is None else Value(int64_val=v).SerializeToString() for v in ints
-    ]
-    texts = ["a", None, "ü"]
-    assert online.encode_values(pa.array(texts)) == [
-        b"" if v is None else Value(string_val=v).SerializeToString() for v in texts
-    ]
-    with pytest.raises(TypeError):
-        online.encode_values(pa.array([b"raw"]))
 
 
 def test_entity_keys_are_feasts() -> None:

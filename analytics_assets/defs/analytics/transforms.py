@@ -38,11 +38,11 @@ def _bounds(start: date, end: date) -> dict[str, datetime]:
     return {"lo": lo, "hi": hi, "read_lo": lo - _MARGIN, "read_hi": hi + _MARGIN}
 
 
-def _sessions_sql(gap_minutes: int) -> str:
+def _sessions_sql(gap_minutes: int, source: str) -> str:
     return f"""
         WITH scoped AS (
             SELECT customer_id, event_id, event_type, occurred_at, amount, device
-            FROM events
+            FROM {identifier(source)}
             WHERE occurred_at >= $read_lo AND occurred_at < $read_hi
         ),
         marked AS (
@@ -94,18 +94,21 @@ def sessions(
     start: date,
     end: date,
     gap_minutes: int = DEFAULT_GAP_MINUTES,
+    source: str = "events",
 ) -> duckdb.DuckDBPyRelation:
-    """Sessions starting on days ``[start, end)``, one row each."""
-    return conn.sql(_sessions_sql(gap_minutes), params=_bounds(start, end))
+    """Sessions starting on days ``[start, end)``, one row each, from the events in ``source``
+    (a table or view with the columns of ``events``)."""
+    return conn.sql(_sessions_sql(gap_minutes, source), params=_bounds(start, end))
 
 
 def customer_daily(
-    conn: duckdb.DuckDBPyConnection, start: date, end: date
+    conn: duckdb.DuckDBPyConnection, start: date, end: date, source: str = "events"
 ) -> duckdb.DuckDBPyRelation:
-    """One row per customer per UTC day with activity on days ``[start, end)``."""
+    """One row per customer per UTC day with activity on days ``[start, end)``, from the
+    events in ``source``."""
     bounds = _bounds(start, end)
     return conn.sql(
-        """
+        f"""
         SELECT
             customer_id,
             (occurred_at AT TIME ZONE 'UTC')::DATE AS day,
@@ -117,7 +120,7 @@ def customer_daily(
             coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
             min(occurred_at) AS first_event_at,
             max(occurred_at) AS last_event_at
-        FROM events
+        FROM {identifier(source)}
         WHERE occurred_at >= $lo AND occurred_at < $hi
         GROUP BY ALL
         """,

@@ -10,6 +10,8 @@ from dagster_duckdb import DuckDBResource
 from analytics_assets import feast_repo, settings
 from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.defs.features import offline, online, snapshots, transforms
+from analytics_assets.defs.ingest.partitions import batches
+from analytics_assets.lib import online_store
 from analytics_assets.metadata import preview
 from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
 
@@ -93,6 +95,9 @@ def feast_definitions(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg
     them (what ``feast apply`` registers)."""
     store = feast.store()
     applied = feast_repo.apply(store, feast.path)
+    layout = online.record_layout(
+        store, offline.views_over_snapshots(store), settings.online_layout_path()
+    )
     diff = applied.registry_diff or "no changes"
     context.log.info(f"registry diff:\n{diff}")
     contents = applied.contents
@@ -104,6 +109,7 @@ def feast_definitions(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg
             "feature_views": [v.name for v in contents.feature_views],
             "feature_services": [s.name for s in contents.feature_services],
             "project": store.project,
+            "streaming_writes_without_feast": layout is not None,
         }
     )
 
@@ -116,8 +122,9 @@ def feast_definitions(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg
     automation_condition=AFTER_NEW_FEATURES,
 )
 def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.MaterializeResult:
-    """Each customer's latest feature values in Feast's online store (what the scoring service
-    reads), written incrementally: only snapshots newer than the last materialization."""
+    """Each customer's latest daily snapshot in Feast's online store (what the scoring service
+    reads), written incrementally: only snapshots newer than the last materialization, and
+    never over a newer row that ``streamed_features`` wrote."""
     store = feast.store()
     directory = settings.feature_snapshots_dir()
     # files rewritten since the last run listed them are read again (same-day batches)
@@ -130,6 +137,7 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     until = end + timedelta(seconds=1)  # Feast's windows are [start, end)
     started = time.perf_counter()
     views = offline.views_over_snapshots(store)
+    online.record_layout(store, views, settings.online_layout_path())
     batches = offline.latest_rows_by_view(directory, views, until, mark.value if mark else None)
     written = online.write_latest(store, batches)
     for view in views:
@@ -143,6 +151,7 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     return dg.MaterializeResult(
         metadata={
             "rows_written": written,
+            "rows_offered": {view.name: rows.num_rows for view, rows in batches},
             "materialized_until": until.isoformat(),
             "seconds": round(seconds, 3),
             "rows_per_s": round(sum(written.values()) / seconds) if seconds else 0,
@@ -151,6 +160,79 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
             LISTED_AT: dg.MetadataValue.float(listed_at),
         }
     )
+
+
+# The streaming lane is an asset in the batch partitions, downstream of events, so that the run
+# landing_sensor starts for a batch (Dagster runs carry one partitions definition) takes it all
+# the way online, and the UI shows per batch: file -> events -> the customers it brought online.
+# The day-partitioned snapshots stay on the coalesced lane: Feast's offline store and training
+# read those, never these rows.
+@dg.asset(
+    deps=["events"],
+    partitions_def=batches,
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "feast"},
+)
+def streamed_features(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource, feast: FeastRepo
+) -> dg.MaterializeResult:
+    """The customers a batch touched, with their features as of the moment it was committed,
+    in Feast's online store: what the scoring service reads seconds after the file landed.
+    Same definitions as ``customer_features``; never overwrites a newer online row."""
+    keys = context.partition_keys
+    started = time.perf_counter()
+    with warehouse.get_connection() as conn:
+        customers, committed_at, landed_at = transforms.touched_by(conn, keys)
+        rows = (
+            transforms.customer_features_now(conn, customers, committed_at, datetime.now(UTC))
+            if customers
+            else None
+        )
+    computed = time.perf_counter() - started
+    if rows is None or rows.num_rows == 0:
+        return dg.MaterializeResult(metadata={"customers": 0, "note": "the batch stored no events"})
+    written, how = _write_online(context, feast, rows)
+    online_at = datetime.now(UTC)
+    context.log.info(
+        f"{rows.num_rows:,} customers as of {committed_at.isoformat()} -> online store "
+        f"({how}): {written}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "customers": rows.num_rows,
+            "as_of": committed_at.isoformat(),
+            "written": written,
+            "kept_newer_online": {v: rows.num_rows - n for v, n in written.items()},
+            "writer": how,
+            "compute_seconds": round(computed, 3),
+            "write_seconds": round(time.perf_counter() - started - computed, 3),
+            "landed_to_online_s": (
+                round((online_at - landed_at).total_seconds(), 3) if landed_at else None
+            ),
+            "preview": preview(pl.from_arrow(rows.slice(0, 5))),
+        }
+    )
+
+
+def _write_online(context: dg.AssetExecutionContext, feast: FeastRepo, rows) -> tuple[dict, str]:
+    """Write without Feast when the layout recorded at the last apply allows it; else (first
+    run after an apply from the CLI, or a store only Feast writes) through the Feast SDK."""
+    layout = online_store.Layout.load(settings.online_layout_path())
+    if layout is not None:
+        try:
+            return online_store.write(layout, online_store.online_store_config(), rows), "direct"
+        except online_store.NotSupportedHere:
+            pass
+    context.log.info("no usable online layout recorded: writing through the Feast SDK")
+    store = feast.store()
+    views = offline.views_over_snapshots(store)
+    online.record_layout(store, views, settings.online_layout_path())
+    if not views:
+        context.log.warning("no feature views registered yet: feast_definitions has not run")
+        return {}, "none"
+    batches = [(view, rows) for view in views]
+    return online.write_latest(store, batches), "feast"
 
 
 class TrainingSetConfig(dg.Config):

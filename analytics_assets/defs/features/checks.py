@@ -7,7 +7,7 @@ import polars as pl
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline
-from analytics_assets.defs.features.online import JOIN_KEY
+from analytics_assets.lib.online_store import JOIN_KEY
 from analytics_assets.resources import FeastRepo
 
 SAMPLE = 500
@@ -15,8 +15,9 @@ SAMPLE = 500
 
 def online_vs_offline(store, directory, sample: int = SAMPLE, seed: int = 0) -> pl.DataFrame:
     """For a sample of customers, each view's offline latest row beside what the online store
-    serves through the SDK: one row per (customer, view) with ``matches`` (every value equal)
-    and ``online_is_current`` (online timestamp not older than the offline one)."""
+    serves through the SDK: one row per (customer, view) with ``matches`` (every value equal,
+    or the online row is a newer one ``streamed_features`` wrote), ``online_is_current``
+    (online timestamp not older than the offline one) and ``streamed`` (online is newer)."""
     newest = offline.newest_timestamp(directory)
     if newest is None:
         return pl.DataFrame()
@@ -33,12 +34,16 @@ def online_vs_offline(store, directory, sample: int = SAMPLE, seed: int = 0) -> 
         ).to_dict(include_event_timestamps=True)
         for i, row in enumerate(picked.iter_rows(named=True)):
             online_ts = max(served[f"{view.name}__{n}__ts"][i] for n in names)
+            offline_ts = int(row["event_timestamp"].timestamp())
+            streamed = online_ts > offline_ts
             results.append(
                 {
                     "view": view.name,
                     JOIN_KEY: row[JOIN_KEY],
-                    "matches": all(served[f"{view.name}__{n}"][i] == row[n] for n in names),
-                    "online_is_current": online_ts >= int(row["event_timestamp"].timestamp()),
+                    "matches": streamed
+                    or all(served[f"{view.name}__{n}"][i] == row[n] for n in names),
+                    "online_is_current": online_ts >= offline_ts,
+                    "streamed": streamed,
                 }
             )
     return pl.DataFrame(results)
@@ -53,6 +58,7 @@ def _sampled(feast: FeastRepo, flag: str, seed: int) -> dg.AssetCheckResult:
         metadata={
             "compared": compared.height,
             "failed": failed.height,
+            "newer_streamed_rows": int(compared["streamed"].sum()) if compared.height else 0,
             "examples": failed.head(5).to_dicts() if failed.height else [],
         },
     )

@@ -1,12 +1,11 @@
-"""Writing the latest feature rows into Feast's online store in bulk, and reading them back
-fast for scoring (:class:`OnlineReader`).
+"""Feast's online store: the layout the streaming writer needs (from the registry), the full
+refresh writer, and the fast reader for scoring (:class:`OnlineReader`).
 
-Feast's own materialization turns every value into a protobuf and writes SQLite one statement
-per value (about 8k customer rows/s here). This writes the very same bytes, built a column at a
-time: the value encodings come from Feast's protobufs (one per distinct value, or the fixed
-9-byte double encoding), entity keys from Feast's serializer, and the rows go in as multi-row
-``INSERT``s in one transaction (SQLite) or one pipeline (Redis). Any other online store gets
-Feast's own ``write_to_online_store``. The SDK reads the result like anything Feast wrote.
+Writes go through :mod:`analytics_assets.lib.online_store`, which produces the very bytes Feast's
+own writer does (tests compare them) a column at a time, keeps each customer's newest row, and
+imports no Feast. Feast's own materialization turns every value into a protobuf and writes SQLite
+one statement per value (about 8k customer rows/s here). Stores other than SQLite and plain Redis
+get Feast's own ``write_to_online_store``.
 """
 
 from __future__ import annotations
@@ -21,54 +20,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from analytics_assets.lib import online_store
+from analytics_assets.lib.online_store import JOIN_KEY, Layout, ViewLayout
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
-JOIN_KEY = "customer_id"
-_DOUBLE_TAG = b"\x29"  # field 5 (double_val), wire type 1 (64-bit)
+_DOUBLE_TAG = 0x29  # field 5 (double_val), wire type 1 (64-bit)
 _DOUBLE = struct.Struct("<d")
 _INT64_TAG = 0x20  # field 4 (int64_val), wire type 0 (varint)
-_ROWS_PER_STATEMENT = 160  # x 6 parameters, under SQLite's 999-parameter floor
-
-
-def encode_values(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
-    """Serialized ``feast.types.Value`` of every element; null (or NaN) is the empty Value."""
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_floating(column.type):
-        values = column.cast(pa.float64())
-        missing = pc.or_kleene(pc.is_null(values), pc.is_nan(values)).fill_null(True)
-        raw = np.zeros(len(values), dtype="V9")
-        view = raw.view(np.uint8).reshape(-1, 9)
-        view[:, 0] = _DOUBLE_TAG[0]
-        view[:, 1:] = (
-            values.fill_null(0.0).to_numpy(zero_copy_only=False).astype("<f8").view(np.uint8)
-        ).reshape(-1, 8)
-        out = _split(raw.tobytes(), 9)
-        for i in np.flatnonzero(missing.to_numpy(zero_copy_only=False)):
-            out[i] = b""
-        return out
-    if pa.types.is_integer(column.type) or pa.types.is_boolean(column.type):
-        field = "bool_val" if pa.types.is_boolean(column.type) else "int64_val"
-    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        field = "string_val"
-    else:
-        raise TypeError(f"no online encoding for {column.type}")
-    encoded = {None: b""}
-    result = []
-    for value in column.to_pylist():
-        blob = encoded.get(value)
-        if blob is None:
-            blob = encoded[value] = Value(**{field: value}).SerializeToString()
-        result.append(blob)
-    return result
-
-
-def _split(blob: bytes, width: int) -> list[bytes]:
-    return [blob[i : i + width] for i in range(0, len(blob), width)]
+_KINDS = {"Float64": "double", "Float32": "double", "Int64": "int64", "Int32": "int64"}
+_KINDS |= {"String": "string", "Bool": "bool"}
 
 
 def key_encoder(version: int) -> Callable[[str], bytes]:
@@ -78,6 +41,15 @@ def key_encoder(version: int) -> Callable[[str], bytes]:
     endian) and its UTF-8 bytes. The head is taken from Feast's own serializer and the layout
     checked against it; any other layout falls back to calling the serializer per key.
     """
+    feast_key = _feast_key(version)
+    head = _key_head(feast_key)
+    if head is None:
+        return feast_key
+    return Layout(project="", key_head=head.hex()).entity_key
+
+
+def _feast_key(version: int) -> Callable[[str], bytes]:
+    """Feast's own serializer of a customer id's entity key."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
@@ -86,64 +58,24 @@ def key_encoder(version: int) -> Callable[[str], bytes]:
         proto = EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val=cid)])
         return serialize_entity_key(proto, entity_key_serialization_version=version)
 
+    return feast_key
+
+
+def _key_head(feast_key: Callable[[str], bytes]) -> bytes | None:
+    """The fixed head of Feast's key when the layout is head + length + UTF-8, else ``None``."""
     empty = feast_key("")
     head = empty[:-4]
-
-    def assembled(cid: str) -> bytes:
-        raw = cid.encode()
-        return head + len(raw).to_bytes(4, "little") + raw
-
+    layout = Layout(project="", key_head=head.hex())
     probes = ("a", "customer-00042", "\u00fc" * 40, "x" * 300)
-    if empty[-4:] == b"\0\0\0\0" and all(assembled(c) == feast_key(c) for c in probes):
-        return assembled
-    return feast_key
+    if empty[-4:] == b"\0\0\0\0" and all(layout.entity_key(c) == feast_key(c) for c in probes):
+        return head
+    return None
 
 
 def entity_keys(customer_ids: pa.ChunkedArray | pa.Array, version: int) -> list[bytes]:
     """Feast's serialized entity key of each customer id."""
     encode = key_encoder(version)
     return [encode(cid) for cid in customer_ids.to_pylist()]
-
-
-def write_latest(
-    store: FeatureStore, batches: list[tuple[FeatureView, pa.Table]]
-) -> dict[str, int]:
-    """Write each view's rows (latest per customer: ``customer_id``, ``event_timestamp``,
-    ``created_at`` and the view's features) into the online store; returns rows per view.
-
-    On SQLite every view goes in within one transaction: readers see all views' new values or
-    none of them.
-    """
-    kind = store.config.online_store.type
-    if kind == "sqlite" and all(_plain_sqlite_table(store, view) for view, _ in batches):
-        with sqlite3.connect(_sqlite_path(store)) as conn:
-            conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: no page spills mid-batch
-            for view, rows in batches:
-                _insert_sqlite(conn, store, view, rows)
-        return {view.name: rows.num_rows for view, rows in batches}
-    for view, rows in batches:
-        if rows.num_rows and kind == "redis":
-            _write_redis(store, view, rows)
-        elif rows.num_rows:
-            _write_with_feast(store, view, rows)
-    return {view.name: rows.num_rows for view, rows in batches}
-
-
-def _per_instant(rows: pa.Table, convert) -> list:
-    """``convert(naive UTC datetime)`` of each row's ``event_timestamp``, computed once per
-    distinct instant (a snapshot day has one)."""
-    ts = rows.column("event_timestamp").cast(pa.timestamp("us", tz="UTC"))
-    encoded = pc.dictionary_encode(ts).combine_chunks()
-    converted = [convert(t.replace(tzinfo=None)) for t in encoded.dictionary.to_pylist()]
-    return [converted[i] for i in encoded.indices.to_pylist()]
-
-
-def _sqlite_path(store: FeatureStore) -> Path:
-    path = Path(store.config.online_store.path)
-    return path if path.is_absolute() else Path(store.repo_path) / path
-
-
-_SQLITE_COLUMNS = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
 
 
 def _sqlite_table(store: FeatureStore, view: FeatureView) -> str:
@@ -155,103 +87,81 @@ def _sqlite_table(store: FeatureStore, view: FeatureView) -> str:
     )
 
 
+def _sqlite_path(store: FeatureStore) -> Path:
+    path = Path(store.config.online_store.path)
+    return path if path.is_absolute() else Path(store.repo_path) / path
+
+
 def _plain_sqlite_table(store: FeatureStore, view: FeatureView) -> bool:
-    """Whether the view's table has the layout written here (vector search and numeric-search
-    layouts are left to Feast's own writer)."""
+    """Whether the view's table has the layout written and read here (vector search and
+    numeric-search layouts are left to Feast)."""
     config = store.config.online_store
     if config.vector_enabled or getattr(config, "enable_openai_compatible_store", False):
         return False
-    with sqlite3.connect(_sqlite_path(store)) as conn:
-        found = conn.execute(f'PRAGMA table_info("{_sqlite_table(store, view)}")')
-        columns = [r[1] for r in found]
-    # vector_value exists in every table Feast creates; it is filled only with vector search on
-    return [c for c in columns if c != "vector_value"] == _SQLITE_COLUMNS
+    return online_store.plain_sqlite_layout(_sqlite_path(store), _sqlite_table(store, view))
 
 
-def _insert_sqlite(
-    conn: sqlite3.Connection, store: FeatureStore, view: FeatureView, rows: pa.Table
-) -> None:
-    from feast.infra.online_stores.sqlite import adapt_datetime_epoch
-
-    if rows.num_rows == 0:
-        return
-    table = _sqlite_table(store, view)
-    keys = entity_keys(rows.column(JOIN_KEY), store.config.entity_key_serialization_version)
-    # stored the way Feast's sqlite module adapts datetimes
-    stamps = _per_instant(rows, adapt_datetime_epoch)
-    created = adapt_datetime_epoch(datetime.now(UTC).replace(tzinfo=None))
-    features = sorted(f.name for f in view.features)
-    blobs = [encode_values(rows.column(name)) for name in features]
-    texts = [_texts(rows.column(name)) for name in features]
-    order = sorted(range(len(keys)), key=keys.__getitem__)  # primary-key order: appends
-
-    def values(customers: list[int]) -> list:
-        flat: list = []
-        for i in customers:
-            key, ts = keys[i], stamps[i]
-            for j, name in enumerate(features):
-                flat += (key, name, blobs[j][i], texts[j][i], ts, created)
-        return flat
-
-    def statement(customers: int) -> str:
-        rows_sql = ", ".join(["(?, ?, ?, ?, ?, ?)"] * (customers * len(features)))
-        return (
-            f'INSERT INTO "{table}" ({", ".join(_SQLITE_COLUMNS)}) VALUES {rows_sql} '
-            "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-            "value_text = excluded.value_text, event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts"
-        )
-
-    # many rows per statement: SQLite's per-statement cost is most of a one-row insert
-    per = max(1, _ROWS_PER_STATEMENT // len(features))
-    full = len(order) - len(order) % per
-    if full:
-        conn.executemany(statement(per), (values(order[i : i + per]) for i in range(0, full, per)))
-    if full < len(order):
-        conn.execute(statement(len(order) - full), values(order[full:]))
-
-
-def _texts(column: pa.ChunkedArray) -> list[str | None]:
-    """``value_text`` as Feast fills it: ``str()`` of the Python value, null for null."""
-    return [None if v is None or v != v else str(v) for v in column.to_pylist()]
-
-
-def _write_redis(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int:
-    from feast.infra.online_stores.helpers import _mmh3
-    from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    def timestamp(naive: datetime) -> bytes:
-        proto = Timestamp()
-        proto.FromDatetime(naive.replace(tzinfo=UTC))
-        return proto.SerializeToString()
+def layout_of(store: FeatureStore, views: list[FeatureView]) -> Layout | None:
+    """What :mod:`~analytics_assets.lib.online_store` needs to write ``views`` without Feast,
+    from Feast's own naming functions; ``None`` when a key or value layout is not one it
+    writes (then Feast's writer is used)."""
+    from feast.infra.online_stores.helpers import compute_versioned_name
 
     config = store.config
-    client = RedisOnlineStore()._get_client(config.online_store)
-    name = _versioned_fv_name(view, config)
-    # a hash per customer, keyed as Feast keys it: entity key + project; fields hashed names
-    project = config.project.encode()
-    keys = [
-        k + project
-        for k in entity_keys(rows.column(JOIN_KEY), config.entity_key_serialization_version)
-    ]
-    fields = [_mmh3(f"{name}:{f.name}") for f in view.features]
-    columns = [encode_values(rows.column(f.name)) for f in view.features]
-    stamps = _per_instant(rows, timestamp)
-    ts_field = f"_ts:{name}"
-    ttl = config.online_store.key_ttl_seconds
-    with client.pipeline(transaction=False) as pipe:
-        for i, key in enumerate(keys):
-            mapping = {ts_field: stamps[i]}
-            for field, column in zip(fields, columns, strict=True):
-                mapping[field] = column[i]
-            pipe.hset(key, mapping=mapping)
-            if ttl:
-                pipe.expire(name=key, time=ttl)
-            if i % 10_000 == 9_999:
-                pipe.execute()
-        pipe.execute()
-    return rows.num_rows
+    versioned = config.registry.enable_online_feature_view_versioning
+    head = _key_head(_feast_key(config.entity_key_serialization_version))
+    if head is None:
+        return None
+    layouts = []
+    for view in views:
+        kinds = {f.name: _KINDS.get(str(f.dtype)) for f in view.features}
+        if None in kinds.values():
+            return None
+        layouts.append(
+            ViewLayout(
+                name=view.name,
+                sqlite_table=_sqlite_table(store, view),
+                redis_name=compute_versioned_name(view, versioned),
+                features=kinds,
+            )
+        )
+    return Layout(project=config.project, key_head=head.hex(), views=layouts)
+
+
+def record_layout(store: FeatureStore, views: list[FeatureView], path: Path) -> Layout | None:
+    """Save the layout of ``views`` where the streaming lane reads it (or remove a stale one
+    when the views cannot be written without Feast)."""
+    layout = layout_of(store, views) if views else None
+    if layout is None:
+        path.unlink(missing_ok=True)
+    else:
+        layout.save(path)
+    return layout
+
+
+def write_latest(
+    store: FeatureStore, batches: list[tuple[FeatureView, pa.Table]]
+) -> dict[str, int]:
+    """Write each view's rows (latest per customer: ``customer_id``, ``event_timestamp``,
+    ``created_at`` and the view's features) into the online store, keeping any newer row the
+    store already holds; returns per view the customers whose values were written."""
+    views = [view for view, _ in batches]
+    layout = layout_of(store, views)
+    config = store.config.online_store
+    kind = config.type
+    plain = kind != "sqlite" or all(_plain_sqlite_table(store, view) for view in views)
+    if layout is not None and plain:
+        target = {"type": kind, **config.model_dump(exclude={"type"})}
+        if kind == "sqlite":
+            target["path"] = str(_sqlite_path(store))
+        try:
+            return online_store.write(layout, target, {view.name: rows for view, rows in batches})
+        except online_store.NotSupportedHere:
+            pass
+    for view, rows in batches:
+        if rows.num_rows:
+            _write_with_feast(store, view, rows)
+    return {view.name: rows.num_rows for view, rows in batches}
 
 
 def _write_with_feast(store: FeatureStore, view: FeatureView, rows: pa.Table) -> int:

@@ -94,13 +94,22 @@ def plan_claims(
     return Plan(claims=claims, skipped=skipped, refused=refused, cursor=next_cursor)
 
 
+# The streaming lane: a batch's run ingests it and brings the customers it touched online.
+STREAMING_LANE = dg.AssetSelection.assets(ingest_batch) | dg.AssetSelection.assets(
+    "streamed_features"
+)
+
+
 def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
         name="landing_sensor",
-        target=ingest_batch,
+        target=STREAMING_LANE,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Claims new micro-batch files in the landing zone: one partition and run each.",
+        description=(
+            "Claims new micro-batch files in the landing zone: one partition and one run each, "
+            "which ingests the batch and brings the customers it touched online."
+        ),
     )
     def landing_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone):
         cursor = Cursor.parse(context.cursor)

@@ -1,0 +1,1 @@
+"""Shared code without Dagster: used by several domains, the scoring service and benchmarks."""
