@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, EventSchema
+from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_schema
 from analytics_assets.defs.ingest.transforms import (
     Reason,
     UnreadableFileError,
@@ -27,7 +27,7 @@ def test_clean_batch_passes_whole() -> None:
     result = run([event(1), purchase(2), event(3, event_type="search")])
     assert result.clean.height == 3
     assert result.quarantined.height == 0
-    EventSchema.validate(result.clean.select(EVENT_COLUMNS))
+    event_schema().validate(result.clean.select(EVENT_COLUMNS))
     assert result.clean.schema["occurred_at"] == pl.Datetime("us", "UTC")
 
 

@@ -273,7 +273,7 @@ class OnlineReader:
 
 def _decode(blob: bytes) -> float:
     """A serialized ``feast.types.Value`` as a float (NaN when empty)."""
-    if len(blob) == 9 and blob[0] == _DOUBLE_TAG[0]:
+    if len(blob) == 9 and blob[0] == _DOUBLE_TAG:
         return _DOUBLE.unpack_from(blob, 1)[0]
     if not blob:
         return np.nan

@@ -62,7 +62,7 @@ EVENTS_COLUMN_SCHEMA = dg.TableSchema(
 def ingest_batch(
     context: dg.AssetExecutionContext, landing_zone: LandingZone, warehouse: DuckDBResource
 ):
-    """Read one landed file, validate it against EventSchema and commit it in one transaction."""
+    """Read one landed file, validate it against the event schema, commit it in one transaction."""
     batch_id = context.partition_key
     path = landing.find_batch_file(landing_zone.root_path, batch_id)
     if path is None:

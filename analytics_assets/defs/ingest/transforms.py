@@ -9,15 +9,14 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandera.polars as pa
 import polars as pl
 
 from analytics_assets.defs.ingest.schema import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     REQUIRED_COLUMNS,
-    EventSchema,
     event_dtypes,
+    event_schema,
 )
 
 RAW_LIMIT = 4_000
@@ -306,18 +305,22 @@ def _detail(column: str, check: str, value: object) -> str:
 
 
 def _schema_failures(typed: pl.DataFrame) -> pl.DataFrame:
-    """Row-level failures of :class:`EventSchema` as ``(record_number, reason, detail)``."""
+    """Row-level failures of the event schema as ``(record_number, reason, detail)``."""
+    import pandera.errors
+
     empty = pl.DataFrame(
         schema={"record_number": pl.Int64, "reason": pl.String, "detail": pl.String}
     )
     try:
-        EventSchema.validate(typed.select(EVENT_COLUMNS), lazy=True)
-    except pa.errors.SchemaErrors as exc:
+        event_schema().validate(typed.select(EVENT_COLUMNS), lazy=True)
+    except pandera.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         schema_level = cases.filter(pl.col("index").is_null())
         if schema_level.height:
             # Typing happens before validation, so a schema-level failure is a bug, not bad data.
-            raise RuntimeError(f"event frame does not match EventSchema:\n{schema_level}") from exc
+            raise RuntimeError(
+                f"event frame does not match the event schema:\n{schema_level}"
+            ) from exc
         numbers = typed["record_number"]
         rows = [
             {
