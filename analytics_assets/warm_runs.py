@@ -135,6 +135,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         fingerprint = code_fingerprint()
         message = {
             "run_id": run.run_id,
+            "origin": dg.serialize_value(run.job_code_origin),
             "instance_ref": dg.serialize_value(self._instance.get_ref()),
             "fingerprint": fingerprint,
         }
@@ -167,6 +168,8 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
                     self._address.removeprefix("\0"),
                     "--fingerprint",
                     fingerprint,
+                    "--instance-ref",
+                    dg.serialize_value(self._instance.get_ref()),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -200,7 +203,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         super().dispose()
 
 
-def _execute(run_id: str, instance_ref: str) -> None:
+def _execute(run_id: str, origin: str, instance_ref: str) -> None:
     """In the forked child: run it the way ``dagster api execute_run`` does (the body of that
     CLI command); anything failing before Dagster takes over marks the run failed."""
     from dagster._cli.api import execute_run_command
@@ -208,9 +211,8 @@ def _execute(run_id: str, instance_ref: str) -> None:
 
     ref = dg.deserialize_value(instance_ref)
     try:
-        with dg.DagsterInstance.from_ref(ref) as instance:
-            origin = instance.get_run_by_id(run_id).job_code_origin
-        args = ExecuteRunArgs(job_origin=origin, run_id=run_id, instance_ref=ref)
+        job_origin = dg.deserialize_value(origin)
+        args = ExecuteRunArgs(job_origin=job_origin, run_id=run_id, instance_ref=ref)
         execute_run_command.callback(
             input_json=dg.serialize_value(args), compressed_input_json=None
         )
@@ -224,16 +226,23 @@ def _execute(run_id: str, instance_ref: str) -> None:
         raise
 
 
-def serve(address: str, fingerprint: str) -> None:
+def serve(address: str, fingerprint: str, instance_ref: str | None = None) -> None:
     """The fork server: preload, then fork a child per run request until the parent is gone."""
     import importlib
 
     started = time.perf_counter()
     for module in PRELOAD:
         importlib.import_module(module)
+    from analytics_assets.definitions import defs
     from analytics_assets.defs.ingest.schema import event_schema
 
     event_schema()
+    defs.get_repository_def().get_all_jobs()
+    if instance_ref:
+        # the instance's storage modules (SQLAlchemy, Alembic, ...) are imported here once; no
+        # connection stays open across a fork
+        with dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref)) as instance:
+            instance.get_runs(limit=1)
     parent = os.getppid()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -267,7 +276,7 @@ def serve(address: str, fingerprint: str) -> None:
                     os.setsid()
                     code = 0
                     try:
-                        _execute(message["run_id"], message["instance_ref"])
+                        _execute(message["run_id"], message["origin"], message["instance_ref"])
                     except SystemExit as exc:
                         code = exc.code if isinstance(exc.code, int) else 1
                     except BaseException:
@@ -286,9 +295,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="The warm run launcher's fork server.")
     parser.add_argument("--address", required=True)
     parser.add_argument("--fingerprint", required=True)
+    parser.add_argument("--instance-ref", help="the serialized Dagster instance ref, to preload")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    serve(args.address, args.fingerprint)
+    serve(args.address, args.fingerprint, args.instance_ref)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ class TreeCpu:
         self._psutil = psutil
         self._root = psutil.Process(root.pid)
         self._seen: dict[tuple[int, float], float] = {}
+        self._kind: dict[tuple[int, float], str] = {}
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -128,10 +129,32 @@ class TreeCpu:
             return
         for proc in processes:
             try:
+                key = (proc.pid, proc.create_time())
                 times = proc.cpu_times()
-                self._seen[(proc.pid, proc.create_time())] = times.user + times.system
+                self._seen[key] = times.user + times.system
+                if key not in self._kind:
+                    self._kind[key] = self._classify(proc)
             except self._psutil.Error:
                 continue
+
+    def _classify(self, proc) -> str:
+        if proc.pid == self._root.pid:
+            return "daemon"
+        line = " ".join(proc.cmdline())
+        if "api grpc" in line or "code-server" in line:
+            return "code server"
+        if "warm_runs" in line:
+            return "warm server" if proc.ppid() == self._root.pid else "runs (forked)"
+        if "execute_run" in line:
+            return "runs (new process)"
+        return "other"
+
+    def by_kind(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for key, seconds in self._seen.items():
+            kind = self._kind.get(key, "other")
+            totals[kind] = totals.get(kind, 0.0) + seconds
+        return totals
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -233,6 +256,7 @@ def online_phase(args, home: Path, parts: list, spacing: float, first: int) -> d
         landed: dict[str, float] = {}
         pending: set[str] = set()
         cpu_before = cpu.total()  # the daemon's start-up is not a batch's cost
+        kinds_before = cpu.by_kind()
         next_drop = time.monotonic()
         k = first
         deadline = None
@@ -262,6 +286,7 @@ def online_phase(args, home: Path, parts: list, spacing: float, first: int) -> d
         # the stream's own runs finish; the coalesced lane's are counted while they overlap
         wait_for_partitions({f"probe-{n:03d}" for n in range(first, k)}, timeout=120)
         cpu_s = cpu.total() - cpu_before
+        kinds = {k: v - kinds_before.get(k, 0.0) for k, v in cpu.by_kind().items()}
     finally:
         cpu.close()
         stop(service)
@@ -269,6 +294,12 @@ def online_phase(args, home: Path, parts: list, spacing: float, first: int) -> d
     print_timeline(min(landed.values(), default=time.time()))
     p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
     per_batch = cpu_s / len(latencies)
+    print(
+        "CPU-s per file by process: "
+        + ", ".join(
+            f"{kind} {seconds / len(latencies):.2f}" for kind, seconds in sorted(kinds.items())
+        )
+    )
     print(
         f"landed -> features online -> scored: p50 {p50:.2f}s  p95 {p95:.2f}s  "
         f"max {max(latencies):.2f}s ({len(latencies)} files, one every {spacing}s); "

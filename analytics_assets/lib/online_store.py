@@ -101,6 +101,12 @@ def online_store_config() -> dict:
     return config
 
 
+def registry_may_exist() -> bool:
+    """False only when the registry is a file that does not exist (nothing applied yet)."""
+    env = settings.feast_environment()
+    return env["FEAST_REGISTRY_TYPE"] != "file" or Path(env["FEAST_REGISTRY_PATH"]).exists()
+
+
 def expand_feature_store_yaml(repo_path: Path) -> str:
     """``feature_store.yaml`` with ``${VARS}`` from the environment and the embedded defaults."""
     text = (repo_path / "feature_store.yaml").read_text()

@@ -224,6 +224,9 @@ def _write_online(context: dg.AssetExecutionContext, feast: FeastRepo, rows) -> 
             return online_store.write(layout, online_store.online_store_config(), rows), "direct"
         except online_store.NotSupportedHere:
             pass
+    elif not online_store.registry_may_exist():
+        context.log.info("the Feast repo is not applied yet: feast_definitions will bring these")
+        return {}, "none"
     context.log.info("no usable online layout recorded: writing through the Feast SDK")
     store = feast.store()
     views = offline.views_over_snapshots(store)
