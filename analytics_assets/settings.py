@@ -65,6 +65,13 @@ def sensor_max_files_per_tick() -> int:
     return int(_env("ANALYTICS_SENSOR_MAX_FILES") or 200)
 
 
+def files_per_run() -> int:
+    """Most landed files one run ingests when the sensor finds a backlog
+    (``$ANALYTICS_FILES_PER_RUN``, default 8): each file is still its own batch, ledger row and
+    partition, but they share one run's start-up."""
+    return max(1, int(_env("ANALYTICS_FILES_PER_RUN") or 8))
+
+
 def plausible_event_window(now: datetime | None = None) -> tuple[datetime, datetime]:
     """Oldest and newest ``occurred_at`` accepted; anything outside is quarantined.
 

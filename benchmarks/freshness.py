@@ -49,14 +49,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def batches_of(run) -> list[str]:
+    """The batches a landing_sensor run ingests (one, or a group under a backlog)."""
+    tag = run.tags.get("analytics/batches")
+    return tag.split(",") if tag else []
+
+
 def wait_for(instance, batch_ids: set[str], timeout: float) -> None:
     import dagster as dg
 
     deadline = time.monotonic() + timeout
     done = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE}
     while time.monotonic() < deadline:
-        runs = [r for r in instance.get_runs() if r.tags.get("dagster/partition") in batch_ids]
-        if len(runs) == len(batch_ids) and all(r.status in done for r in runs):
+        runs = [r for r in instance.get_runs() if set(batches_of(r)) & batch_ids]
+        covered = {b for r in runs for b in batches_of(r)}
+        if batch_ids <= covered and all(r.status in done for r in runs):
             failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
             if failed:
                 raise RuntimeError(f"runs failed: {failed}")
@@ -322,8 +329,9 @@ def wait_for_partitions(keys: set[str], timeout: float) -> None:
     done = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = [r for r in instance.get_runs() if r.tags.get("dagster/partition") in keys]
-        if len(runs) >= len(keys) and all(r.status in done for r in runs):
+        runs = [r for r in instance.get_runs() if set(batches_of(r)) & keys]
+        covered = {b for r in runs for b in batches_of(r)}
+        if keys <= covered and all(r.status in done for r in runs):
             return
         time.sleep(0.5)
 
@@ -410,15 +418,16 @@ def main() -> None:
         wait_for(instance, set(dropped), timeout=300)
         stages = {}
         for run in instance.get_runs():
-            if "dagster/partition" not in run.tags:
+            if not batches_of(run):
                 continue  # an analytics or automation run, not an ingest one
             record = instance.get_run_record_by_id(run.run_id)
             launched = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_STARTING)
-            stages[run.tags["dagster/partition"]] = (
-                record.create_timestamp.timestamp(),
-                launched[0].timestamp if launched else float("nan"),
-                record.start_time,
-            )
+            for batch_id in batches_of(run):
+                stages[batch_id] = (
+                    record.create_timestamp.timestamp(),
+                    launched[0].timestamp if launched else float("nan"),
+                    record.start_time,
+                )
     finally:
         stop(daemon)
     with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:

@@ -7,6 +7,7 @@ import dagster as dg
 from analytics_assets.definitions import defs
 
 INGEST = {"raw_events", "events", "quarantined_events"}
+STREAMING_LANE = INGEST | {"streamed_features"}
 EXPECTED_ASSETS = {
     "raw_events": {"group": "ingest", "deps": set(), "partitioned": True},
     "events": {"group": "ingest", "deps": {"raw_events"}, "partitioned": True},
@@ -22,6 +23,7 @@ EXPECTED_ASSETS = {
         "partitioned": True,
     },
     "feast_definitions": {"group": "features", "deps": {"customer_features"}, "partitioned": False},
+    "streamed_features": {"group": "features", "deps": {"events"}, "partitioned": True},
     "online_features": {
         "group": "features",
         "deps": {"feast_definitions", "customer_features"},
@@ -107,7 +109,7 @@ def test_sensor_targets_the_ingest_assets() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     job = defs.resolve_job_def(sensor.job_name)
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert selected == INGEST
+    assert selected == STREAMING_LANE
 
 
 def test_analytics_sensor_targets_the_day_tables() -> None:
@@ -115,7 +117,7 @@ def test_analytics_sensor_targets_the_day_tables() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     job = defs.resolve_job_def(sensor.job_name)
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert selected == set(EXPECTED_ASSETS) - INGEST - AUTOMATED - ON_DEMAND
+    assert selected == set(EXPECTED_ASSETS) - STREAMING_LANE - AUTOMATED - ON_DEMAND
 
 
 def test_features_automation_targets_the_feature_group() -> None:

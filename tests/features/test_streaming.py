@@ -249,3 +249,61 @@ print("FEAST", sorted(m for m in sys.modules if m == "feast" or m.startswith("fe
     assert out.returncode == 0, out.stderr[-3000:]
     assert "FEAST []" in out.stdout, out.stdout
     assert online_rows(["cold"])["total_revenue"] == [3.0]
+
+
+def test_one_run_over_several_files(feature_resources, instance, land) -> None:
+    """A backlog claimed as one run: a good file, an unreadable one and one whose every row
+    fails validation; each is its own batch, the good one's customers go online."""
+    from analytics_assets.defs.ingest import checks
+
+    assert dg.materialize([feast_definitions], resources=feature_resources).success
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    land("g1.jsonl", jsonl([purchase(1, 10.0, customer_id="g", occurred_at=now.isoformat())]))
+    land("g2.jsonl.gz", b"not gzip at all")
+    land("g3.jsonl", jsonl([event(3, customer_id="", event_type="nonsense")]))
+    land("g4.jsonl", jsonl([event(4, customer_id="h", occurred_at=now.isoformat())]))
+    names = ["g1", "g2", "g3", "g4"]
+    instance.add_dynamic_partitions(batches.name, names)
+    result = dg.materialize(
+        [ingest_batch, streamed_features, checks.rows_reconcile, checks.file_readable],
+        resources=feature_resources,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": "g1",
+            "dagster/asset_partition_range_end": "g4",
+        },
+    )
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["rows_reconcile"].passed
+    assert not evaluations["file_readable"].passed  # a warning: g2 was quarantined
+    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+        ledger = conn.execute(
+            "SELECT batch_id, status, clean, quarantined FROM ingest_ledger ORDER BY 1"
+        ).fetchall()
+    assert ledger == [
+        ("g1", "ingested", 1, 0),
+        ("g2", "file_quarantined", 0, 1),
+        ("g3", "ingested", 0, 1),
+        ("g4", "ingested", 1, 0),
+    ]
+    assert (settings.quarantine_dir() / "g2__g2.jsonl.gz").exists()
+    materialized = {
+        (e.asset_key.to_user_string(), e.partition)
+        for e in result.get_asset_materialization_events()
+    }
+    assert {("events", n) for n in names} <= materialized
+    assert {("streamed_features", n) for n in names} <= materialized
+    assert online_rows(["g", "h"])["total_revenue"] == [10.0, 0.0]
+    # the feast CLI reads the streamed row too
+    from tests.features.test_feast_cli import feast
+
+    served = feast(
+        settings.feature_repo_path(),
+        "get-online-features",
+        "-e",
+        "customer_id=g",
+        "-f",
+        "purchase_behaviour:total_revenue",
+    )
+    assert '"total_revenue": [\n        10.0' in served, served

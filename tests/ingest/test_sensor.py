@@ -11,7 +11,13 @@ import pytest
 
 from analytics_assets.defs.ingest.landing import batch_id_for
 from analytics_assets.defs.ingest.partitions import batches
-from analytics_assets.defs.ingest.sensors import Cursor, build_landing_sensor
+from analytics_assets.defs.ingest.sensors import (
+    BATCHES_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    Cursor,
+    build_landing_sensor,
+)
 from tests.conftest import event, jsonl
 
 
@@ -45,20 +51,37 @@ def ticker(instance, resources) -> Ticker:
 
 
 def keys(requests: list[dg.RunRequest]) -> list[str]:
-    return [r.partition_key for r in requests]
+    """The batches the runs cover, in order (a group run names its range in a tag)."""
+    return [key for r in requests for key in r.tags[BATCHES_TAG].split(",")]
 
 
 def test_no_files_skips(ticker: Ticker) -> None:
     assert ticker.tick() == []
 
 
-def test_new_files_become_partitions_and_runs(ticker: Ticker, land) -> None:
+def test_new_files_become_partitions_and_runs(ticker: Ticker, land, monkeypatch) -> None:
+    monkeypatch.setenv("ANALYTICS_FILES_PER_RUN", "1")
     land("a.jsonl", jsonl([event(1)]))
     land("b.parquet", b"x")
     requests = ticker.tick()
     assert sorted(keys(requests)) == ["a", "b"]
     assert all(r.run_key == r.partition_key for r in requests)
     assert sorted(ticker.instance.get_dynamic_partitions(batches.name)) == ["a", "b"]
+
+
+def test_a_backlog_is_claimed_in_groups_of_batches(ticker: Ticker, land, monkeypatch) -> None:
+    """Five files found at once with three per run: a run over the range of the first three
+    batches (in claim order, as they were added), then one over the last two."""
+    monkeypatch.setenv("ANALYTICS_FILES_PER_RUN", "3")
+    for n in range(5):
+        land(f"f{n}.jsonl", jsonl([event(n)]))
+        time.sleep(0.01)
+    first, second = ticker.tick()
+    assert keys([first]) == ["f0", "f1", "f2"] and keys([second]) == ["f3", "f4"]
+    assert first.partition_key is None and first.run_key == "f0..f2"
+    assert (first.tags[RANGE_START_TAG], first.tags[RANGE_END_TAG]) == ("f0", "f2")
+    partitions = ticker.instance.get_dynamic_partitions(batches.name)
+    assert partitions == ["f0", "f1", "f2", "f3", "f4"]
 
 
 def test_cursor_claims_each_file_once(ticker: Ticker, land) -> None:

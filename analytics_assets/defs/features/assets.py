@@ -166,13 +166,16 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
 # landing_sensor starts for a batch (Dagster runs carry one partitions definition) takes it all
 # the way online, and the UI shows per batch: file -> events -> the customers it brought online.
 # The day-partitioned snapshots stay on the coalesced lane: Feast's offline store and training
-# read those, never these rows.
+# read those, never these rows. The write is lib/online_store's, not Feast's PushSource +
+# store.push(to=PushMode.ONLINE): a push needs `import feast` (about 5 CPU-s in every run
+# process) and Feast's SQLite store overwrites a newer row with an older one.
 @dg.asset(
     deps=["events"],
     partitions_def=batches,
     group_name=GROUP,
     pool=WAREHOUSE_POOL,
     kinds={"duckdb", "feast"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def streamed_features(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource, feast: FeastRepo

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets.defs.ingest import landing
@@ -58,12 +59,36 @@ EVENTS_COLUMN_SCHEMA = dg.TableSchema(
     ],
     partitions_def=batches,
     pool=WAREHOUSE_POOL,
+    # a backlog of small files is claimed as one run over a range of batches
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def ingest_batch(
     context: dg.AssetExecutionContext, landing_zone: LandingZone, warehouse: DuckDBResource
 ):
-    """Read one landed file, validate it against the event schema, commit it in one transaction."""
-    batch_id = context.partition_key
+    """Read each landed file of the run (one batch each), validate it against the event schema
+    and commit it in its own transaction."""
+    done: list[tuple[BatchOutcome, Path | None]] = []
+    failed: dict[str, str] = {}
+    with warehouse.get_connection() as conn:
+        for batch_id in context.partition_keys:
+            try:
+                done.append(_ingest(context, conn, landing_zone, batch_id))
+            except Exception as exc:  # one batch's failure does not hold up the others
+                if len(context.partition_keys) == 1:
+                    raise
+                context.log.error(f"Batch {batch_id} failed: {exc}")
+                failed[batch_id] = f"{type(exc).__name__}: {exc}"
+    if done:
+        yield from _results(done, failed)
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(context.partition_keys)} batches failed; the "
+            "others are committed. Re-materialize a failed partition to retry it.",
+            metadata={"failed_batches": dg.MetadataValue.json(failed)},
+        )
+
+
+def _ingest(context, conn, landing_zone: LandingZone, batch_id: str):
     path = landing.find_batch_file(landing_zone.root_path, batch_id)
     if path is None:
         raise dg.Failure(
@@ -71,8 +96,7 @@ def ingest_batch(
             metadata={"landing_root": landing_zone.root},
         )
     landed_at = datetime.fromtimestamp(path.stat().st_ctime, tz=UTC)
-    with warehouse.get_connection() as conn:
-        outcome = ingest_file(conn, path, batch_id, landed_at)
+    outcome = ingest_file(conn, path, batch_id, landed_at)
     result = outcome.result
     moved_to = None
     if outcome.file_error:
@@ -87,16 +111,77 @@ def ingest_batch(
             f"Batch {batch_id}: {result.rows_in} records, {result.clean} clean, "
             f"{result.quarantined} quarantined in {outcome.seconds:.2f}s"
         )
-    yield from _results(outcome, moved_to)
+    return outcome, moved_to
 
 
-def _results(outcome: BatchOutcome, moved_to: Path | None):
-    batch_file, result = outcome.file, outcome.result
-    latency = (
-        (result.committed_at - batch_file.landed_at).total_seconds()
-        if batch_file.landed_at
-        else None
+def _results(done: list[tuple[BatchOutcome, Path | None]], failed: dict[str, str]):
+    """One materialization per asset for the run: a run of several batches records the same
+    metadata on each of their partitions, so it sums them and lists every batch."""
+    if len(done) == 1 and not failed:
+        yield from _batch_results(*done[0])
+        return
+    outcomes = [outcome for outcome, _ in done]
+    per_batch = pl.DataFrame(
+        [
+            {
+                "batch_id": o.file.batch_id,
+                "file": o.file.file_name,
+                "status": "file_quarantined" if o.file_error else "ingested",
+                "records": o.result.rows_in,
+                "clean": o.result.clean,
+                "quarantined": o.result.quarantined,
+                "landed_to_commit_s": _latency(o),
+            }
+            for o in outcomes
+        ]
     )
+    batches = preview(per_batch, rows=per_batch.height)
+    yield dg.MaterializeResult(
+        asset_key="raw_events",
+        metadata={
+            "files": [o.file.file_name for o in outcomes],
+            "bytes": sum(o.file.size or 0 for o in outcomes),
+            "rows": sum(o.result.rows_in for o in outcomes),
+            "batches": batches,
+            "failed_batches": dg.MetadataValue.json(failed),
+        },
+    )
+    days = sorted({d for o in outcomes for d in o.result.days_touched})
+    latencies = [x for x in per_batch["landed_to_commit_s"].to_list() if x is not None]
+    first = next((o.validated for o in outcomes if o.validated), None)
+    yield dg.MaterializeResult(
+        asset_key="events",
+        metadata={
+            "dagster/row_count": sum(o.result.clean for o in outcomes),
+            "days_touched": [d.isoformat() for d in days],
+            "landed_to_commit_s": max(latencies, default=None),
+            "ingest_seconds": round(sum(o.seconds for o in outcomes), 3),
+            "batches": batches,
+            "preview": preview(first.clean.select(EVENT_COLUMNS) if first else None),
+        },
+    )
+    reasons: dict[str, int] = {}
+    for o in outcomes:
+        for reason, count in o.result.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    yield dg.MaterializeResult(
+        asset_key="quarantined_events",
+        metadata={
+            "dagster/row_count": sum(o.result.quarantined for o in outcomes),
+            "by_reason": dg.MetadataValue.json(reasons),
+            "batches": batches,
+        },
+    )
+
+
+def _latency(outcome: BatchOutcome) -> float | None:
+    landed = outcome.file.landed_at
+    return (outcome.result.committed_at - landed).total_seconds() if landed else None
+
+
+def _batch_results(outcome: BatchOutcome, moved_to: Path | None):
+    batch_file, result = outcome.file, outcome.result
+    latency = _latency(outcome)
     raw_meta: dict[str, object] = {
         "file": batch_file.file_name,
         "bytes": batch_file.size,

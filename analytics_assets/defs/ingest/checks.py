@@ -19,16 +19,24 @@ from analytics_assets.resources import WAREHOUSE_POOL
 def rows_reconcile(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> dg.AssetCheckResult:
-    batch_id = context.partition_key
+    totals = {"rows_in": 0, "clean": 0, "quarantined": 0}
+    wrong: dict[str, str] = {}
     with warehouse.get_connection() as conn:
-        ledger = tables.ledger_row(conn, batch_id)
-        clean, quarantined = tables.stored_counts(conn, batch_id)
-    if ledger is None:
-        return dg.AssetCheckResult(passed=False, metadata={"error": "no ledger row for batch"})
-    return dg.AssetCheckResult(
-        passed=ledger["rows_in"] == clean + quarantined,
-        metadata={"rows_in": ledger["rows_in"], "clean": clean, "quarantined": quarantined},
-    )
+        for batch_id in context.partition_keys:
+            ledger = tables.ledger_row(conn, batch_id)
+            clean, quarantined = tables.stored_counts(conn, batch_id)
+            if ledger is None:
+                wrong[batch_id] = "no ledger row for batch"
+                continue
+            if ledger["rows_in"] != clean + quarantined:
+                wrong[batch_id] = f"{ledger['rows_in']} read, {clean} + {quarantined} stored"
+            totals["rows_in"] += ledger["rows_in"]
+            totals["clean"] += clean
+            totals["quarantined"] += quarantined
+    metadata: dict = dict(totals)
+    if wrong:
+        metadata["error"] = dg.MetadataValue.json(wrong)
+    return dg.AssetCheckResult(passed=not wrong, metadata=metadata)
 
 
 @dg.asset_check(
@@ -57,8 +65,11 @@ def unique_event_ids(
 def required_columns_not_null(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> dg.AssetCheckResult:
+    nulls = dict.fromkeys(REQUIRED_COLUMNS, 0)
     with warehouse.get_connection() as conn:
-        nulls = tables.null_required_counts(conn, context.partition_key, REQUIRED_COLUMNS)
+        for batch_id in context.partition_keys:
+            found = tables.null_required_counts(conn, batch_id, REQUIRED_COLUMNS)
+            nulls = {column: nulls[column] + found[column] for column in REQUIRED_COLUMNS}
     return dg.AssetCheckResult(
         passed=not any(nulls.values()), metadata={"nulls": dg.MetadataValue.json(nulls)}
     )
@@ -73,13 +84,21 @@ def required_columns_not_null(
 def file_readable(
     context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
 ) -> dg.AssetCheckResult:
+    statuses: dict[str, str] = {}
+    reasons: list[str] = []
     with warehouse.get_connection() as conn:
-        ledger = tables.ledger_row(conn, context.partition_key)
-        reasons = tables.file_errors(conn, context.partition_key)
-    passed = ledger is not None and ledger["status"] != "file_quarantined"
+        for batch_id in context.partition_keys:
+            ledger = tables.ledger_row(conn, batch_id)
+            statuses[batch_id] = ledger["status"] if ledger else "missing"
+            errors = tables.file_errors(conn, batch_id)
+            reasons += (
+                errors if len(context.partition_keys) == 1 else [f"{batch_id}: {r}" for r in errors]
+            )
+    passed = all(status not in ("file_quarantined", "missing") for status in statuses.values())
+    status = next(iter(statuses.values())) if len(statuses) == 1 else statuses
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         description=None if passed else f"file quarantined: {'; '.join(reasons)}",
-        metadata={"status": ledger["status"] if ledger else "missing"},
+        metadata={"status": dg.MetadataValue.json(status) if len(statuses) > 1 else status},
     )

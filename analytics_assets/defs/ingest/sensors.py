@@ -94,6 +94,42 @@ def plan_claims(
     return Plan(claims=claims, skipped=skipped, refused=refused, cursor=next_cursor)
 
 
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+BATCHES_TAG = "analytics/batches"
+
+
+def run_requests(claims: list[LandedFile], per_run: int) -> list[dg.RunRequest]:
+    """One run per file; under a backlog, one run per group of up to ``per_run`` files (a
+    range of batch partitions), so that small files do not each pay a run's start-up."""
+    requests = []
+    for start in range(0, len(claims), per_run):
+        group = claims[start : start + per_run]
+        first, last = group[0].batch_id, group[-1].batch_id
+        names = ",".join(item.path.name for item in group)
+        if len(group) == 1:
+            requests.append(
+                dg.RunRequest(
+                    run_key=first,
+                    partition_key=first,
+                    tags={"analytics/landing_file": names[:200], BATCHES_TAG: first},
+                )
+            )
+            continue
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{first}..{last}",
+                tags={
+                    RANGE_START_TAG: first,
+                    RANGE_END_TAG: last,
+                    BATCHES_TAG: ",".join(item.batch_id for item in group)[:4000],
+                    "analytics/landing_file": names[:200],
+                },
+            )
+        )
+    return requests
+
+
 # The streaming lane: a batch's run ingests it and brings the customers it touched online.
 STREAMING_LANE = dg.AssetSelection.assets(ingest_batch) | dg.AssetSelection.assets(
     "streamed_features"
@@ -126,14 +162,8 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             return dg.SkipReason("no new files in the landing zone")
         keys = [item.batch_id for item in plan.claims]
         return dg.SensorResult(
-            run_requests=[
-                dg.RunRequest(
-                    run_key=item.batch_id,
-                    partition_key=item.batch_id,
-                    tags={"analytics/landing_file": item.path.name[:200]},
-                )
-                for item in plan.claims
-            ],
+            run_requests=run_requests(plan.claims, settings.files_per_run()),
+            # added in claim order: a group's batches are a contiguous range of partitions
             dynamic_partitions_requests=[batches.build_add_request(keys)],
         )
 
