@@ -76,8 +76,8 @@ def loop_progress(dagster: str, landed: int, settings):
             done = demo_check.materialized(dagster)
         except OSError:
             return "webserver starting"
-        ingested = sum(
-            1
+        ingested = sum(  # a run ingests one batch, or a group of them under a backlog
+            len((demo_check.tag_of(r, "analytics/batches") or "").split(","))
             for r in found
             if demo_check.sensor_of(r) == "landing_sensor" and r["status"] == "SUCCESS"
         )

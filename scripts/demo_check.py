@@ -70,8 +70,12 @@ def materialized(dagster: str) -> dict[str, float]:
     }
 
 
+def tag_of(run: dict, key: str) -> str | None:
+    return next((t["value"] for t in run["tags"] if t["key"] == key), None)
+
+
 def sensor_of(run: dict) -> str | None:
-    return next((t["value"] for t in run["tags"] if t["key"] == "dagster/sensor_name"), None)
+    return tag_of(run, "dagster/sensor_name")
 
 
 def check_runs(dagster: str) -> str:
