@@ -15,7 +15,8 @@ when the answer says ``known`` (its features, computed from the new events by th
 run, are in the online store the service reads). Meanwhile it samples the CPU time of the
 daemon's whole process tree (code server, sensors, every run process): ``cpu_s_per_batch``.
 ``--sweep`` repeats phase 2 at faster rates while p95 stays within the goal, for
-``max_files_per_min``. The import cost of the code location is measured against ``import
+``max_files_per_min``; ``--baseline`` repeats it with Dagster's default run launcher (a new
+process per run) in the same run. The import cost of the code location is measured against ``import
 dagster`` alone, interleaved in fresh interpreters. Usage:
 ``uv run python benchmarks/freshness.py [--files 20] [--spacing 5] [--probes 24]
 [--online-spacing 5] [--sweep] [--quick]``.
@@ -205,6 +206,18 @@ def import_cost(repeats: int = 5) -> dict:
     }
 
 
+def use_launcher(warm: bool) -> None:
+    """$DAGSTER_HOME/dagster.yaml from the repo's, with the warm run launcher or without it
+    (Dagster's default launcher: a new process per run), for a baseline in the same run."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    if not warm:
+        config.pop("run_launcher", None)
+    target = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    target.write_text(yaml.safe_dump(config))
+
+
 def prepare_serving(home: Path) -> None:
     """The Feast repo applied (with the layout the streaming lane writes by) and champions of
     both models in the BentoML store, as feast_definitions and a promotion leave them."""
@@ -378,7 +391,12 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=24, help="phase 2 files")
     parser.add_argument("--online-spacing", type=float, default=5.0)
     parser.add_argument(
-        "--sweep", action="store_true", help="phase 2 again at 20 and 30 files/min while p95 holds"
+        "--sweep", action="store_true", help="phase 2 again at 20, 30, 60 files/min while p95 holds"
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="phase 2 again with Dagster's default run launcher (a new process per run)",
     )
     parser.add_argument("--quick", action="store_true", help="5 files, 6 probes")
     args = parser.parse_args()
@@ -438,7 +456,8 @@ def main() -> None:
     values = [committed - landed for _, landed, committed in rows]
     p50, p95 = statistics.median(values), percentile(values, 0.95)
     print(f"{len(values)} files of {args.events_per_file:,} events, one every ~{args.spacing}s;")
-    print(f"sensor interval {interval}s, queued run coordinator, default run launcher")
+    launcher = dg.DagsterInstance.get().run_launcher.__class__.__name__
+    print(f"sensor interval {interval}s, queued run coordinator, {launcher}")
     steps = {
         "landed -> run requested (sensor)": [c - landed for (c, _, _), landed, _ in rows],
         "requested -> launched (queue)": [la - c for (c, la, _), _, _ in rows],
@@ -451,7 +470,7 @@ def main() -> None:
     prepare_serving(home)
     online = online_phase(args, home, parts, args.online_spacing, first=0)
     rates = [online] if online["p95_online_s"] <= GOAL_P95_S else []
-    for spacing in (3.0, 2.0) if args.sweep else ():
+    for spacing in (3.0, 2.0, 1.0) if args.sweep else ():
         if not rates:
             break
         faster = online_phase(args, home, parts, spacing, first=len(rates) * 1000)
@@ -459,6 +478,15 @@ def main() -> None:
             print(f"  at {faster['files_per_min']} files/min p95 is past {GOAL_P95_S}s")
             break
         rates.append(faster)
+    baseline = {}
+    if args.baseline:
+        use_launcher(warm=False)
+        default = online_phase(args, home, parts, args.online_spacing, first=9000)
+        use_launcher(warm=True)
+        baseline = {
+            f"{key}_default_launcher": default[key]
+            for key in ("p50_online_s", "p95_online_s", "cpu_s_per_batch")
+        }
     imports = import_cost()
     print(
         json.dumps(
@@ -466,6 +494,7 @@ def main() -> None:
                 "bench": "freshness",
                 **online,
                 "max_files_per_min": max((r["files_per_min"] for r in rates), default=None),
+                **baseline,
                 **imports,
                 "files": len(values),
                 "sensor_interval_s": interval,
