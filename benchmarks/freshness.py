@@ -153,8 +153,8 @@ class TreeCpu:
             return "code server"
         if "warm_runs" in line:
             return "warm server" if proc.ppid() == self._root.pid else "runs (forked)"
-        if "execute_run" in line:
-            return "runs (new process)"
+        if "multiprocessing.spawn" in line or "execute_run" in line:
+            return "runs (new process)"  # the default launcher: the code server spawns them
         return "other"
 
     def by_kind(self) -> dict[str, float]:
