@@ -13,15 +13,22 @@ milliseconds and shares the imported modules copy-on-write.
 
 Self-healing rather than clever: the server is started on first use, restarted when the code
 under ``analytics_assets/`` changes (its fingerprint is checked at every launch) or when it has
-died, exits when the process that started it (the daemon) is gone, and whenever it cannot take a
-run the launch falls back to Dagster's default launcher (a gRPC-spawned process), which works as
-before. Dagster's private execution entry point is used in this module only; ``pyproject.toml``
-pins Dagster below its next minor version for it.
+died, exits when the process that started it (the daemon) is gone, cancelling the runs it forked
+that are still going, and whenever it cannot take a run the launch falls back to Dagster's
+default launcher (a gRPC-spawned process), which works as before.
+
+Fork safety: the server forks holding no open connection (Dagster's SQLite and PostgreSQL
+storages connect per operation) and before any polars, DuckDB or Arrow thread pool has started;
+importing polars and pyarrow starts only jemalloc's and polars' clean-up helper threads.
+
+Dagster's private execution entry point is used in this module only; ``pyproject.toml`` pins
+Dagster below its next minor version for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -258,11 +265,7 @@ def serve(address: str, fingerprint: str, instance_ref: str | None = None) -> No
         instance = dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref))
         instance.get_runs(limit=1)
     parent = os.getppid()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind("\0" + address)
-    listener.listen(64)
-    listener.settimeout(1.0)
+    listener = _listen(address)
     _log.info(
         "warm run server %s ready in %.1fs (code %s, %s threads)",
         os.getpid(),
@@ -270,40 +273,84 @@ def serve(address: str, fingerprint: str, instance_ref: str | None = None) -> No
         fingerprint,
         len(os.listdir("/proc/self/task")),
     )
-    while os.getppid() == parent:
+    children: set[int] = set()  # forked and not yet reaped: their pids cannot be reused
+    try:
+        while os.getppid() == parent:
+            _reap(children)
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                message = json.loads(conn.makefile("rb").readline() or b"{}")
+                if message.get("ping"):
+                    reply = {"fingerprint": fingerprint}
+                elif message.get("fingerprint") != fingerprint:
+                    conn.sendall(json.dumps({"error": "stale code"}).encode() + b"\n")
+                    break
+                else:
+                    pid = os.fork()
+                    if pid == 0:
+                        listener.close()
+                        _child(
+                            message, instance if message["instance_ref"] == instance_ref else None
+                        )
+                    children.add(pid)
+                    reply = {"pid": pid}
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+    finally:
+        listener.close()
+        # runs still going when the daemon is gone are cancelled (Dagster's interrupt), not
+        # left running unsupervised
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        _log.info("warm run server %s exits", os.getpid())
+
+
+def _reap(children: set[int]) -> None:
+    for pid in list(children):
         try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            continue
-        with conn:
-            message = json.loads(conn.makefile("rb").readline() or b"{}")
-            if message.get("ping"):
-                reply = {"fingerprint": fingerprint}
-            elif message.get("fingerprint") != fingerprint:
-                conn.sendall(json.dumps({"error": "stale code"}).encode() + b"\n")
-                break
-            else:
-                pid = os.fork()
-                if pid == 0:
-                    listener.close()
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    os.setsid()
-                    code = 0
-                    try:
-                        own = instance if message["instance_ref"] == instance_ref else None
-                        _execute(message["run_id"], message["origin"], message["instance_ref"], own)
-                    except SystemExit as exc:
-                        code = exc.code if isinstance(exc.code, int) else 1
-                    except BaseException:
-                        _log.exception("run %s failed to execute", message["run_id"])
-                        code = 1
-                    finally:
-                        sys.stdout.flush()
-                        sys.stderr.flush()
-                    os._exit(code)
-                reply = {"pid": pid}
-            conn.sendall(json.dumps(reply).encode() + b"\n")
-    _log.info("warm run server %s exits", os.getpid())
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            children.discard(pid)
+
+
+def _listen(address: str) -> socket.socket:
+    """Bind the abstract socket; a server that is replacing this one may still hold it for a
+    moment, so retry briefly."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for attempt in range(50):
+        try:
+            listener.bind("\0" + address)
+            break
+        except OSError:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+    listener.listen(64)
+    listener.settimeout(1.0)
+    return listener
+
+
+def _child(message: dict, instance) -> None:
+    """The forked run process: its own session (a Ctrl-C meant for the daemon does not reach it
+    directly), the run executed, then exit without running the server's clean-up."""
+    os.setsid()
+    code = 0
+    try:
+        _execute(message["run_id"], message["origin"], message["instance_ref"], instance)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        _log.exception("run %s failed to execute", message["run_id"])
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def main() -> None:
