@@ -65,12 +65,13 @@ def clear_online(kind: str, store, redis_at: str, db: int) -> None:
 
 
 def ours(store, directory: Path) -> int:
-    from analytics_assets.defs.features import offline, online
+    from analytics_assets.defs.features import offline
+    from analytics_assets.lib import feast_online
 
     until = offline.newest_timestamp(directory) + timedelta(seconds=1)
     views = offline.views_over_snapshots(store)
     batches = offline.latest_rows_by_view(directory, views, until)
-    return sum(online.write_latest(store, batches).values())
+    return sum(feast_online.write_latest(store, batches).values())
 
 
 def stock(store) -> None:

@@ -225,13 +225,14 @@ def prepare_serving(home: Path) -> None:
 
     from analytics_assets import feast_repo, settings
     from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
-    from analytics_assets.defs.features import offline, online
+    from analytics_assets.defs.features import offline
+    from analytics_assets.lib import feast_online
     from analytics_assets.producers import serving
 
     store = feast_repo.open_store(settings.feature_repo_path())
     feast_repo.apply(store, settings.feature_repo_path())
     views = offline.views_over_snapshots(store)
-    online.record_layout(store, views, settings.online_layout_path())
+    feast_online.record_layout(store, views, settings.online_layout_path())
     models = home / "fixture-models"
     serving.promote(serving.churn_folder(models / "churn"), CHURN_MODEL, "1", "churn_v1")
     serving.promote(serving.value_folder(models / "clv"), CLV_MODEL, "1", "clv_v1")

@@ -34,8 +34,8 @@ from analytics_assets import settings
 
 JOIN_KEY = "customer_id"
 SQLITE_COLUMNS = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
-_DOUBLE_TAG = 0x29  # feast.types.Value field 5 (double_val), wire type 1 (64-bit)
-_INT64_TAG = 0x20  # field 4 (int64_val), varint
+DOUBLE_TAG = 0x29  # feast.types.Value field 5 (double_val), wire type 1 (64-bit)
+INT64_TAG = 0x20  # field 4 (int64_val), varint
 _STRING_TAG = 0x12  # field 2 (string_val), length-delimited
 _BOOL_TAG = 0x38  # field 7 (bool_val), varint
 _ROWS_PER_STATEMENT = 160  # x 6 parameters, under SQLite's 999-parameter floor
@@ -131,7 +131,7 @@ def encode_values(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
         missing = pc.or_kleene(pc.is_null(values), pc.is_nan(values)).fill_null(True)
         raw = np.zeros(len(values), dtype="V9")
         view = raw.view(np.uint8).reshape(-1, 9)
-        view[:, 0] = _DOUBLE_TAG
+        view[:, 0] = DOUBLE_TAG
         view[:, 1:] = (
             values.fill_null(0.0).to_numpy(zero_copy_only=False).astype("<f8").view(np.uint8)
         ).reshape(-1, 8)
@@ -148,7 +148,7 @@ def encode_values(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
         for v in column.to_pylist():
             blob = cache.get(v)
             if blob is None:
-                blob = cache[v] = bytes((_INT64_TAG,)) + _varint(v)
+                blob = cache[v] = bytes((INT64_TAG,)) + _varint(v)
             result.append(blob)
         return result
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):

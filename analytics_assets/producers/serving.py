@@ -21,8 +21,9 @@ CDNOW_SAMPLE_PARAMS = dict(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.7
 def online_features(customers: int, seed: int = 7) -> None:
     """Apply the Feast repo and write a synthetic snapshot of ``customers`` into its online
     store (what the ``online_features`` asset does with real snapshots)."""
-    from analytics_assets.defs.features import offline, online
+    from analytics_assets.defs.features import offline
     from analytics_assets.feast_repo import apply, open_store
+    from analytics_assets.lib import feast_online
     from analytics_assets.producers.feature_snapshot import write_snapshot
 
     settings.ensure_dirs()
@@ -31,9 +32,9 @@ def online_features(customers: int, seed: int = 7) -> None:
     store = open_store(settings.feature_repo_path())
     apply(store, settings.feature_repo_path())
     views = offline.views_over_snapshots(store)
-    online.record_layout(store, views, settings.online_layout_path())
+    feast_online.record_layout(store, views, settings.online_layout_path())
     until = offline.newest_timestamp(directory) + timedelta(seconds=1)
-    online.write_latest(store, offline.latest_rows_by_view(directory, views, until))
+    feast_online.write_latest(store, offline.latest_rows_by_view(directory, views, until))
 
 
 def churn_folder(destination: Path, seed: int = 42, max_iter: int = 200) -> Path:

@@ -22,7 +22,7 @@ from analytics_assets.artifacts import (
     CLV_MODEL,
     verify,
 )
-from analytics_assets.defs.features.online import OnlineReader
+from analytics_assets.lib.online_reader import OnlineReader
 
 logger = logging.getLogger("bentoml.customer_scoring")
 

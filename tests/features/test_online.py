@@ -9,9 +9,10 @@ import dagster as dg
 import pyarrow as pa
 
 from analytics_assets import settings
-from analytics_assets.defs.features import offline, online
+from analytics_assets.defs.features import offline
 from analytics_assets.defs.features.assets import customer_features, feast_definitions
 from analytics_assets.feast_repo import open_store
+from analytics_assets.lib import feast_online as online
 from tests.features.conftest import FIRST, LAST, range_tags
 
 

@@ -50,7 +50,7 @@ def test_build_offline(serving_home: Path) -> None:
     for path in (
         "src/bentos/customer_scoring/service.py",
         "src/analytics_assets/scoring/customer_value.py",
-        "src/analytics_assets/defs/features/online.py",
+        "src/analytics_assets/lib/online_reader.py",
         "src/feature_repo/feature_store.yaml",
         "env/python/requirements.txt",
     ):

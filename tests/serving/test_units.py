@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 
 from analytics_assets import settings
-from analytics_assets.defs.features.online import OnlineReader
 from analytics_assets.feast_repo import open_store
+from analytics_assets.lib.online_reader import OnlineReader
 from analytics_assets.producers.feature_snapshot import customer_id
 from bentos.customer_scoring.prediction_log import PredictionLog
 from bentos.customer_scoring.routing import bucket, to_challenger

@@ -9,9 +9,10 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets import feast_repo, settings
 from analytics_assets.defs.analytics.partitions import days
-from analytics_assets.defs.features import offline, online, snapshots, transforms
+from analytics_assets.defs.features import offline, snapshots, transforms
 from analytics_assets.defs.ingest.partitions import batches
-from analytics_assets.lib import online_store
+from analytics_assets.lib import feast_online, online_store
+from analytics_assets.lib.parquet_files import write_parquet
 from analytics_assets.metadata import preview
 from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
 
@@ -95,7 +96,7 @@ def feast_definitions(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg
     them (what ``feast apply`` registers)."""
     store = feast.store()
     applied = feast_repo.apply(store, feast.path)
-    layout = online.record_layout(
+    layout = feast_online.record_layout(
         store, offline.views_over_snapshots(store), settings.online_layout_path()
     )
     diff = applied.registry_diff or "no changes"
@@ -137,9 +138,9 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     until = end + timedelta(seconds=1)  # Feast's windows are [start, end)
     started = time.perf_counter()
     views = offline.views_over_snapshots(store)
-    online.record_layout(store, views, settings.online_layout_path())
+    feast_online.record_layout(store, views, settings.online_layout_path())
     batches = offline.latest_rows_by_view(directory, views, until, mark.value if mark else None)
-    written = online.write_latest(store, batches)
+    written = feast_online.write_latest(store, batches)
     for view in views:
         since = view.most_recent_end_time
         store.registry.apply_materialization(
@@ -233,12 +234,12 @@ def _write_online(context: dg.AssetExecutionContext, feast: FeastRepo, rows) -> 
     context.log.info("no usable online layout recorded: writing through the Feast SDK")
     store = feast.store()
     views = offline.views_over_snapshots(store)
-    online.record_layout(store, views, settings.online_layout_path())
+    feast_online.record_layout(store, views, settings.online_layout_path())
     if not views:
         context.log.warning("no feature views registered yet: feast_definitions has not run")
         return {}, "none"
     batches = [(view, rows) for view in views]
-    return online.write_latest(store, batches), "feast"
+    return feast_online.write_latest(store, batches), "feast"
 
 
 class TrainingSetConfig(dg.Config):
@@ -301,7 +302,7 @@ def training_set(
     ).to_arrow()
     result = pl.from_arrow(frame).sort("event_timestamp", "customer_id")
     path = settings.training_set_path()
-    snapshots.write_parquet(result, path)
+    write_parquet(result, path)
     by_day = (
         result.group_by(pl.col("event_timestamp").dt.date().alias("as_of_end"))
         .agg(

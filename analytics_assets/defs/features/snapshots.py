@@ -9,17 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pyarrow.parquet as pq
-
-
-def write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` through a temporary file renamed into place: readers see the
-    old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
 
 
 def file_for(directory: Path, as_of: date) -> Path:

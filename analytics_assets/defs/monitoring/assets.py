@@ -10,11 +10,12 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline
-from analytics_assets.defs.features.snapshots import file_for, write_parquet
+from analytics_assets.defs.features.snapshots import file_for
 from analytics_assets.defs.features.transforms import labels, snapshot_instant
 from analytics_assets.defs.monitoring import drift, predictions, windows
 from analytics_assets.defs.training import churn, plots, registry
 from analytics_assets.defs.training.evaluation import CHURN, MODELS
+from analytics_assets.lib.parquet_files import write_parquet
 from analytics_assets.metadata import preview
 from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import WAREHOUSE_POOL, FeastRepo, MlflowTracking

@@ -23,6 +23,7 @@ from analytics_assets.defs.training.evaluation import (
     write_evaluation,
 )
 from analytics_assets.defs.training.promotion import keep_challenger, promote, window_labels
+from analytics_assets.lib.parquet_files import write_parquet
 from analytics_assets.metadata import preview
 from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import (
@@ -156,7 +157,7 @@ def churn_model(
             {registry.FEATURE_SERVICE_TAG: config.feature_service, **window},
         )
     mlflow_seconds = time.perf_counter() - started
-    snapshots.write_parquet(split.holdout, holdout_path(CHURN))
+    write_parquet(split.holdout, holdout_path(CHURN))
     context.log.info(f"registered {CHURN} version {version.version}: {_round(metrics)}")
     return dg.MaterializeResult(
         metadata={
@@ -290,7 +291,7 @@ def clv_model(
             {registry.FEATURE_SERVICE_TAG: config.feature_service, **_strings(window)},
         )
     mlflow_seconds = time.perf_counter() - started
-    snapshots.write_parquet(
+    write_parquet(
         holdout.with_columns(pl.lit(config.holdout_days).alias("holdout_days")), holdout_path(CLV)
     )
     context.log.info(
