@@ -1,7 +1,11 @@
-"""Materialization metadata shared by every domain."""
+"""Materialization metadata and run tags shared by every domain."""
 
 import dagster as dg
 import polars as pl
+
+# Dagster's run tags for one run over a partition range (BackfillPolicy.single_run assets)
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def preview(frame: pl.DataFrame | None, rows: int = 10) -> dg.MetadataValue:

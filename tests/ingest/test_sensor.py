@@ -11,13 +11,8 @@ import pytest
 
 from analytics_assets.defs.ingest.landing import batch_id_for
 from analytics_assets.defs.ingest.partitions import batches
-from analytics_assets.defs.ingest.sensors import (
-    BATCHES_TAG,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    Cursor,
-    build_landing_sensor,
-)
+from analytics_assets.defs.ingest.sensors import BATCHES_TAG, Cursor, build_landing_sensor
+from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from tests.conftest import event, jsonl
 
 

@@ -9,12 +9,10 @@ from analytics_assets.defs.analytics.assets import customer_daily, kpis_daily, k
 from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.defs.analytics.transforms import session_days_affected
 from analytics_assets.defs.features.assets import customer_features
+from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 
 # customer_features rides along: a day's snapshot needs that day's sessions and activity
 ANALYTICS_ASSETS = [sessions, customer_daily, kpis_hourly, kpis_daily, customer_features]
-# Dagster's run tags for one run over a partition range (BackfillPolicy.single_run assets)
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 _PAGE = 1_000
 
 

@@ -10,6 +10,7 @@ from analytics_assets import settings
 from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.landing import LandedFile, Refused, scan
 from analytics_assets.defs.ingest.partitions import batches
+from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from analytics_assets.resources import LandingZone
 
 _REFUSED_MEMORY = 1_000
@@ -94,8 +95,6 @@ def plan_claims(
     return Plan(claims=claims, skipped=skipped, refused=refused, cursor=next_cursor)
 
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 BATCHES_TAG = "analytics/batches"
 
 
