@@ -204,10 +204,78 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             return False
         return True
 
+    # Run monitoring (dagster.yaml ``run_monitoring``) asks the launcher whether a STARTED run's
+    # process is still there; a run killed by SIGKILL or the OOM killer is then marked failed,
+    # which frees its pools and lets run retries take it up.
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run):
+        from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
+        found = run_worker_pid(self._instance, run)
+        if found is None:  # not said yet (or not ours to judge): leave it to the run timeout
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "run process not reported yet")
+        pid, reported_at = found
+        if process_alive(pid, started_before=reported_at):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"the run process (pid {pid}) is gone: killed (SIGKILL, out of memory) or crashed "
+            "without reporting",
+            run_worker_id=str(pid),
+        )
+
     def dispose(self) -> None:
         if self._server is not None and self._server.poll() is None:
             self._server.terminate()
         super().dispose()
+
+
+def run_worker_pid(instance, run) -> tuple[int, float] | None:
+    """The pid of the process executing ``run`` and when it reported it: Dagster's own "Started
+    process for run (pid: N)" engine event, written by every run process (forked here or
+    started by the default launcher) before the run starts."""
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=50
+    ).records
+    for record in records:
+        data = record.event_log_entry.dagster_event.engine_event_data
+        pid = data.metadata.get("pid") if data is not None else None
+        if pid is not None and str(pid.value).isdigit():
+            return int(pid.value), record.event_log_entry.timestamp
+    return None
+
+
+def process_alive(pid: int, started_before: float | None = None) -> bool:
+    """Whether ``pid`` is a live (not zombie) process on this host, started no later than
+    ``started_before`` (epoch seconds) when given, so that a reused pid does not count."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:  # no procfs: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "(comm)": state is field 3
+    if fields[0] in ("Z", "X"):
+        return False
+    if started_before is None:
+        return True
+    ticks = os.sysconf("SC_CLK_TCK")
+    boot = next(
+        float(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime ")
+    )
+    started_at = boot + int(fields[19]) / ticks
+    return started_at <= started_before + 2.0  # btime has a one-second resolution
 
 
 def _execute(run_id: str, origin: str, instance_ref: str, instance=None) -> None:

@@ -17,7 +17,6 @@ whatever the event time; its Redis store skips older rows but reads and writes i
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import string
 import struct
@@ -67,10 +66,9 @@ class Layout:
     views: list[ViewLayout] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        from analytics_assets.lib.atomic_files import write_text
+
+        write_text(path, json.dumps(asdict(self), indent=1, sort_keys=True))
 
     @classmethod
     def load(cls, path: Path) -> Layout | None:

@@ -74,7 +74,7 @@ class PredictionLog:
         """Write what is buffered; returns the files written."""
         import polars as pl
 
-        from analytics_assets.lib.parquet_files import write_parquet
+        from analytics_assets.lib.atomic_files import write_parquet
 
         with self._lock:
             pending, self._pending, self._rows = self._pending, defaultdict(list), 0

@@ -12,7 +12,7 @@ from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.defs.features import offline, snapshots, transforms
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.lib import feast_online, online_store
-from analytics_assets.lib.parquet_files import write_parquet
+from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.metadata import preview
 from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
 

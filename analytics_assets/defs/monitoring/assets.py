@@ -15,7 +15,7 @@ from analytics_assets.defs.features.transforms import labels, snapshot_instant
 from analytics_assets.defs.monitoring import drift, predictions, windows
 from analytics_assets.defs.training import churn, plots, registry
 from analytics_assets.defs.training.evaluation import CHURN, MODELS
-from analytics_assets.lib.parquet_files import write_parquet
+from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.metadata import preview
 from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import WAREHOUSE_POOL, FeastRepo, MlflowTracking

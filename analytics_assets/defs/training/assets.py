@@ -23,7 +23,7 @@ from analytics_assets.defs.training.evaluation import (
     write_evaluation,
 )
 from analytics_assets.defs.training.promotion import keep_challenger, promote, window_labels
-from analytics_assets.lib.parquet_files import write_parquet
+from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.metadata import preview
 from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import (

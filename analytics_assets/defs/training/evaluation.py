@@ -10,6 +10,7 @@ import polars as pl
 from analytics_assets import settings
 from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
 from analytics_assets.defs.training import churn, clv, gate, registry
+from analytics_assets.lib.atomic_files import write_text
 from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
 
 CHURN, CLV = CHURN_MODEL, CLV_MODEL
@@ -31,9 +32,7 @@ def read_evaluation() -> dict[str, dict]:
 
 
 def write_evaluation(evaluation: dict[str, dict]) -> None:
-    path = evaluation_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(evaluation, indent=2, default=str))
+    write_text(evaluation_path(), json.dumps(evaluation, indent=2, default=str))
 
 
 class EvaluationConfig(dg.Config):

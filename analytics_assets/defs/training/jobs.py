@@ -9,13 +9,18 @@ from analytics_assets.defs.training.evaluation import MODELS
 from analytics_assets.defs.training.promotion import promote
 from analytics_assets.resources import MODEL_REGISTRY_POOL, BentoModelStore, MlflowTracking
 
+EXCLUSIVE_TAG = "analytics/exclusive"
+"""Runs with the same value of this tag run one at a time (``tag_concurrency_limits``)."""
+
 retrain_models = dg.define_asset_job(
     "retrain_models",
     selection=dg.AssetSelection.assets(
         "training_set", "churn_model", "clv_model", "model_evaluation", "promoted_models"
     ),
     description="A fresh training set, both models retrained, evaluated against their "
-    "champions, and promoted where they pass the gate.",
+    "champions, and promoted where they pass the gate. One run at a time (dagster.yaml).",
+    # the run queue runs one at a time: they share the training set, holdouts and aliases
+    tags={EXCLUSIVE_TAG: "retrain_models"},
 )
 
 
