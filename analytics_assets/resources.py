@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -14,22 +14,39 @@ from analytics_assets import settings
 
 
 class LandingZone(dg.ConfigurableResource):
-    """The folder producers drop micro-batch files into, and where unreadable files go."""
+    """The folder producers drop micro-batch files into; where committed files are archived
+    (by day) and where files that cannot be ingested go."""
 
     root: str
     quarantine_root: str
+    archive_root: str = ""
+    """Default: ``archive`` beside the quarantine folder."""
 
     @property
     def root_path(self) -> Path:
         return Path(self.root)
 
-    def quarantine_file(self, path: Path, batch_id: str) -> Path:
-        """Move an unreadable file out of the landing zone; its name keeps the batch id."""
-        target_dir = Path(self.quarantine_root)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / f"{batch_id}__{path.name}"
-        shutil.move(str(path), target)
-        return target
+    @property
+    def archive_path(self) -> Path:
+        return (
+            Path(self.archive_root)
+            if self.archive_root
+            else Path(self.quarantine_root).parent / "archive"
+        )
+
+    def quarantine_file(self, path: Path, sha256: str) -> Path:
+        """Move a file that cannot be ingested out of the landing zone, as
+        ``<quarantine>/<digest>__<name>`` (unique per content, bounded in length)."""
+        from analytics_assets.defs.ingest.landing import move_unique
+
+        return move_unique(path, Path(self.quarantine_root), sha256)
+
+    def archive_file(self, path: Path, sha256: str, day: date) -> Path:
+        """Move a committed file to ``<archive>/<day>/<digest>__<name>``; moving the same
+        content again (a rerun) is harmless."""
+        from analytics_assets.defs.ingest.landing import move_unique
+
+        return move_unique(path, self.archive_path / day.isoformat(), sha256)
 
 
 class FeastRepo(dg.ConfigurableResource):
@@ -119,7 +136,9 @@ def warehouse_resource() -> DuckDBResource:
 
 def landing_resource() -> LandingZone:
     return LandingZone(
-        root=str(settings.landing_dir()), quarantine_root=str(settings.quarantine_dir())
+        root=str(settings.landing_dir()),
+        quarantine_root=str(settings.quarantine_dir()),
+        archive_root=str(settings.archive_dir()),
     )
 
 

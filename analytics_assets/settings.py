@@ -35,6 +35,24 @@ def quarantine_dir() -> Path:
     return Path(_env("ANALYTICS_QUARANTINE_DIR") or analytics_home() / "quarantine").resolve()
 
 
+def archive_dir() -> Path:
+    """Where committed files go, by day of commit (``$ANALYTICS_ARCHIVE_DIR`` or
+    ``<home>/archive``): the landing zone holds only what is not ingested yet."""
+    return Path(_env("ANALYTICS_ARCHIVE_DIR") or analytics_home() / "archive").resolve()
+
+
+def archive_retention_days() -> int:
+    """Days an archived file is kept (``$ANALYTICS_ARCHIVE_RETENTION_DAYS``, default 30; 0:
+    forever). The events are in the warehouse; the archive is for re-ingesting."""
+    return int(_env("ANALYTICS_ARCHIVE_RETENTION_DAYS") or 30)
+
+
+def max_file_bytes() -> int:
+    """Largest batch file read, and largest a compressed file may decompress to
+    (``$ANALYTICS_MAX_FILE_BYTES``, default 1 GiB): larger files are quarantined whole."""
+    return int(_env("ANALYTICS_MAX_FILE_BYTES") or 1 << 30)
+
+
 def warehouse_path() -> Path:
     """The DuckDB file: ``$ANALYTICS_WAREHOUSE`` or ``<home>/warehouse.duckdb``."""
     return Path(_env("ANALYTICS_WAREHOUSE") or analytics_home() / "warehouse.duckdb").resolve()

@@ -37,6 +37,13 @@ def analytics_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def quarantined(name: str, data: bytes) -> Path:
+    """Where the run moves a landed file it quarantines whole: ``<digest>__<name>``."""
+    import hashlib
+
+    return settings.quarantine_dir() / f"{hashlib.sha256(data).hexdigest()[:12]}__{name}"
+
+
 @pytest.fixture
 def landing(analytics_home: Path) -> Path:
     return settings.landing_dir()

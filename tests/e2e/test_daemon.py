@@ -12,7 +12,7 @@ import pytest
 from analytics_assets import settings
 from analytics_assets.defs.ingest.landing import write_atomic
 from analytics_assets.defs.ingest.sensors import BATCHES_TAG
-from tests.conftest import event, jsonl, purchase
+from tests.conftest import event, jsonl, purchase, quarantined
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -68,7 +68,7 @@ def test_dropped_files_are_ingested_by_the_daemon(daemon: dg.DagsterInstance, an
         ("empty", "file_unreadable"),
         ("second", "unparseable_line"),
     ]
-    assert (settings.quarantine_dir() / "empty__empty.jsonl").exists()
+    assert quarantined("empty.jsonl", b"").exists()
 
 
 def test_analytics_follow_ingested_batches(daemon: dg.DagsterInstance, analytics_home):

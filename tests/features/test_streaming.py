@@ -25,7 +25,7 @@ from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.feast_repo import open_store
 from tests.analytics.conftest import ingest
-from tests.conftest import event, jsonl, purchase
+from tests.conftest import event, jsonl, purchase, quarantined
 from tests.features.conftest import range_tags, roll_up
 
 FEATURES = list(transforms.FEATURE_COLUMNS)
@@ -287,7 +287,7 @@ def test_one_run_over_several_files(feature_resources, instance, land) -> None:
         ("g3", "ingested", 0, 1),
         ("g4", "ingested", 1, 0),
     ]
-    assert (settings.quarantine_dir() / "g2__g2.jsonl.gz").exists()
+    assert quarantined("g2.jsonl.gz", b"not gzip at all").exists()
     materialized = {
         (e.asset_key.to_user_string(), e.partition)
         for e in result.get_asset_materialization_events()

@@ -19,7 +19,7 @@ from analytics_assets.defs.ingest import checks
 from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.transforms import Reason
-from tests.conftest import event, jsonl, purchase
+from tests.conftest import event, jsonl, purchase, quarantined
 
 CHECKS = [
     checks.rows_reconcile,
@@ -127,7 +127,7 @@ def test_unreadable_file_is_quarantined_and_moved(name, land, resources, instanc
     assert checks_passed(result)["file_readable"] is False
     assert checks_passed(result)["rows_reconcile"] is True
     assert not (settings.landing_dir() / name).exists()
-    assert (settings.quarantine_dir() / f"{batch_id}__{name}").exists()
+    assert quarantined(name, MALFORMED[name]).exists()
     rows = query("SELECT reason, detail FROM quarantined_events")
     assert len(rows) == 1 and rows[0][0] == Reason.FILE_UNREADABLE and rows[0][1]
     assert query("SELECT status FROM ingest_ledger") == [("file_quarantined",)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -9,9 +10,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from analytics_assets.defs.ingest.landing import batch_id_for
+from analytics_assets import settings
+from analytics_assets.defs.ingest.landing import LandedFile, batch_id_for, claims_from_tags, scan
 from analytics_assets.defs.ingest.partitions import batches
-from analytics_assets.defs.ingest.sensors import BATCHES_TAG, Cursor, build_landing_sensor
+from analytics_assets.defs.ingest.sensors import (
+    BATCHES_TAG,
+    Cursor,
+    build_landing_sensor,
+    plan_claims,
+)
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from tests.conftest import event, jsonl
 
@@ -60,7 +67,14 @@ def test_new_files_become_partitions_and_runs(ticker: Ticker, land, monkeypatch)
     land("b.parquet", b"x")
     requests = ticker.tick()
     assert sorted(keys(requests)) == ["a", "b"]
-    assert all(r.run_key == r.partition_key for r in requests)
+    assert all(r.run_key.startswith(f"{r.partition_key}@") for r in requests)
+    claims = [claims_from_tags(r.tags)[r.partition_key] for r in requests]
+    assert sorted(c.file_name for c in claims) == ["a.jsonl", "b.parquet"]
+    a = next(c for c in claims if c.batch_id == "a")
+    assert (a.size, a.sha256) == (
+        len(jsonl([event(1)])),
+        hashlib.sha256(jsonl([event(1)])).hexdigest(),
+    )
     assert sorted(ticker.instance.get_dynamic_partitions(batches.name)) == ["a", "b"]
 
 
@@ -73,7 +87,8 @@ def test_a_backlog_is_claimed_in_groups_of_batches(ticker: Ticker, land, monkeyp
         time.sleep(0.01)
     first, second = ticker.tick()
     assert keys([first]) == ["f0", "f1", "f2"] and keys([second]) == ["f3", "f4"]
-    assert first.partition_key is None and first.run_key == "f0..f2"
+    assert first.partition_key is None and first.run_key.startswith("f0..f2@")
+    assert sorted(claims_from_tags(first.tags)) == ["f0", "f1", "f2"]
     assert (first.tags[RANGE_START_TAG], first.tags[RANGE_END_TAG]) == ("f0", "f2")
     partitions = ticker.instance.get_dynamic_partitions(batches.name)
     assert partitions == ["f0", "f1", "f2", "f3", "f4"]
@@ -151,22 +166,71 @@ def test_odd_names_get_safe_partition_keys(ticker: Ticker, land) -> None:
         assert all(c.isalnum() or c in "-_" for c in key)
 
 
-def test_second_file_with_a_claimed_batch_id_is_skipped(ticker: Ticker, land) -> None:
+def test_second_file_with_a_claimed_batch_id_is_claimed_by_name(ticker: Ticker, land) -> None:
+    """x.jsonl claimed, then x.parquet: the second is claimed under its own name (its run finds
+    the batch in the ledger with other content and quarantines it), never silently dropped."""
     land("a.jsonl", jsonl([event(1)]))
     assert keys(ticker.tick()) == ["a"]
-    time.sleep(0.01)
     land("a.parquet", b"x")
+    (request,) = ticker.tick()
+    assert claims_from_tags(request.tags)["a"].file_name == "a.parquet"
     assert ticker.tick() == []
 
 
-def test_reset_cursor_does_not_rerun_claimed_batches(ticker: Ticker, land) -> None:
+def test_a_replaced_file_is_claimed_again(ticker: Ticker, land, landing: Path) -> None:
+    land("a.jsonl", jsonl([event(1)]))
+    (first,) = ticker.tick()
+    land("a.jsonl", jsonl([event(1), event(2)]))  # same name, new content
+    (second,) = ticker.tick()
+    assert second.run_key != first.run_key
+    assert (
+        claims_from_tags(second.tags)["a"].sha256
+        == hashlib.sha256((landing / "a.jsonl").read_bytes()).hexdigest()
+    )
+
+
+def test_a_tick_that_died_is_claimed_again_with_the_same_run_key(ticker: Ticker, land) -> None:
+    """The daemon died after adding the partitions and before the cursor was saved: the next
+    tick asks again with the same run key (Dagster drops it when the run exists), instead of
+    taking the existing partition as proof of a run."""
+    land("a.jsonl", jsonl([event(1)]))
+    (first,) = ticker.tick()
+    ticker.cursor = None
+    (again,) = ticker.tick()
+    assert again.run_key == first.run_key
+
+
+def test_an_orphan_partition_is_not_taken_for_a_claim(ticker: Ticker, instance, land) -> None:
+    instance.add_dynamic_partitions(batches.name, ["a"])  # a tick that never launched its run
+    land("a.jsonl", jsonl([event(1)]))
+    assert keys(ticker.tick()) == ["a"]
+
+
+def test_claims_do_not_depend_on_ctime(instance, land) -> None:
+    """A file whose ctime is older than everything claimed (clock stepped back, a mount) is
+    claimed: only the batch id and the file's fingerprint count."""
+    land("new.jsonl", jsonl([event(1)]))
+    land("old.jsonl", jsonl([event(2)]))
+    items = [i for i in scan(settings.landing_dir())]
+    new = next(i for i in items if i.batch_id == "new")
+    old = next(i for i in items if i.batch_id == "old")
+    aged = LandedFile(old.path, old.batch_id, ctime_ns=1, size=old.size, mtime_ns=old.mtime_ns)
+    plan = plan_claims([new], Cursor(), set(), 10)
+    plan = plan_claims([new, aged], plan.cursor, {"new"}, 10)
+    assert [c.batch_id for c in plan.claims] == ["old"]
+
+
+def test_the_cursor_forgets_batches_whose_files_left(ticker: Ticker, land, landing: Path) -> None:
     land("a.jsonl", jsonl([event(1)]))
     ticker.tick()
-    ticker.cursor = None
+    (landing / "a.jsonl").unlink()  # archived by its run
     assert ticker.tick() == []
+    assert Cursor.parse(ticker.cursor).claimed == {}
 
 
 def test_cursor_round_trip() -> None:
-    cursor = Cursor(ctime_ns=5, names=["a.jsonl"], refused=["x"])
+    cursor = Cursor(claimed={"a.jsonl": "0123456789ab"}, refused=["x"])
     assert Cursor.parse(cursor.dump()) == cursor
     assert Cursor.parse(None) == Cursor()
+    # the ctime watermark of older versions reads as "nothing claimed"
+    assert Cursor.parse('{"ctime_ns": 5, "names": ["a.jsonl"], "refused": []}') == Cursor()

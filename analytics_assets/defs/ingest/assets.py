@@ -7,10 +7,14 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from analytics_assets.defs.ingest import landing
-from analytics_assets.defs.ingest.batch import BatchOutcome, ingest_file
+from analytics_assets import settings
+from analytics_assets.defs.ingest import landing, tables
+from analytics_assets.defs.ingest.batch import BatchOutcome, Status, ingest_file
+from analytics_assets.defs.ingest.landing import Claim, claims_from_tags
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_dtypes
+from analytics_assets.defs.ingest.transforms import Reason
+from analytics_assets.lib import faults
 from analytics_assets.metadata import preview
 from analytics_assets.resources import WAREHOUSE_POOL, LandingZone
 
@@ -65,14 +69,16 @@ EVENTS_COLUMN_SCHEMA = dg.TableSchema(
 def ingest_batch(
     context: dg.AssetExecutionContext, landing_zone: LandingZone, warehouse: DuckDBResource
 ):
-    """Read each landed file of the run (one batch each), validate it against the event schema
-    and commit it in its own transaction."""
+    """Read each landed file of the run (one batch each), check it is the file the sensor
+    claimed, validate it against the event schema and commit it in its own transaction; then
+    move it to the archive (or to quarantine when it could not be ingested)."""
+    claims = claims_from_tags(context.run.tags)
     done: list[tuple[BatchOutcome, Path | None]] = []
     failed: dict[str, str] = {}
     with warehouse.get_connection() as conn:
         for batch_id in context.partition_keys:
             try:
-                done.append(_ingest(context, conn, landing_zone, batch_id))
+                done.append(_ingest(context, conn, landing_zone, batch_id, claims.get(batch_id)))
             except Exception as exc:  # one batch's failure does not hold up the others
                 if len(context.partition_keys) == 1:
                     raise
@@ -83,28 +89,62 @@ def ingest_batch(
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} of {len(context.partition_keys)} batches failed; the "
-            "others are committed. Re-materialize a failed partition to retry it.",
+            "others are committed. The run is retried; re-materialize a failed partition to "
+            "retry it again.",
             metadata={"failed_batches": dg.MetadataValue.json(failed)},
         )
 
 
-def _ingest(context, conn, landing_zone: LandingZone, batch_id: str):
-    path = landing.find_batch_file(landing_zone.root_path, batch_id)
+def _ingest(context, conn, landing_zone: LandingZone, batch_id: str, claim: Claim | None):
+    if claim is not None:
+        path = landing_zone.root_path / claim.file_name
+        if not path.is_file():
+            path = None
+    else:  # a person re-materializing: whatever file carries the id, landed or archived
+        path = landing.find_batch_file(landing_zone.root_path, batch_id) or landing.find_archived(
+            landing_zone.archive_path, batch_id
+        )
     if path is None:
+        committed = tables.ledger_row(conn, batch_id)
+        if claim is not None and committed and committed["file_sha256"] == claim.sha256:
+            # committed and archived by an earlier attempt of this run
+            return _unchanged(conn, claim, committed), None
         raise dg.Failure(
-            description=f"No file for batch {batch_id!r} in the landing zone.",
+            description=f"No file for batch {batch_id!r} in the landing zone"
+            + (f" (claimed {claim.file_name!r}, removed since?)." if claim else "."),
             metadata={"landing_root": landing_zone.root},
         )
     landed_at = datetime.fromtimestamp(path.stat().st_ctime, tz=UTC)
-    outcome = ingest_file(conn, path, batch_id, landed_at)
-    result = outcome.result
+    outcome = ingest_file(
+        conn, path, batch_id, landed_at, claim=claim, max_bytes=settings.max_file_bytes()
+    )
     moved_to = None
-    if outcome.file_error:
-        # after the commit: a crash in between re-ingests the same file to the same result
-        moved_to = landing_zone.quarantine_file(path, batch_id)
+    if outcome.moves_to_quarantine or outcome.moves_to_archive:
+        faults.point(faults.AFTER_COMMIT)
+        # after the commit: a crash in between finds the same file, and the ledger says done
+        if outcome.moves_to_quarantine:
+            moved_to = landing_zone.quarantine_file(path, outcome.file.sha256)
+        elif path.parent == landing_zone.root_path:
+            day = outcome.result.committed_at.astimezone(UTC).date()
+            moved_to = landing_zone.archive_file(path, outcome.file.sha256, day)
+    result = outcome.result
+    if outcome.claimed_sha256:
+        context.log.warning(
+            f"Batch {batch_id}: {path.name} was replaced after the sensor claimed it (sha256 "
+            f"{outcome.claimed_sha256[:12]}, now {outcome.file.sha256[:12]}); the content "
+            "found now is what this run ingests."
+        )
+    if outcome.status == Status.FILE_QUARANTINED:
         context.log.error(
-            f"Batch {batch_id}: file {path.name} cannot be read ({outcome.file_error}); "
-            f"moved to {moved_to} and recorded in quarantined_events."
+            f"Batch {batch_id}: file {path.name} quarantined as {outcome.reason} "
+            f"({outcome.file_error}); moved to {moved_to}, recorded in quarantined_events "
+            f"under batch {outcome.file.batch_id}."
+        )
+        if outcome.reason == Reason.BATCH_NAME_RESENT:
+            _alert_resent(context, outcome, moved_to)
+    elif outcome.status == Status.ALREADY_COMMITTED:
+        context.log.info(
+            f"Batch {batch_id}: {path.name} is already committed with this content; archived."
         )
     else:
         context.log.info(
@@ -112,6 +152,30 @@ def _ingest(context, conn, landing_zone: LandingZone, batch_id: str):
             f"{result.quarantined} quarantined in {outcome.seconds:.2f}s"
         )
     return outcome, moved_to
+
+
+def _unchanged(conn, claim: Claim, committed: dict) -> BatchOutcome:
+    info = tables.BatchFile(
+        claim.batch_id, claim.file_name, claim.sha256, claim.size, committed["landed_at"]
+    )
+    return BatchOutcome(
+        info, tables.result_from_ledger(conn, committed), 0.0, status=Status.ALREADY_COMMITTED
+    )
+
+
+def _alert_resent(context, outcome: BatchOutcome, moved_to: Path | None) -> None:
+    from analytics_assets.defs.monitoring import alerts
+
+    alerts.raise_alert(
+        {
+            "alert_id": f"resent:{outcome.file.batch_id}",
+            "kind": "batch_name_resent",
+            "run_id": context.run.run_id,
+            "job_name": context.run.job_name,
+            "message": outcome.file_error,
+            "file": str(moved_to),
+        }
+    )
 
 
 def _results(done: list[tuple[BatchOutcome, Path | None]], failed: dict[str, str]):
@@ -126,7 +190,7 @@ def _results(done: list[tuple[BatchOutcome, Path | None]], failed: dict[str, str
             {
                 "batch_id": o.file.batch_id,
                 "file": o.file.file_name,
-                "status": "file_quarantined" if o.file_error else "ingested",
+                "status": o.status,
                 "records": o.result.rows_in,
                 "clean": o.result.clean,
                 "quarantined": o.result.quarantined,
@@ -147,7 +211,11 @@ def _results(done: list[tuple[BatchOutcome, Path | None]], failed: dict[str, str
         },
     )
     days = sorted({d for o in outcomes for d in o.result.days_touched})
-    latencies = [x for x in per_batch["landed_to_commit_s"].to_list() if x is not None]
+    latencies = [
+        x
+        for o, x in zip(outcomes, per_batch["landed_to_commit_s"].to_list(), strict=True)
+        if x is not None and o.status in (Status.INGESTED, Status.FILE_QUARANTINED)
+    ]
     first = next((o.validated for o in outcomes if o.validated), None)
     yield dg.MaterializeResult(
         asset_key="events",
@@ -175,8 +243,8 @@ def _results(done: list[tuple[BatchOutcome, Path | None]], failed: dict[str, str
 
 
 def _latency(outcome: BatchOutcome) -> float | None:
-    landed = outcome.file.landed_at
-    return (outcome.result.committed_at - landed).total_seconds() if landed else None
+    landed, committed = outcome.file.landed_at, outcome.result.committed_at
+    return (committed - landed).total_seconds() if landed and committed else None
 
 
 def _batch_results(outcome: BatchOutcome, moved_to: Path | None):
@@ -187,13 +255,16 @@ def _batch_results(outcome: BatchOutcome, moved_to: Path | None):
         "bytes": batch_file.size,
         "sha256": batch_file.sha256,
         "rows": result.rows_in,
-        "status": "file_quarantined" if outcome.file_error else "ingested",
+        "status": outcome.status,
     }
     if outcome.file_error:
         raw_meta["file_error"] = outcome.file_error
+    if moved_to is not None:
         raw_meta["moved_to"] = dg.MetadataValue.path(str(moved_to))
     if outcome.extra_columns:
         raw_meta["ignored_columns"] = outcome.extra_columns
+    if outcome.claimed_sha256:
+        raw_meta["replaced_after_claim"] = f"claimed sha256 {outcome.claimed_sha256}"
     yield dg.MaterializeResult(asset_key="raw_events", metadata=raw_meta)
     validated = outcome.validated
     yield dg.MaterializeResult(

@@ -17,9 +17,11 @@ import duckdb
 import polars as pl
 
 from analytics_assets.defs.ingest import tables
+from analytics_assets.defs.ingest.landing import Claim, file_sha256
 from analytics_assets.defs.ingest.schema import event_dtypes
 from analytics_assets.defs.ingest.transforms import (
     QUARANTINE_SCHEMA,
+    FileTooLargeError,
     Reason,
     UnreadableFileError,
     ValidatedBatch,
@@ -28,18 +30,48 @@ from analytics_assets.defs.ingest.transforms import (
 )
 
 
+class Status:
+    """What became of a file: the first two commit; the others leave the warehouse as it was."""
+
+    INGESTED = "ingested"
+    FILE_QUARANTINED = "file_quarantined"
+    """The whole file is one quarantine record (unreadable, too large, a re-sent name)."""
+    ALREADY_COMMITTED = "already_committed"
+    """The ledger has this batch with this very content (a rerun, a re-delivered file)."""
+
+
 @dataclass
 class BatchOutcome:
     file: tables.BatchFile
     result: tables.CommitResult
     seconds: float
+    status: str = Status.INGESTED
     validated: ValidatedBatch | None = None
     extra_columns: list[str] = field(default_factory=list)
     file_error: str | None = None
+    reason: str | None = None
+    """The quarantine reason of a file quarantined whole."""
+    claimed_sha256: str | None = None
+    """Set when the file was replaced between its claim and this run: the claim's digest (the
+    content found now is what was ingested; the sensor's claim of it finds it committed)."""
+
+    @property
+    def moves_to_quarantine(self) -> bool:
+        return self.status == Status.FILE_QUARANTINED
+
+    @property
+    def moves_to_archive(self) -> bool:
+        return self.status in (Status.INGESTED, Status.ALREADY_COMMITTED)
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def resent_batch_id(batch_id: str, sha256: str) -> str:
+    """Where a re-sent name's other content is recorded: never over the batch it would
+    replace."""
+    return f"{batch_id}.resent-{sha256[:12]}"
 
 
 def ingest_file(
@@ -47,41 +79,100 @@ def ingest_file(
     path: Path,
     batch_id: str,
     landed_at: datetime | None = None,
+    claim: Claim | None = None,
+    max_bytes: int | None = None,
 ) -> BatchOutcome:
-    """Ingest ``path`` as batch ``batch_id``, replacing whatever the batch stored before.
+    """Ingest ``path`` as batch ``batch_id``.
 
-    A file that cannot be read at all is committed as a single ``file_unreadable`` record;
-    moving it out of the landing zone is the caller's business.
+    Without a ``claim`` (a person re-materializing a partition) whatever the batch stored
+    before is replaced. With the sensor's claim, the file read is the claimed name (a file
+    replaced since is read as it is now, and the outcome says so), and the ledger decides:
+    the same content already committed is left as it is; other content under the name of an
+    ingested batch is quarantined whole (``batch_name_resent``) under its own
+    id, so it never replaces the batch's events; a batch whose file was quarantined is
+    replaced (a producer re-sending a fixed file).
+
+    A file that cannot be read at all, or is over ``max_bytes`` (as stored or decompressed),
+    is committed as one quarantine record; moving it out of the landing zone is the caller's
+    business.
     """
     started = time.perf_counter()
-    data = path.read_bytes()
-    # hashlib releases the GIL on large buffers: hash while polars parses
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(_sha256, data)
-        try:
-            raw = parse_batch(data, path.name)
-            validated = validate_batch(raw)
-            file_error = None
-        except UnreadableFileError as exc:
-            raw, validated, file_error = None, None, str(exc)
-        info = tables.BatchFile(batch_id, path.name, digest.result(), len(data), landed_at)
-    if file_error is not None:
-        record = pl.DataFrame(
-            [{"record_number": None, "reason": Reason.FILE_UNREADABLE, "detail": file_error}],
-            schema=QUARANTINE_SCHEMA,
+    prior = tables.ledger_row(conn, batch_id) if claim is not None else None
+    if claim is not None and prior is not None and prior["file_sha256"] == claim.sha256:
+        info = tables.BatchFile(batch_id, claim.file_name, claim.sha256, claim.size, landed_at)
+        return BatchOutcome(
+            info,
+            tables.result_from_ledger(conn, prior),
+            time.perf_counter() - started,
+            status=Status.ALREADY_COMMITTED,
         )
-        empty = pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        digest = file_sha256(path)
+        error: UnreadableFileError | None = FileTooLargeError(
+            f"{size:,} bytes, over the limit of {max_bytes:,} (ANALYTICS_MAX_FILE_BYTES); not read"
+        )
+        raw = validated = None
+    else:
+        data = path.read_bytes()
+        # hashlib releases the GIL on large buffers: hash while polars parses
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(_sha256, data)
+            try:
+                raw = parse_batch(data, path.name, max_bytes)
+                validated = validate_batch(raw)
+                error = None
+            except UnreadableFileError as exc:
+                raw, validated, error = None, None, exc
+            digest = hashing.result()
+    info = tables.BatchFile(batch_id, path.name, digest, size, landed_at)
+    changed = claim.sha256 if claim is not None and digest != claim.sha256 else None
+    if claim is not None and prior is not None and prior["status"] == Status.INGESTED:
+        detail = (
+            f"batch {batch_id} was committed from {prior['file_name']} (sha256 "
+            f"{prior['file_sha256'][:12]}); {path.name} carries the same batch id with other "
+            f"content (sha256 {digest[:12]}). Rename the file to ingest it as a new batch."
+        )
+        info = tables.BatchFile(
+            resent_batch_id(batch_id, digest), path.name, digest, size, landed_at
+        )
+        outcome = _quarantine_whole(conn, info, Reason.BATCH_NAME_RESENT, detail, started)
+    elif error is not None:
+        outcome = _quarantine_whole(conn, info, error.reason, str(error), started)
+    else:
         result = tables.commit_batch(
-            conn, info, empty, record, records_read=1, status="file_quarantined"
+            conn, info, validated.clean, validated.quarantined, records_read=raw.records
         )
-        return BatchOutcome(info, result, time.perf_counter() - started, file_error=file_error)
+        outcome = BatchOutcome(
+            info,
+            result,
+            time.perf_counter() - started,
+            validated=validated,
+            extra_columns=raw.extra_columns,
+        )
+    outcome.claimed_sha256 = changed
+    return outcome
+
+
+def _quarantine_whole(
+    conn: duckdb.DuckDBPyConnection,
+    info: tables.BatchFile,
+    reason: str,
+    detail: str,
+    started: float,
+) -> BatchOutcome:
+    record = pl.DataFrame(
+        [{"record_number": None, "reason": reason, "detail": detail}], schema=QUARANTINE_SCHEMA
+    )
+    empty = pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
     result = tables.commit_batch(
-        conn, info, validated.clean, validated.quarantined, records_read=raw.records
+        conn, info, empty, record, records_read=1, status=Status.FILE_QUARANTINED
     )
     return BatchOutcome(
         info,
         result,
         time.perf_counter() - started,
-        validated=validated,
-        extra_columns=raw.extra_columns,
+        status=Status.FILE_QUARANTINED,
+        file_error=detail,
+        reason=reason,
     )

@@ -7,10 +7,11 @@ slug plus a hash of the full name otherwise. Raw file names never reach SQL or p
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,87 @@ class LandedFile:
     batch_id: str
     ctime_ns: int
     size: int
+    mtime_ns: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when the file under this name changes (replaced, rewritten, re-sent)."""
+        text = f"{self.path.name}\0{self.size}\0{self.mtime_ns}"
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the sensor claimed for a batch: the file's name, size and content digest, carried
+    in the run's tags and checked by the run before it ingests anything."""
+
+    batch_id: str
+    file_name: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, item: LandedFile) -> Claim:
+        return cls(item.batch_id, item.path.name, item.size, file_sha256(item.path))
+
+
+CLAIMS_TAG = "analytics/claims"
+"""Run tag: the claims of the run's batches, as JSON ``[[batch_id, file, size, sha256], ...]``."""
+
+
+def claims_tag(claims: list[Claim]) -> dict[str, str]:
+    return {
+        CLAIMS_TAG: json.dumps(
+            [[c.batch_id, c.file_name, c.size, c.sha256] for c in claims], separators=(",", ":")
+        )
+    }
+
+
+def claims_from_tags(tags: Mapping[str, str]) -> dict[str, Claim]:
+    """The claims a run carries, by batch id (none for a run a person launched)."""
+    raw = tags.get(CLAIMS_TAG)
+    if not raw:
+        return {}
+    return {row[0]: Claim(*row) for row in json.loads(raw)}
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def bounded_name(prefix: str, name: str, limit: int = 200) -> str:
+    """``prefix + name`` cut to ``limit`` UTF-8 bytes (file systems allow 255), the name's end
+    (its suffix) kept."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    room = limit - len(prefix.encode())
+    if len(encoded) > room:
+        encoded = encoded[-room:]
+        name = encoded.decode("utf-8", "ignore")  # a character cut in two is dropped
+    return prefix + name
+
+
+def move_unique(path: Path, directory: Path, sha256: str) -> Path:
+    """Move ``path`` into ``directory`` under a bounded name that carries its digest; the same
+    content moved twice lands on the same name (idempotent), different content never
+    overwrites."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / bounded_name(f"{sha256[:12]}__", path.name)
+    os.replace(path, target) if _same_device(path, directory) else _copy_then_remove(path, target)
+    return target
+
+
+def _same_device(path: Path, directory: Path) -> bool:
+    return path.stat().st_dev == directory.stat().st_dev
+
+
+def _copy_then_remove(path: Path, target: Path) -> None:
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, target)
+    path.unlink()
 
 
 @dataclass(frozen=True)
@@ -90,8 +172,24 @@ def scan(root: Path) -> Iterator[LandedFile | Refused]:
                 continue
             stat = entry.stat(follow_symlinks=False)
             yield LandedFile(
-                path=path, batch_id=batch_id, ctime_ns=stat.st_ctime_ns, size=stat.st_size
+                path=path,
+                batch_id=batch_id,
+                ctime_ns=stat.st_ctime_ns,
+                size=stat.st_size,
+                mtime_ns=stat.st_mtime_ns,
             )
+
+
+def find_archived(archive: Path, batch_id: str) -> Path | None:
+    """The newest archived file of ``batch_id`` (archive/<day>/<digest>__<name>)."""
+    if not archive.is_dir():
+        return None
+    for day in sorted((d for d in archive.iterdir() if d.is_dir()), reverse=True):
+        for path in sorted(day.iterdir(), key=lambda p: p.stat().st_mtime_ns, reverse=True):
+            name = path.name.partition("__")[2]
+            if name and batch_id_for(name) == batch_id:
+                return path
+    return None
 
 
 def find_batch_file(root: Path, batch_id: str) -> Path | None:

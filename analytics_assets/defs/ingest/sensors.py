@@ -1,5 +1,6 @@
 """``landing_sensor``: turns each new file in the landing zone into a partition and a run."""
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -8,7 +9,7 @@ import dagster as dg
 
 from analytics_assets import settings
 from analytics_assets.defs.ingest.assets import ingest_batch
-from analytics_assets.defs.ingest.landing import LandedFile, Refused, scan
+from analytics_assets.defs.ingest.landing import Claim, LandedFile, Refused, claims_tag, scan
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from analytics_assets.resources import LandingZone
@@ -18,14 +19,21 @@ _REFUSED_MEMORY = 1_000
 
 @dataclass
 class Cursor:
-    """Files are claimed in (ctime, name) order; the cursor is the last one claimed.
+    """What the sensor has claimed: per file name, the fingerprint (name, size, mtime) of the
+    file it claimed, for as long as that file is in the landing zone.
 
-    Renaming a finished file into the landing zone updates its ctime, so a file that a slow
-    producer renames late still sorts after everything already claimed.
+    A file is claimed when its name is not claimed with this fingerprint. There is no
+    clock watermark: a file whose ctime is in the past (a clock stepped back, a network mount,
+    a rename racing the scan) is claimed like any other. Committed files leave the landing zone
+    (the run archives them), so the scan stays as small as the backlog.
+
+    The cursor is saved with the tick's runs; a tick that dies before (a killed daemon, an
+    abandoned tick) leaves it as it was, so its files are claimed again: the run keys make
+    Dagster drop the requests it already launched, and a run finds a batch the ledger already
+    has with the same content a no-op.
     """
 
-    ctime_ns: int = 0
-    names: list[str] = field(default_factory=list)
+    claimed: dict[str, str] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
 
     @classmethod
@@ -33,27 +41,21 @@ class Cursor:
         if not raw:
             return cls()
         data = json.loads(raw)
-        return cls(data.get("ctime_ns", 0), data.get("names", []), data.get("refused", []))
+        # an older cursor (a ctime watermark) has no claims: every file present is claimed
+        # once more and each run finds its batch in the ledger
+        return cls(data.get("claimed", {}), data.get("refused", []))
 
     def dump(self) -> str:
         return json.dumps(
-            {
-                "ctime_ns": self.ctime_ns,
-                "names": self.names,
-                "refused": self.refused[-_REFUSED_MEMORY:],
-            }
-        )
-
-    def is_new(self, item: LandedFile) -> bool:
-        return item.ctime_ns > self.ctime_ns or (
-            item.ctime_ns == self.ctime_ns and item.path.name not in self.names
+            {"claimed": self.claimed, "refused": self.refused[-_REFUSED_MEMORY:]},
+            separators=(",", ":"),
         )
 
 
 @dataclass
 class Plan:
     claims: list[LandedFile]
-    skipped: list[tuple[str, str]]
+    reclaimed: list[tuple[str, str]]
     refused: list[Refused]
     cursor: Cursor
 
@@ -64,66 +66,78 @@ def plan_claims(
     known_batches: set[str],
     max_files: int,
 ) -> Plan:
-    """Decide which files one tick claims; pure so it can be tested without Dagster."""
-    new_files: list[LandedFile] = []
+    """Decide which files one tick claims; pure so it can be tested without Dagster.
+
+    ``known_batches`` (the partitions that exist) only explains a claim: a batch id that was
+    claimed before under another fingerprint (a replaced or re-sent file) is claimed again and
+    reported, and the run decides against the ledger what it is.
+    """
+    present: set[str] = set()
     refused: list[Refused] = []
+    candidates: list[LandedFile] = []
     for item in items:
         if isinstance(item, Refused):
             if item.name not in cursor.refused:
                 refused.append(item)
-        elif cursor.is_new(item):
-            new_files.append(item)
-    new_files.sort(key=lambda f: (f.ctime_ns, f.path.name))
-    taken = new_files[:max_files]
+            continue
+        present.add(item.path.name)
+        if cursor.claimed.get(item.path.name) != item.fingerprint:
+            candidates.append(item)
+    candidates.sort(key=lambda f: (f.ctime_ns, f.path.name))
     claims: list[LandedFile] = []
-    skipped: list[tuple[str, str]] = []
-    claimed_ids = set(known_batches)
-    for item in taken:
-        if item.batch_id in claimed_ids:
-            skipped.append((item.path.name, f"batch id {item.batch_id} is already claimed"))
-        else:
-            claims.append(item)
-            claimed_ids.add(item.batch_id)
-    next_cursor = Cursor(
-        cursor.ctime_ns, list(cursor.names), cursor.refused + [r.name for r in refused]
-    )
-    if taken:
-        last = taken[-1].ctime_ns
-        same = [f.path.name for f in taken if f.ctime_ns == last]
-        next_cursor.names = (cursor.names + same) if last == cursor.ctime_ns else same
-        next_cursor.ctime_ns = last
-    return Plan(claims=claims, skipped=skipped, refused=refused, cursor=next_cursor)
+    reclaimed: list[tuple[str, str]] = []
+    taken: set[str] = set()
+    for item in candidates:
+        if len(claims) == max_files:
+            break
+        if item.batch_id in taken:  # two files, one batch id: the second waits a tick
+            continue
+        taken.add(item.batch_id)
+        claims.append(item)
+        if item.path.name in cursor.claimed or item.batch_id in known_batches:
+            reclaimed.append(
+                (
+                    item.path.name,
+                    f"batch {item.batch_id} was claimed before; this file is new or changed, so "
+                    "it is claimed again and its run checks it against the ledger",
+                )
+            )
+    claimed = {name: f for name, f in cursor.claimed.items() if name in present}
+    claimed.update({item.path.name: item.fingerprint for item in claims})
+    next_cursor = Cursor(claimed, cursor.refused + [r.name for r in refused])
+    return Plan(claims=claims, reclaimed=reclaimed, refused=refused, cursor=next_cursor)
 
 
 BATCHES_TAG = "analytics/batches"
 
 
-def run_requests(claims: list[LandedFile], per_run: int) -> list[dg.RunRequest]:
+def run_requests(claims: list[Claim], per_run: int) -> list[dg.RunRequest]:
     """One run per file; under a backlog, one run per group of up to ``per_run`` files (a
-    range of batch partitions), so that small files do not each pay a run's start-up."""
+    range of batch partitions), so that small files do not each pay a run's start-up.
+
+    The run key names the batches and their content: a request repeated after a tick that
+    died is dropped by Dagster, while new content under an old name gets a run of its own.
+    """
     requests = []
     for start in range(0, len(claims), per_run):
         group = claims[start : start + per_run]
         first, last = group[0].batch_id, group[-1].batch_id
-        names = ",".join(item.path.name for item in group)
+        names = ",".join(claim.file_name for claim in group)
+        content = hashlib.sha256("".join(c.sha256 for c in group).encode()).hexdigest()[:16]
+        tags = {
+            "analytics/landing_file": names[:200],
+            BATCHES_TAG: ",".join(claim.batch_id for claim in group)[:4000],
+            **claims_tag(group),
+        }
         if len(group) == 1:
             requests.append(
-                dg.RunRequest(
-                    run_key=first,
-                    partition_key=first,
-                    tags={"analytics/landing_file": names[:200], BATCHES_TAG: first},
-                )
+                dg.RunRequest(run_key=f"{first}@{content}", partition_key=first, tags=tags)
             )
             continue
         requests.append(
             dg.RunRequest(
-                run_key=f"{first}..{last}",
-                tags={
-                    RANGE_START_TAG: first,
-                    RANGE_END_TAG: last,
-                    BATCHES_TAG: ",".join(item.batch_id for item in group)[:4000],
-                    "analytics/landing_file": names[:200],
-                },
+                run_key=f"{first}..{last}@{content}",
+                tags={RANGE_START_TAG: first, RANGE_END_TAG: last, **tags},
             )
         )
     return requests
@@ -154,16 +168,22 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         )
         for item in plan.refused:
             context.log.warning(f"refused {item.name!r}: {item.reason}")
-        for name, why in plan.skipped:
-            context.log.info(f"skipped {name!r}: {why}")
+        for name, why in plan.reclaimed:
+            context.log.warning(f"{name!r}: {why}")
+        claims = []
+        for item in plan.claims:
+            try:
+                claims.append(Claim.of(item))
+            except FileNotFoundError:  # gone since the scan: nothing to claim
+                plan.cursor.claimed.pop(item.path.name, None)
         context.update_cursor(plan.cursor.dump())
-        if not plan.claims:
+        if not claims:
             return dg.SkipReason("no new files in the landing zone")
-        keys = [item.batch_id for item in plan.claims]
+        new_keys = [claim.batch_id for claim in claims if claim.batch_id not in known]
         return dg.SensorResult(
-            run_requests=run_requests(plan.claims, settings.files_per_run()),
+            run_requests=run_requests(claims, settings.files_per_run()),
             # added in claim order: a group's batches are a contiguous range of partitions
-            dynamic_partitions_requests=[batches.build_add_request(keys)],
+            dynamic_partitions_requests=[batches.build_add_request(new_keys)] if new_keys else [],
         )
 
     return landing_sensor

@@ -5,14 +5,24 @@ All SQL of the ingest domain lives here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
 import polars as pl
 
+from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_dtypes
 from analytics_assets.defs.ingest.transforms import Reason
+from analytics_assets.lib import faults
 from analytics_assets.warehouse import transaction
+
+_SQL_TYPES = {
+    "String": "VARCHAR",
+    "Int64": "BIGINT",
+    "Float64": "DOUBLE",
+    "Datetime(time_unit='us', time_zone='UTC')": "TIMESTAMPTZ",
+}
 
 DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -70,7 +80,10 @@ class CommitResult:
     quarantined: int
     days_touched: list
     reasons: dict[str, int]
-    committed_at: datetime
+    committed_at: datetime | None
+
+
+NOTHING_COMMITTED = CommitResult(0, 0, 0, [], {}, None)
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -92,15 +105,24 @@ def commit_batch(
 
     Inside one transaction: the batch's old rows go, clean rows whose ``event_id`` is already
     stored by another batch are quarantined as duplicates, the rest are inserted, and the ledger
-    row is written. A crash at any point leaves the previous state.
+    row is written. Events that other batches quarantined as duplicates of an event this batch
+    no longer stores are restored to them (:func:`_restore_duplicates`). A crash at any point
+    leaves the previous state.
     """
     ensure_tables(conn)
+    faults.point(faults.BEFORE_COMMIT)
     conn.register("staged_clean", clean.to_arrow())
     conn.register("staged_quarantine", quarantined.to_arrow())
     try:
         with transaction(conn):
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE _previous_ids AS "
+                "SELECT event_id FROM events WHERE batch_id = ?",
+                [batch.batch_id],
+            )
             for table in ("events", "quarantined_events", "ingest_ledger"):
                 conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
+            _restore_duplicates(conn, batch.batch_id)
             conn.execute(
                 """
                 CREATE OR REPLACE TEMP TABLE _stored_dupes AS
@@ -148,6 +170,7 @@ def commit_batch(
                 """,
                 {"b": batch.batch_id},
             ).fetchall()
+            faults.point(faults.IN_COMMIT)
             # now() is the transaction's start; the ledger wants the moment the data is in
             committed_at = datetime.now(UTC)
             conn.execute(
@@ -185,6 +208,84 @@ def commit_batch(
         days_touched=list(days),
         reasons=reasons,
         committed_at=committed_at,
+    )
+
+
+_RESTORE_STRUCTURE = json.dumps(
+    {
+        column: _SQL_TYPES.get(str(dtype), "VARCHAR")
+        for column, dtype in event_dtypes().items()
+        if column in EVENT_COLUMNS
+    }
+)
+
+
+def _restore_duplicates(conn: duckdb.DuckDBPyConnection, batch_id: str) -> None:
+    """After ``batch_id``'s events are deleted (a re-ingest): an event another batch
+    quarantined as ``duplicate_event_id_already_stored`` whose id is now stored nowhere, and is
+    not coming back with this batch, is restored to that batch (the earliest such row per id),
+    and that batch's ledger counts follow. Only ids this batch stored before are looked at, so
+    a new batch pays nothing."""
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _restored AS
+        SELECT q.batch_id, q.record_number, q.raw
+        FROM quarantined_events q
+        WHERE q.reason = '{Reason.DUPLICATE_STORED}' AND q.batch_id <> $b
+          AND json_extract_string(q.raw, '$.event_id') IN (SELECT event_id FROM _previous_ids)
+          AND json_extract_string(q.raw, '$.event_id') NOT IN (SELECT event_id FROM staged_clean)
+          AND json_extract_string(q.raw, '$.event_id') NOT IN (
+              SELECT event_id FROM events
+              WHERE event_id IN (SELECT event_id FROM _previous_ids))
+        QUALIFY row_number() OVER (
+            PARTITION BY json_extract_string(q.raw, '$.event_id')
+            ORDER BY q.quarantined_at, q.batch_id, q.record_number) = 1
+        """,
+        {"b": batch_id},
+    )
+    (restored,) = conn.execute("SELECT count(*) FROM _restored").fetchone()
+    if not restored:
+        return
+    columns = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
+    conn.execute(
+        f"""
+        INSERT INTO events ({", ".join(EVENT_COLUMNS)}, batch_id, ingested_at)
+        SELECT {columns}, r.batch_id, now()
+        FROM (SELECT batch_id, from_json(raw, '{_RESTORE_STRUCTURE}') AS e FROM _restored) r
+        """
+    )
+    conn.execute(
+        f"""
+        DELETE FROM quarantined_events q USING _restored r
+        WHERE q.batch_id = r.batch_id AND q.record_number = r.record_number
+          AND q.reason = '{Reason.DUPLICATE_STORED}'
+        """
+    )
+    conn.execute(
+        """
+        UPDATE ingest_ledger l SET clean = l.clean + r.n, quarantined = l.quarantined - r.n
+        FROM (SELECT batch_id, count(*) AS n FROM _restored GROUP BY batch_id) r
+        WHERE l.batch_id = r.batch_id
+        """
+    )
+
+
+def result_from_ledger(conn: duckdb.DuckDBPyConnection, row: dict) -> CommitResult:
+    """A batch already committed, as its commit reported it (a rerun that has nothing to do)."""
+    reasons = dict(
+        conn.execute(
+            "SELECT reason, count(*) FROM quarantined_events WHERE batch_id = ? "
+            "GROUP BY reason ORDER BY reason",
+            [row["batch_id"]],
+        ).fetchall()
+    )
+    return CommitResult(
+        rows_in=row["rows_in"],
+        clean=row["clean"],
+        quarantined=row["quarantined"],
+        days_touched=list(row["days_touched"] or []),
+        reasons=reasons,
+        committed_at=row["committed_at"],
     )
 
 
@@ -232,7 +333,7 @@ def file_errors(conn: duckdb.DuckDBPyConnection, batch_id: str) -> list[str]:
     """Why a batch's file was quarantined as a whole (empty when it was not)."""
     ensure_tables(conn)
     rows = conn.execute(
-        "SELECT detail FROM quarantined_events WHERE batch_id = ? AND reason = ?",
-        [batch_id, Reason.FILE_UNREADABLE],
+        "SELECT detail FROM quarantined_events WHERE batch_id = ? AND list_contains(?, reason)",
+        [batch_id, list(Reason.FILE_LEVEL)],
     ).fetchall()
     return [r[0] for r in rows]

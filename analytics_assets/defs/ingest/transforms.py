@@ -36,6 +36,11 @@ class Reason:
     INVALID_VALUE = "invalid_value"
     DUPLICATE_IN_BATCH = "duplicate_event_id_in_batch"
     DUPLICATE_STORED = "duplicate_event_id_already_stored"
+    FILE_TOO_LARGE = "file_too_large"
+    BATCH_NAME_RESENT = "batch_name_resent"
+
+    FILE_LEVEL = (FILE_UNREADABLE, FILE_TOO_LARGE, BATCH_NAME_RESENT)
+    """Reasons that quarantine a whole file (one record, the file moved to quarantine)."""
 
 
 # When a row fails several ways, the first reason here is the one it is filed under.
@@ -65,6 +70,14 @@ _NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
 class UnreadableFileError(Exception):
     """The file as a whole cannot be read; it is quarantined with this reason."""
 
+    reason = Reason.FILE_UNREADABLE
+
+
+class FileTooLargeError(UnreadableFileError):
+    """The file, or what it decompresses to, is over ``ANALYTICS_MAX_FILE_BYTES``."""
+
+    reason = Reason.FILE_TOO_LARGE
+
 
 @dataclass
 class RawBatch:
@@ -92,11 +105,39 @@ class ValidatedBatch:
         return self.clean.height + self.quarantined.height
 
 
-def _decompress(data: bytes) -> bytes:
+def _decompress(data: bytes, limit: int | None = None) -> bytes:
+    """gzip (one or more members) decompressed, never more than ``limit`` bytes of output: a
+    small file that inflates past it (a "zip bomb" or just a huge batch) is refused before it
+    is held in memory."""
+    if limit is None:
+        try:
+            return gzip.decompress(data)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise UnreadableFileError(f"truncated or corrupt gzip: {exc}") from exc
+    parts: list[bytes] = []
+    total = 0
+    pending = data
     try:
-        return gzip.decompress(data)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise UnreadableFileError(f"truncated or corrupt gzip: {exc}") from exc
+        while pending:
+            inflater = zlib.decompressobj(wbits=31)  # a gzip member
+            while True:
+                chunk = inflater.decompress(pending, limit + 1 - total)
+                total += len(chunk)
+                parts.append(chunk)
+                if total > limit:
+                    raise FileTooLargeError(
+                        f"decompresses to more than {limit:,} bytes "
+                        "(ANALYTICS_MAX_FILE_BYTES); not read"
+                    )
+                if inflater.eof:
+                    pending = inflater.unused_data.lstrip(b"\0")  # gzip's trailing padding
+                    break
+                if not inflater.unconsumed_tail:
+                    raise UnreadableFileError("truncated gzip: the file ends inside a member")
+                pending = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise UnreadableFileError(f"corrupt gzip: {exc}") from exc
+    return b"".join(parts)
 
 
 def _empty_quarantine() -> pl.DataFrame:
@@ -197,11 +238,12 @@ def read_batch(path: Path) -> RawBatch:
     return parse_batch(path.read_bytes(), path.name)
 
 
-def parse_batch(data: bytes, file_name: str) -> RawBatch:
-    """Parse the bytes of a batch file; the name's suffix says the format."""
+def parse_batch(data: bytes, file_name: str, max_bytes: int | None = None) -> RawBatch:
+    """Parse the bytes of a batch file; the name's suffix says the format. A compressed file
+    may decompress to ``max_bytes`` at most (:class:`FileTooLargeError`)."""
     name = file_name.lower()
     if name.endswith(".gz"):
-        data = _decompress(data)
+        data = _decompress(data, max_bytes)
     if name.endswith(".parquet"):
         return _read_parquet(data)
     return _read_json_lines(data)

@@ -154,13 +154,21 @@ def run_failure_alerts(context: dg.RunFailureSensorContext):
         for event in steps
         if event.step_key and event.step_failure_data.error
     }
+    attempt = int(run.tags.get("dagster/retry_number", "0")) + 1
+    retries = (
+        context.instance.run_retries_max_retries if context.instance.run_retries_enabled else 0
+    )
     failure = {
+        "kind": "run_failure",
         "run_id": run.run_id,
         "job_name": run.job_name,
         "partition": run.tags.get("dagster/partition"),
         "failed_steps": [event.step_key for event in steps if event.step_key],
         "errors": errors,
         "message": context.failure_event.message or "run failed",
+        "attempt": attempt,
+        # Dagster retries the run (dagster.yaml run_retries) while attempts are left
+        "will_retry": attempt <= retries,
         "recorded_at": datetime.now(UTC).isoformat(),
     }
     alerts.record(settings.alerts_path(), failure)
