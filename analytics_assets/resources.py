@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -11,6 +14,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
+
+_log = logging.getLogger(__name__)
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -47,6 +52,89 @@ class LandingZone(dg.ConfigurableResource):
         from analytics_assets.defs.ingest.landing import move_unique
 
         return move_unique(path, self.archive_path / day.isoformat(), sha256)
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB warehouse, opened for writing; while another process holds the file's lock
+    (a run, or a person's ``duckdb`` session: DuckDB allows one process per file, read-only
+    ones included) it waits up to ``lock_timeout_s``, and says at once in the run's log, and
+    as an alert, which process it waits for."""
+
+    lock_timeout_s: float = 120.0
+
+    @contextmanager
+    def get_connection(self) -> Iterator:
+        import duckdb
+
+        config = {"custom_user_agent": "dagster", **self.connection_config}
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay, told = 0.02, False
+        while True:
+            try:
+                conn = duckdb.connect(self.database, read_only=False, config=config)
+                break
+            except duckdb.IOException as exc:
+                holder = lock_holder(str(exc))
+                if holder is None:
+                    raise
+                waited = self.lock_timeout_s - (deadline - time.monotonic())
+                if not told and waited > 1.0:  # runs take turns in the pool: say it only
+                    told = True  # when the wait is not one of those
+                    self._tell(holder)
+                if time.monotonic() > deadline:
+                    raise dg.Failure(
+                        f"The warehouse {self.database} stayed locked for "
+                        f"{self.lock_timeout_s:.0f}s by {holder}. DuckDB lets one process "
+                        "open the file at a time: close that session (or stop it) and the "
+                        "run's retry goes through."
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _tell(self, holder: str) -> None:
+        message = (
+            f"waiting for the warehouse {self.database}: its lock is held by {holder}. "
+            f"A DuckDB session opened on the file (even read-only) blocks every run; "
+            f"giving up after {self.lock_timeout_s:.0f}s."
+        )
+        try:
+            context = self.get_resource_context()
+            log, run = context.log, context.dagster_run
+        except Exception:  # outside a run
+            log, run = None, None
+        (log or _log).warning(message)
+        from analytics_assets.defs.monitoring import alerts
+
+        alerts.raise_alert(
+            {
+                "alert_id": f"warehouse-lock:{run.run_id if run else holder}",
+                "kind": "warehouse_locked",
+                "run_id": run.run_id if run else "",
+                "job_name": run.job_name if run else "",
+                "message": message,
+            }
+        )
+
+
+def lock_holder(error: str) -> str | None:
+    """The process a DuckDB lock error names, with its command line when it is on this host:
+    ``"PID 123 (duckdb /path/warehouse.duckdb)"``; ``None`` for other IO errors."""
+    if "lock" not in error.lower():
+        return None
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", error)
+    if found is None:
+        return "another process"
+    program, pid = found.group(1), int(found.group(2))
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        command = " ".join(a.decode(errors="replace") for a in argv if a)[:200]
+    except OSError:
+        command = program
+    return f"PID {pid} ({command})"
 
 
 class FeastRepo(dg.ConfigurableResource):
@@ -130,8 +218,8 @@ class BentoModelStore(dg.ConfigurableResource):
         return ModelStore(str(Path(self.home) / "models"))
 
 
-def warehouse_resource() -> DuckDBResource:
-    return DuckDBResource(database=str(settings.warehouse_path()))
+def warehouse_resource() -> Warehouse:
+    return Warehouse(database=str(settings.warehouse_path()))
 
 
 def landing_resource() -> LandingZone:

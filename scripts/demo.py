@@ -8,6 +8,7 @@ Run by ``make demo`` (after ``make seed``); Ctrl-C stops everything it started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -111,6 +112,66 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _ignore_signals() -> None:
+    """From here on a second Ctrl-C or SIGTERM (systemd and ``uv run`` send one to the whole
+    group) cannot cut the clean-up short and leave Dagster running."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+PIDS_FILE = "demo.pids"
+"""Process groups of a running demo, under ``<home>/logs``: the next demo stops leftovers."""
+
+
+def stop_leftovers(logs: Path) -> None:
+    """Stop what an earlier demo left running (it was killed before it could clean up): its
+    process groups are in ``demo.pids``."""
+    path = logs / PIDS_FILE
+    if not path.exists():
+        return
+    alive = []
+    for line in path.read_text().split():
+        if line.isdigit():
+            try:
+                os.killpg(int(line), 0)
+                alive.append(int(line))
+            except (ProcessLookupError, PermissionError):
+                pass
+    for group in alive:
+        print(f"An earlier demo left process group {group} running; stopping it.", flush=True)
+        _stop_group(group)
+    path.unlink()
+
+
+def _stop_group(group: int, timeout_s: float = 20.0) -> None:
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def port_holder(port: int) -> str | None:
+    """What listens on 127.0.0.1:``port`` already (``None``: free)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return f"port {port} is in use (see: ss -ltnp 'sport = :{port}')"
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dagster-port", type=int, default=3000)
@@ -128,6 +189,11 @@ def main() -> int:
     settings.ensure_dirs()
     logs = settings.analytics_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    stop_leftovers(logs)
+    for port in (args.dagster_port, args.scoring_port):
+        if (busy := port_holder(port)) is not None:
+            print(f"{busy}: stop what holds it, or pass --dagster-port/--scoring-port.")
+            return 1
     landed = sum(1 for p in settings.landing_dir().iterdir() if not p.name.startswith("."))
     started = time.monotonic()
     bin_dir = Path(sys.executable).parent
@@ -147,6 +213,8 @@ def main() -> int:
         **DEMO_ENV,
     )
     serving_proc = None
+    pids = logs / PIDS_FILE
+    pids.write_text(f"{dagster_proc.pid}\n")
     try:
         wait_for("the loop", loop_progress(dagster, landed, settings), args.timeout, started)
         print(f"Scoring service: {scoring} (log {logs / 'scoring.log'})", flush=True)
@@ -163,6 +231,7 @@ def main() -> int:
             cwd=REPO / "bentos" / "customer_scoring",
             BENTOML_HOME=str(settings.bentoml_home()),
         )
+        pids.write_text(f"{dagster_proc.pid}\n{serving_proc.pid}\n")
         wait_for(
             "scoring service ready",
             lambda: None if answers(f"{scoring}/readyz") else "loading the champions",
@@ -199,9 +268,15 @@ Ctrl-C stops the webserver, the daemon and the scoring service.""",
         print(f"{error}; logs in {logs}", flush=True)
         return 1
     finally:
+        _ignore_signals()
+        print(
+            "Stopping the scoring service and Dagster (further Ctrl-C are ignored) ...", flush=True
+        )
         for proc in (serving_proc, dagster_proc):
             if proc is not None:
-                stop(proc)
+                stop(proc, timeout_s=20)
+        pids.unlink(missing_ok=True)
+        print("Stopped.", flush=True)
 
 
 if __name__ == "__main__":

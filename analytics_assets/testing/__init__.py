@@ -1,0 +1,1 @@
+"""Harnesses for the tests and the benchmarks (not imported by the code location)."""

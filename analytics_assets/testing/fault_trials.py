@@ -1,0 +1,257 @@
+"""Fault-injection trials with the real daemon: runs killed with SIGKILL before, inside and
+right after the DuckDB commit, the daemon killed while files arrive. After each trial the
+audit checks that every valid event is stored exactly once, every file has exactly one ledger
+row, no run is left in progress, and files landed later are ingested.
+
+Used by ``benchmarks/faults.py`` (20 + 5 trials) and ``tests/reliability`` (a short version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from analytics_assets import settings
+from analytics_assets.defs.ingest.landing import write_atomic
+from analytics_assets.lib import faults
+
+REPO = Path(__file__).resolve().parents[2]
+IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+
+
+def events_file(tag: str, count: int) -> tuple[bytes, set[str]]:
+    """``count`` valid page views with ids unique to ``tag``, as JSON lines."""
+    now = datetime.now(UTC)
+    ids = {f"{tag}-{n}" for n in range(count)}
+    lines = [
+        json.dumps(
+            {
+                "event_id": event_id,
+                "event_type": "page_view",
+                "customer_id": f"c{hash(event_id) % 50}",
+                "occurred_at": (now - timedelta(minutes=n % 60)).isoformat(),
+            }
+        )
+        for n, event_id in enumerate(sorted(ids))
+    ]
+    return ("\n".join(lines) + "\n").encode(), ids
+
+
+class Daemon:
+    """``dagster-daemon run`` on this repo's workspace and ``dagster.yaml`` (copied into
+    ``$DAGSTER_HOME``), in a session of its own so its children can be cleaned up."""
+
+    def __init__(
+        self, log: Path, env: dict[str, str] | None = None, overrides: dict | None = None
+    ) -> None:
+        self.log_path = log
+        self.overrides = overrides or {}
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.groups: list[int] = []
+
+    def start(self) -> None:
+        home = settings.dagster_home()
+        home.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+        config.update(self.overrides)
+        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+        with self.log_path.open("a") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "dagster-daemon"),
+                    "run",
+                    "-w",
+                    "workspace.yaml",
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.groups.append(self.proc.pid)
+
+    def kill(self) -> None:
+        """SIGKILL to the daemon process alone (what the OOM killer does): its children are
+        left to notice on their own."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        from analytics_assets.servers import stop
+
+        if self.proc is not None:
+            stop(self.proc)
+        for group in self.groups:  # what a killed daemon left behind
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+
+
+@dataclass
+class Audit:
+    files: int
+    lost: int
+    duplicated: int
+    extra_ledger_rows: int
+    stuck_runs: int
+    failed_batches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicated or self.extra_ledger_rows or self.stuck_runs)
+
+
+def ledger(batch_ids: set[str]) -> dict[str, int]:
+    """Ledger rows per batch id, read without holding the warehouse (a copy is opened)."""
+    rows = _query("SELECT batch_id, count(*) FROM ingest_ledger GROUP BY 1")
+    return {b: n for b, n in rows if b in batch_ids}
+
+
+def _query(sql: str) -> list[tuple]:
+    import duckdb
+
+    for attempt in range(100):
+        try:
+            with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+                return conn.execute(sql).fetchall()
+        except duckdb.IOException:  # a run holds the file: try again in a moment
+            time.sleep(0.1 + attempt * 0.01)
+        except duckdb.CatalogException:  # no tables yet
+            return []
+    raise TimeoutError("the warehouse stayed locked")
+
+
+def in_progress_runs(instance) -> list:
+    import dagster as dg
+
+    return instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus[s] for s in IN_PROGRESS]))
+
+
+def wait_until_committed(instance, batch_ids: set[str], timeout: float) -> float:
+    """Seconds until every batch has its ledger row and no run is in progress."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if set(ledger(batch_ids)) >= batch_ids and not in_progress_runs(instance):
+            return time.monotonic() - started
+        time.sleep(0.25)
+    missing = batch_ids - set(ledger(batch_ids))
+    raise TimeoutError(f"not committed in {timeout:.0f}s: {sorted(missing)[:10]}")
+
+
+def audit(instance, expected: dict[str, set[str]]) -> Audit:
+    """``expected``: batch id -> the event ids its file carries."""
+    wanted = {e for ids in expected.values() for e in ids}
+    stored = dict(_query("SELECT event_id, count(*) FROM events GROUP BY 1"))
+    quarantined_dupes = {
+        r[0]
+        for r in _query(
+            "SELECT json_extract_string(raw, '$.event_id') FROM quarantined_events "
+            "WHERE reason = 'duplicate_event_id_already_stored'"
+        )
+    }
+    rows = ledger(set(expected))
+    return Audit(
+        files=len(expected),
+        lost=len([e for e in wanted if e not in stored]),
+        duplicated=sum(n - 1 for e, n in stored.items() if e in wanted and n > 1)
+        + len(wanted & quarantined_dupes),
+        extra_ledger_rows=sum(n - 1 for n in rows.values()),
+        stuck_runs=len(in_progress_runs(instance)),
+    )
+
+
+@dataclass
+class TrialResult:
+    kind: str
+    point: str
+    recovery_s: float
+    fired: bool
+
+
+def kill_run_trial(
+    instance,
+    fault_file: Path,
+    point: str,
+    tag: str,
+    events: int,
+    expected: dict[str, set[str]],
+    timeout: float = 120,
+) -> TrialResult:
+    """Arm ``point``, land one file: its run kills itself there; monitoring fails the run, a
+    retry ingests the file. Recovery: from the kill to the batch committed and runs settled."""
+    faults.arm(fault_file, point)
+    data, ids = events_file(tag, events)
+    write_atomic(settings.landing_dir(), f"{tag}.jsonl", data)
+    expected[tag] = ids
+    fired = Path(f"{fault_file}.fired")
+    deadline = time.monotonic() + timeout
+    while not fired.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{point} never fired")
+        time.sleep(0.05)
+    killed_at = time.monotonic()
+    wait_until_committed(instance, {tag}, timeout)
+    recovery = time.monotonic() - killed_at
+    fired.unlink()
+    return TrialResult("run", point, recovery, True)
+
+
+def stuck_trial(instance, fault_file: Path, point: str, tag: str, wait_s: float) -> bool:
+    """The baseline: with run monitoring off, is the killed run still STARTED after
+    ``wait_s``?"""
+    faults.arm(fault_file, point)
+    data, _ = events_file(tag, 100)
+    write_atomic(settings.landing_dir(), f"{tag}.jsonl", data)
+    fired = Path(f"{fault_file}.fired")
+    deadline = time.monotonic() + 120
+    while not fired.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{point} never fired")
+        time.sleep(0.05)
+    fired.unlink()
+    time.sleep(wait_s)
+    return any(tag in r.tags.get("analytics/batches", "") for r in in_progress_runs(instance))
+
+
+def kill_daemon_trial(
+    daemon: Daemon,
+    instance,
+    tag: str,
+    files: int,
+    events: int,
+    expected: dict[str, set[str]],
+    seed: int,
+    timeout: float = 180,
+) -> TrialResult:
+    """Land ``files`` files over a few seconds, SIGKILL the daemon at a random moment among
+    them, start it again. Recovery: from the restart to every file committed."""
+    rng = random.Random(seed)
+    kill_after = rng.randrange(1, files)
+    names = []
+    for n in range(files):
+        batch = f"{tag}-{n:02d}"
+        data, ids = events_file(batch, events)
+        write_atomic(settings.landing_dir(), f"{batch}.jsonl", data)
+        expected[batch] = ids
+        names.append(batch)
+        if n == kill_after:
+            time.sleep(rng.uniform(0.0, 2.0))
+            daemon.kill()
+        time.sleep(0.2)
+    daemon.start()
+    restarted = time.monotonic()
+    wait_until_committed(instance, set(names), timeout)
+    return TrialResult("daemon", f"after file {kill_after}", time.monotonic() - restarted, True)
