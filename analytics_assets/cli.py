@@ -63,7 +63,7 @@ def simulate_command(
     target = _landing(landing)
     files = 0
     with tqdm(total=events.height, unit="ev", unit_scale=True, desc="simulate") as bar:
-        for batch_id, part in simulate.batches(events, events_per_batch, seed):
+        for batch_id, part in simulate.batches(events, events_per_batch, config):
             began = time.monotonic()
             write_batch(part, target, batch_id, fmt)  # type: ignore[arg-type]
             files += 1

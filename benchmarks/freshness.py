@@ -420,7 +420,7 @@ def main() -> None:
     interval = settings.sensor_interval_seconds()
     config = simulate.SimulationConfig(customers=2_000, days=30, start=datetime(2024, 1, 1))
     events = simulate.simulate_events(config)
-    parts = list(simulate.batches(events, args.events_per_file, seed=config.seed))
+    parts = list(simulate.batches(events, args.events_per_file, config))
     daemon = start_daemon(home / "daemon.log")
     try:
         instance = dg.DagsterInstance.get()

@@ -44,6 +44,15 @@ class SimulationConfig:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return today - timedelta(days=self.days)
 
+    @property
+    def name(self) -> str:
+        """``sim-<seed>-<first day>-<days>d-<customers>c``: the prefix of this simulation's
+        file names and event ids. The same command on another day simulates another window,
+        so it writes new names (a claimed name never carries new content) and new event ids
+        (its events are not taken for duplicates); the same command again writes the same
+        files, which the platform finds already committed."""
+        return f"sim-{self.seed}-{self.window_start():%Y%m%d}-{self.days}d-{self.customers}c"
+
 
 def _customers(rng: np.random.Generator, config: SimulationConfig) -> dict[str, np.ndarray]:
     n = config.customers
@@ -122,7 +131,7 @@ def simulate_events(config: SimulationConfig) -> pl.DataFrame:
     )
     frame = frame.sort("seconds", maintain_order=True).with_row_index("_n")
     return frame.select(
-        pl.format("sim-{}-{}", pl.lit(config.seed), pl.col("_n")).alias("event_id"),
+        pl.format("{}-{}", pl.lit(config.name), pl.col("_n")).alias("event_id"),
         pl.col("kind")
         .replace_strict(dict(enumerate(kinds)), return_dtype=pl.String)
         .alias("event_type"),
@@ -143,8 +152,8 @@ def simulate_events(config: SimulationConfig) -> pl.DataFrame:
 
 
 def batches(
-    events: pl.DataFrame, events_per_batch: int, seed: int
+    events: pl.DataFrame, events_per_batch: int, config: SimulationConfig
 ) -> Iterator[tuple[str, pl.DataFrame]]:
-    """Consecutive slices in time order, named ``sim-<seed>-<number>``."""
+    """Consecutive slices in time order, named ``<config.name>-<number>``."""
     for number, start in enumerate(range(0, events.height, events_per_batch)):
-        yield f"sim-{seed}-{number:06d}", events.slice(start, events_per_batch)
+        yield f"{config.name}-{number:06d}", events.slice(start, events_per_batch)

@@ -49,7 +49,18 @@ def test_sessions_follow_the_funnel() -> None:
 
 def test_batches_are_time_ordered_slices() -> None:
     events = simulate.simulate_events(CONFIG)
-    parts = list(simulate.batches(events, 5_000, CONFIG.seed))
+    parts = list(simulate.batches(events, 5_000, CONFIG))
     assert sum(p.height for _, p in parts) == events.height
-    assert parts[0][0] == "sim-3-000000"
+    assert parts[0][0] == "sim-3-20240101-60d-800c-000000"
     assert parts[0][1]["occurred_at"].max() <= parts[1][1]["occurred_at"].min()
+
+
+def test_another_window_never_reuses_a_name_or_an_event_id() -> None:
+    """The same command a week later (the demo's hint run twice) simulates another window:
+    new file names and new event ids, so nothing it writes is taken for a re-sent batch or a
+    duplicate."""
+    later = simulate.SimulationConfig(customers=800, days=60, seed=3, start=datetime(2024, 1, 8))
+    first, second = simulate.simulate_events(CONFIG), simulate.simulate_events(later)
+    assert not set(first["event_id"]) & set(second["event_id"])
+    names = {n for n, _ in simulate.batches(first, 5_000, CONFIG)}
+    assert not names & {n for n, _ in simulate.batches(second, 5_000, later)}
