@@ -2,7 +2,10 @@
 Parquet under ``$ANALYTICS_HOME/predictions/<model>/date=<day>/`` (what monitoring reads).
 
 Requests only append to a buffer; a daemon thread writes it out every few seconds (and at
-shutdown), one file per model and feature set, renamed into place when complete.
+shutdown), one file per model and feature set, renamed into place when complete. A write that
+fails (a full disk, a permission) puts its rows back for the next flush; the buffer holds at
+most ``max_buffer_rows`` and counts what it had to drop beyond that (``dropped_rows``, in
+``/metrics``), so a disk that stays full costs log rows, never the service's memory.
 """
 
 from __future__ import annotations
@@ -20,10 +23,20 @@ logger = logging.getLogger("bentoml.customer_scoring")
 
 
 class PredictionLog:
-    def __init__(self, root: Path, flush_seconds: float = 5.0, max_rows: int = 50_000) -> None:
+    def __init__(
+        self,
+        root: Path,
+        flush_seconds: float = 5.0,
+        max_rows: int = 50_000,
+        max_buffer_rows: int = 1_000_000,
+        on_drop=None,
+    ) -> None:
         self.root = Path(root)
         self.flush_seconds = flush_seconds
         self.max_rows = max_rows
+        self.max_buffer_rows = max_buffer_rows
+        self.dropped_rows = 0
+        self._on_drop = on_drop
         self._pending: dict[tuple, list[dict]] = defaultdict(list)
         self._rows = 0
         self._lock = threading.Lock()
@@ -64,9 +77,18 @@ class PredictionLog:
             **{name: [value] * n for name, value in params.items()},
         }
         with self._lock:
-            self._pending[(model.name, tuple(columns))].append(columns)
-            self._rows += n
+            if self._rows + n > self.max_buffer_rows:
+                self.dropped_rows += n
+                dropped = True
+            else:
+                self._pending[(model.name, tuple(columns))].append(columns)
+                self._rows += n
+                dropped = False
             full = self._rows >= self.max_rows
+        if dropped:
+            if self._on_drop is not None:
+                self._on_drop(n)
+            logger.warning("prediction log buffer full (%d rows): dropped %d", self._rows, n)
         if full:
             self._wake.set()
 
@@ -79,19 +101,50 @@ class PredictionLog:
         with self._lock:
             pending, self._pending, self._rows = self._pending, defaultdict(list), 0
         written = []
-        for (model, names), chunks in pending.items():
-            frame = pl.DataFrame(
-                {name: _concat([chunk[name] for chunk in chunks]) for name in names},
-                strict=False,
-            )
-            day = frame["logged_at"][0].date().isoformat()
-            self._seq += 1
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-            path = self.root / model / f"date={day}" / f"{stamp}-{os.getpid()}-{self._seq}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_parquet(frame, path)
-            written.append(path)
+        failed: dict[tuple, list[dict]] = {}
+        error: Exception | None = None
+        for key, chunks in pending.items():
+            model, names = key
+            try:
+                frame = pl.DataFrame(
+                    {name: _concat([chunk[name] for chunk in chunks]) for name in names},
+                    strict=False,
+                )
+                day = frame["logged_at"][0].date().isoformat()
+                self._seq += 1
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+                name = f"{stamp}-{os.getpid()}-{self._seq}.parquet"
+                path = self.root / model / f"date={day}" / name
+                write_parquet(frame, path)
+                written.append(path)
+            except Exception as exc:  # kept for the next flush, in order
+                failed[key] = chunks
+                error = exc
+        if failed:
+            self._requeue(failed)
+            raise OSError(f"prediction log not written, rows kept for the next try: {error}")
         return written
+
+    def _requeue(self, failed: dict[tuple, list[dict]]) -> None:
+        with self._lock:
+            for key, chunks in failed.items():
+                rows = sum(len(chunk["customer_id"]) for chunk in chunks)
+                room = self.max_buffer_rows - self._rows
+                if rows > room:  # the oldest go first: the buffer stays bounded
+                    kept, dropped = [], 0
+                    for chunk in reversed(chunks):
+                        size = len(chunk["customer_id"])
+                        if size <= room:
+                            kept.insert(0, chunk)
+                            room -= size
+                        else:
+                            dropped += size
+                    chunks, rows = kept, rows - dropped
+                    self.dropped_rows += dropped
+                    if self._on_drop is not None and dropped:
+                        self._on_drop(dropped)
+                self._pending[key] = chunks + self._pending.get(key, [])
+                self._rows += rows
 
     def start(self) -> None:
         def loop() -> None:
@@ -111,7 +164,10 @@ class PredictionLog:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self.flush()
+        try:
+            self.flush()
+        except OSError:
+            logger.exception("prediction log rows lost at shutdown")
 
 
 def _concat(parts: list) -> list | np.ndarray:

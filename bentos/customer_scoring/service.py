@@ -64,7 +64,15 @@ class CustomerScoring:
         self.models.watch(settings.serving_reload_seconds())
         self.share = settings.serving_challenger_share()
         self.shadow = settings.serving_shadow()
-        self.log = PredictionLog(settings.predictions_dir(), settings.serving_log_flush_seconds())
+        dropped = Counter(
+            "customer_scoring_prediction_log_dropped_rows",
+            "Prediction log rows dropped because the buffer was full (writes failing)",
+        )
+        self.log = PredictionLog(
+            settings.predictions_dir(),
+            settings.serving_log_flush_seconds(),
+            on_drop=dropped.inc,
+        )
         self.log.start()
         self.predictions = Counter(
             "customer_scoring_predictions",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
@@ -75,6 +76,35 @@ def test_cool_down_holds_after_any_retraining_run(instance, monkeypatch) -> None
     report(instance, "drift_report", retrain_recommended=True, reasons=["drift again"])
     result, _ = tick(instance, cursor)
     assert len(result.run_requests) == 1
+
+
+def test_a_signal_in_the_cool_down_is_kept_until_it_is_acted_on(instance, monkeypatch) -> None:
+    """Drift reported during the cool-down, then no new report: once the cool-down has passed
+    the kept signal requests the retraining it was promised."""
+    with_champion(instance)
+    instance.create_run_for_job(job_def=defs.resolve_job_def("retrain_models"))
+    report(instance, "drift_report", retrain_recommended=True, reasons=["drift in cool-down"])
+    result, cursor = tick(instance)
+    assert not result.run_requests and "kept until the next retraining" in result.skip_message
+    result, cursor = tick(instance, cursor)  # still in the cool-down, still kept
+    assert not result.run_requests and "drift in cool-down" in result.skip_message
+    monkeypatch.setenv("ANALYTICS_RETRAIN_COOLDOWN_S", "0")
+    result, cursor = tick(instance, cursor)
+    (request,) = result.run_requests
+    assert "drift in cool-down" in request.tags[REASON_TAG]
+    result, _ = tick(instance, cursor)  # acted on: not twice
+    assert not result.run_requests
+
+
+def test_a_retraining_run_after_a_signal_acts_on_it(instance) -> None:
+    with_champion(instance)
+    instance.create_run_for_job(job_def=defs.resolve_job_def("retrain_models"))
+    report(instance, "drift_report", retrain_recommended=True, reasons=["drift"])
+    _, cursor = tick(instance)
+    time.sleep(1.1)  # run timestamps may be stored to the second
+    instance.create_run_for_job(job_def=defs.resolve_job_def("retrain_models"))  # e.g. Monday's
+    result, _ = tick(instance, cursor)
+    assert not result.run_requests and "no new drift" in result.skip_message
 
 
 def test_first_champion_waits_until_features_are_online(instance) -> None:

@@ -57,6 +57,50 @@ def test_prediction_log_writes_per_model_and_day(tmp_path) -> None:
     assert log.flush() == []  # nothing twice
 
 
+def _record(log: PredictionLog, request: str) -> None:
+    model = SimpleNamespace(
+        name="churn_model",
+        version="4",
+        role="champion",
+        feature_service="churn_v1",
+        features=["frequency"],
+    )
+    log.record(
+        endpoint="churn",
+        request_id=request,
+        model=model,
+        served=True,
+        customer_ids=["a", "b"],
+        known=np.array([True, True]),
+        as_of=[None, None],
+        features={"frequency": np.array([1.0, 2.0])},
+        outputs={"churn_probability": np.array([0.2, 0.3])},
+        params={},
+    )
+
+
+def test_prediction_log_keeps_rows_a_failed_write_could_not_store(tmp_path) -> None:
+    """A write fails (here the folder is a file; a full disk alike): the rows stay buffered
+    and the next flush writes them; a buffer that would pass its cap drops and counts."""
+    import pytest
+
+    blocked = tmp_path / "log"
+    blocked.write_text("not a folder")
+    dropped = []
+    log = PredictionLog(blocked, flush_seconds=60, max_buffer_rows=6, on_drop=dropped.append)
+    _record(log, "r1")
+    _record(log, "r2")
+    with pytest.raises(OSError):
+        log.flush()
+    _record(log, "r3")
+    _record(log, "r4")  # 8 rows > 6: these two are dropped and counted
+    assert log.dropped_rows == 2 and dropped == [2]
+    blocked.unlink()
+    (path,) = log.flush()
+    frame = pl.read_parquet(path)
+    assert frame["request_id"].to_list() == ["r1", "r1", "r2", "r2", "r3", "r3"]
+
+
 def test_reader_equals_feast(serving_home) -> None:
     with home_env(serving_home):
         store = open_store(settings.feature_repo_path())

@@ -26,16 +26,22 @@ _IN_FLIGHT = [
 
 @dataclass
 class Signals:
-    """What the sensor has already acted on: the storage ids of the reports it has read."""
+    """What the sensor has read (the storage ids of the reports) and the reasons it has not
+    acted on yet: a signal that arrives during the cool-down waits here, with the time it
+    arrived, until a retraining run starts after it."""
 
     seen: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> "Signals":
-        return cls(json.loads(raw).get("seen", {})) if raw else cls()
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(data.get("seen", {}), data.get("pending", {}))
 
     def dump(self) -> str:
-        return json.dumps({"seen": self.seen})
+        return json.dumps({"seen": self.seen, "pending": self.pending})
 
 
 def _latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> dg.EventLogRecord | None:
@@ -110,18 +116,28 @@ def retraining_sensor(context: dg.SensorEvaluationContext):
         )
         if reason
     ]
+    now = time.time()
+    last = last_retraining(instance)
+    for reason in reasons:
+        signals.pending.setdefault(reason, now)
+    # a retraining run that started after a signal has acted on it, whoever asked for it
+    signals.pending = {r: at for r, at in signals.pending.items() if last is None or at > last}
+    reasons = list(signals.pending)
     wanted, why = first_champion(instance)
     if wanted:
         reasons.append(why)
-    context.update_cursor(signals.dump())
     if not reasons:
+        context.update_cursor(signals.dump())
         return dg.SkipReason(f"no new drift or degradation; {why}")
-    last = last_retraining(instance)
     cooldown = settings.retrain_cooldown_seconds()
-    now = time.time()
     if last is not None and now - last < cooldown:
+        context.update_cursor(signals.dump())
         wait = int(cooldown - (now - last))
-        return dg.SkipReason(f"cool-down: {'; '.join(reasons)}; next retraining in {wait} s")
+        return dg.SkipReason(
+            f"cool-down: {'; '.join(reasons)}; kept until the next retraining in {wait} s"
+        )
+    signals.pending = {}
+    context.update_cursor(signals.dump())
     context.log.info(f"requesting retraining: {'; '.join(reasons)}")
     return dg.RunRequest(
         run_key=f"retrain-{int(now)}",
