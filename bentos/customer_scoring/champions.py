@@ -126,6 +126,15 @@ def load(bento_model, name: str, role: str, feature_store) -> LoadedModel:
     )
 
 
+def _newer(challenger: LoadedModel, champion: LoadedModel | None) -> bool:
+    if champion is None:
+        return True
+    try:
+        return int(challenger.version) > int(champion.version)
+    except ValueError:
+        return challenger.version != champion.version
+
+
 class Models:
     """Current champion and challenger of each model. :meth:`refresh` loads whatever is newer
     in the store; a daemon thread calls it every ``interval`` seconds."""
@@ -152,13 +161,18 @@ class Models:
             for name, slot in self.slots.items():
                 current = {"champion": slot.champion, "challenger": slot.challenger}
                 for role, suffix in (("champion", ""), ("challenger", CHALLENGER_SUFFIX)):
+                    wanted = f"{name}{suffix}:latest"
                     try:
-                        latest = bentoml.models.get(
-                            f"{name}{suffix}:latest", _model_store=self.store
-                        )
+                        latest = bentoml.models.get(wanted, _model_store=self.store)
                     except NotFound:
                         current[role] = None
+                        self.errors.pop(wanted, None)
                         continue
+                    except Exception as error:  # a corrupt store entry: this model only
+                        self.errors[wanted] = f"{type(error).__name__}: {error}"
+                        logger.exception("could not read %s from the model store", wanted)
+                        continue
+                    self.errors.pop(wanted, None)
                     served = current[role]
                     if served is not None and served.tag == str(latest.tag):
                         continue
@@ -172,14 +186,17 @@ class Models:
                     changed.append(str(latest.tag))
                     logger.info("serving %s as %s of %s", latest.tag, role, name)
                 challenger = current["challenger"]
-                if (
-                    challenger is not None
-                    and current["champion"] is not None
-                    and (challenger.version == current["champion"].version)
-                ):
+                if challenger is not None and not _newer(challenger, current["champion"]):
+                    # the champion it challenged has been replaced: promotion removes the
+                    # challenger from the store; never serve one older than the champion
                     challenger = None
                 self.slots[name] = Slot(current["champion"], challenger)
         return changed
+
+    def slot(self, name: str) -> Slot:
+        """The champion and challenger of ``name`` as one value: a request reads it once, so
+        a reload in the middle of it cannot mix versions."""
+        return self.slots[name]
 
     def watch(self, interval: float) -> threading.Thread:
         def loop() -> None:

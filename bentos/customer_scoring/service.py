@@ -200,8 +200,10 @@ class CustomerScoring:
         """Score every customer with the model that answers for it (champion, or challenger for
         its share); in shadow mode the challenger scores everyone too, unanswered. Returns the
         champion and one answer per customer, in request order."""
-        slot = self.models.slots[name]
-        champion = self._champion(name)
+        slot = self.models.slot(name)  # once: a reload meanwhile does not mix versions
+        champion = slot.champion
+        if champion is None:
+            raise ServiceUnavailable(f"no {name} has been promoted to the model store yet")
         everyone = np.ones(len(customer_ids), dtype=bool)
         plan = [(champion, everyone, True)]
         if slot.challenger is not None and self.shadow:

@@ -116,3 +116,26 @@ def test_reader_equals_feast(serving_home) -> None:
     assert fast.as_of == feast.as_of
     for name in reader.names:
         np.testing.assert_array_equal(fast.columns[name], feast.columns[name])
+
+
+def test_a_corrupt_store_entry_costs_that_model_only(serving_home, tmp_path) -> None:
+    """One model's entry in the model store is broken: the others load, /reload's errors name
+    the broken one, and nothing raises."""
+    import shutil
+
+    from bentoml._internal.models import ModelStore
+
+    from bentos.customer_scoring.champions import Models
+
+    store_dir = tmp_path / "models"
+    shutil.copytree(serving_home / "bentoml" / "models", store_dir)
+    clv = store_dir / "clv_model"
+    version = (clv / "latest").read_text().strip()
+    (clv / version / "model.yaml").write_text("{ this is: [not a model")
+    with home_env(serving_home):
+        store = open_store(settings.feature_repo_path())
+    models = Models(ModelStore(str(store_dir)), store)
+    models.refresh()
+    assert models.slot("churn_model").champion is not None
+    assert models.slot("clv_model").champion is None
+    assert any(key.startswith("clv_model") for key in models.errors)

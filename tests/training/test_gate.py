@@ -4,6 +4,8 @@ predictions block, and a rollback re-points the champion in both places."""
 
 from __future__ import annotations
 
+import tempfile
+
 import dagster as dg
 import mlflow
 import numpy as np
@@ -15,6 +17,7 @@ from analytics_assets.defs.training import checks, registry, serving_store
 from analytics_assets.defs.training.assets import churn_model, model_evaluation, promoted_models
 from analytics_assets.defs.training.evaluation import evaluation_path, read_evaluation
 from analytics_assets.defs.training.jobs import rollback_champion
+from analytics_assets.defs.training.promotion import promote
 from analytics_assets.resources import MlflowTracking
 
 CHECKS = [checks.predictions_valid, checks.calibration_within_bounds, checks.metric_above_floor]
@@ -114,6 +117,13 @@ def test_gate_floor_margin_and_rollback(gated: dict) -> None:
             instance=instance,
         ).success
     assert champion(gated) == "3" and served(gated) == "3"
+
+    # the kept challenger (v4) promoted after all: MLflow's challenger alias is on the
+    # champion now, so the store keeps no challenger for the service to serve
+    with tempfile.TemporaryDirectory() as work:
+        promote(gated["mlflow"].client(), gated["bento_store"], "churn_model", "4", work, {}, "t")
+    assert served(gated) == "4"
+    assert serving_store.current(gated["bento_store"], "churn_model_challenger") is None
 
 
 class NaNModel(mlflow.pyfunc.PythonModel):

@@ -20,6 +20,11 @@ def promote(
         serving_store.save_champion, client, models, name, version, workdir, labels, reason
     )
     client.set_registered_model_alias(name, registry.CHAMPION, version)
+    # the store serves as challenger only what MLflow's alias points at now, and never the
+    # champion itself (v3 rejected, then v4 promoted: v3 challenges nothing any more)
+    challenger = registry.by_alias(client, name, registry.CHALLENGER)
+    keep = challenger.version if challenger is not None and challenger.version != version else None
+    serving_store.drop_challengers(models, name, keep=keep)
     if previous is not None and previous.version != version:
         client.set_model_version_tag(
             name, version, registry.PREVIOUS_CHAMPION_TAG, previous.version

@@ -18,17 +18,30 @@ def save_champion(
     models: BentoModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
 ) -> str:
     """Save a verified MLflow model folder as ``<name>:v<version>``, replacing an earlier copy
-    of the same version (a rollback re-promotes it), so that it becomes ``<name>:latest``;
-    a copy of the same version as challenger goes. Returns the tag."""
+    of the same version (a rollback re-promotes it), so that it becomes ``<name>:latest``.
+    Returns the tag."""
+    return _save(models, fetched.name, fetched, labels, metadata)
+
+
+def drop_challengers(models: BentoModelStore, name: str, keep: str | None = None) -> list[str]:
+    """Delete every ``<name>_challenger`` version but ``keep`` (an MLflow version) from the
+    store; returns their tags."""
     import bentoml
     from bentoml.exceptions import NotFound
 
-    tag = _save(models, fetched.name, fetched, labels, metadata)
-    with contextlib.suppress(NotFound):
-        bentoml.models.delete(
-            f"{fetched.name}{CHALLENGER_SUFFIX}:v{fetched.version}", _model_store=models.store()
-        )
-    return tag
+    store = models.store()
+    try:
+        found = store.list(f"{name}{CHALLENGER_SUFFIX}")
+    except NotFound:
+        return []
+    dropped = []
+    for model in found:
+        if keep is not None and model.info.labels.get("mlflow_version") == keep:
+            continue
+        with contextlib.suppress(NotFound):
+            bentoml.models.delete(model.tag, _model_store=store)
+            dropped.append(str(model.tag))
+    return dropped
 
 
 def save_challenger(
