@@ -256,7 +256,14 @@ def reports_dir() -> Path:
 
 def feast_environment() -> dict[str, str]:
     """The variables ``feature_repo/feature_store.yaml`` reads, with their embedded defaults
-    (file registry and SQLite online store under ``<home>/feast``); set ones win.
+    (Feast's SQL registry on a SQLite file and the SQLite online store under ``<home>/feast``);
+    set ones win.
+
+    The registry is SQL by default, not Feast's file registry: several processes use it (the
+    code location, the ``feast`` CLI, the scoring service), and the file registry is rewritten
+    in place (truncate, then write), so a reader during an apply saw an empty registry
+    (``tests/features/test_registry_writers.py``). Transactions in SQLite make each change
+    atomic.
 
     ``FEAST_REGISTRY_TYPE`` (``file`` or ``sql``), ``FEAST_REGISTRY_PATH`` (a file, or a
     SQLAlchemy URL such as ``postgresql+psycopg://...``), ``FEAST_ONLINE_STORE`` (a YAML
@@ -265,8 +272,8 @@ def feast_environment() -> dict[str, str]:
     feast_home = analytics_home() / "feast"
     defaults = {
         "ANALYTICS_HOME": str(analytics_home()),
-        "FEAST_REGISTRY_TYPE": "file",
-        "FEAST_REGISTRY_PATH": str(feast_home / "registry.db"),
+        "FEAST_REGISTRY_TYPE": "sql",
+        "FEAST_REGISTRY_PATH": f"sqlite:///{feast_home / 'registry.sqlite'}",
         "FEAST_ONLINE_STORE": f'{{type: sqlite, path: "{feast_home / "online.db"}"}}',
     }
     return {name: _env(name) or default for name, default in defaults.items()}

@@ -38,7 +38,7 @@ def open_applied(kind: str, home: Path, redis_at: str, tag: str, db: int):
     from analytics_assets import settings
     from analytics_assets.feast_repo import apply, open_store
 
-    os.environ["FEAST_REGISTRY_PATH"] = str(home / "feast" / f"registry-{tag}.db")
+    os.environ["FEAST_REGISTRY_PATH"] = f"sqlite:///{home}/feast/registry-{tag}.sqlite"
     if kind == "redis":
         os.environ["FEAST_ONLINE_STORE"] = (
             f'{{type: redis, connection_string: "{redis_at},db={db}"}}'

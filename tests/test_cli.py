@@ -31,12 +31,14 @@ def test_feast_env_defaults_under_home_and_keeps_what_is_set(analytics_home, mon
 
     monkeypatch.setenv("FEAST_ONLINE_STORE", '{type: redis, connection_string: "127.0.0.1:6379"}')
     monkeypatch.delenv("FEAST_REGISTRY_PATH", raising=False)
+    monkeypatch.delenv("FEAST_REGISTRY_TYPE", raising=False)
     result = CliRunner().invoke(main, ["feast-env"])
     assert result.exit_code == 0, result.output
     exported = dict(
         shlex.split(line.removeprefix("export "))[0].split("=", 1)
         for line in result.output.splitlines()
     )
-    assert exported["FEAST_REGISTRY_PATH"] == str(analytics_home / "feast" / "registry.db")
-    assert exported["FEAST_REGISTRY_TYPE"] == "file"
+    registry = analytics_home / "feast" / "registry.sqlite"
+    assert exported["FEAST_REGISTRY_PATH"] == f"sqlite:///{registry}"
+    assert exported["FEAST_REGISTRY_TYPE"] == "sql"
     assert exported["FEAST_ONLINE_STORE"] == '{type: redis, connection_string: "127.0.0.1:6379"}'

@@ -100,9 +100,15 @@ def online_store_config() -> dict:
 
 
 def registry_may_exist() -> bool:
-    """False only when the registry is a file that does not exist (nothing applied yet)."""
+    """False only when the registry is a file (or a SQLite database) that does not exist:
+    nothing applied yet."""
     env = settings.feast_environment()
-    return env["FEAST_REGISTRY_TYPE"] != "file" or Path(env["FEAST_REGISTRY_PATH"]).exists()
+    path = env["FEAST_REGISTRY_PATH"]
+    if env["FEAST_REGISTRY_TYPE"] == "file":
+        return Path(path).exists()
+    if path.startswith("sqlite:///"):
+        return Path(path.removeprefix("sqlite:///")).exists()
+    return True
 
 
 def expand_feature_store_yaml(repo_path: Path) -> str:

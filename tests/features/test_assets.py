@@ -162,17 +162,17 @@ def test_training_set_refuses_when_no_label_window_has_passed(
     assert "no as-of day has a complete label window" in str(result.all_events)
 
 
-def test_sql_registry_is_a_setting(history, feature_resources, instance, monkeypatch) -> None:
-    """The SQL registry Feast keeps in PostgreSQL in production, here on a SQLite URL: the same
-    assets, only the environment differs."""
-    url = f"sqlite:///{settings.analytics_home() / 'feast' / 'registry.sqlite'}"
-    monkeypatch.setenv("FEAST_REGISTRY_TYPE", "sql")
-    monkeypatch.setenv("FEAST_REGISTRY_PATH", url)
+def test_file_registry_is_a_setting(history, feature_resources, instance, monkeypatch) -> None:
+    """Feast's file registry instead of the default SQL one: the same assets, only the
+    environment differs."""
+    path = settings.analytics_home() / "feast" / "registry.db"
+    monkeypatch.setenv("FEAST_REGISTRY_TYPE", "file")
+    monkeypatch.setenv("FEAST_REGISTRY_PATH", str(path))
     build_features(feature_resources, instance)
     run([feast_definitions], feature_resources, instance)
     store = open_store(settings.feature_repo_path())
-    assert type(store.registry).__name__ == "SqlRegistry"
-    assert not (settings.analytics_home() / "feast" / "registry.db").exists()
+    assert type(store.registry).__name__ == "Registry" and path.exists()
+    assert not (settings.analytics_home() / "feast" / "registry.sqlite").exists()
     materialize_online(feature_resources, instance)
     assert online_values(["a"])["frequency"] == [1]
 
