@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -218,15 +219,21 @@ class BentoModelStore(dg.ConfigurableResource):
         return ModelStore(str(Path(self.home) / "models"))
 
 
+def from_env(name: str, default: object) -> str | dg.EnvVar:
+    """``dg.EnvVar(name)`` when the variable is set, so the UI shows the variable, never its
+    value (a tracking URI may hold a password); the embedded default otherwise."""
+    return dg.EnvVar(name) if os.environ.get(name) else str(default)
+
+
 def warehouse_resource() -> Warehouse:
-    return Warehouse(database=str(settings.warehouse_path()))
+    return Warehouse(database=from_env("ANALYTICS_WAREHOUSE", settings.warehouse_path()))
 
 
 def landing_resource() -> LandingZone:
     return LandingZone(
-        root=str(settings.landing_dir()),
-        quarantine_root=str(settings.quarantine_dir()),
-        archive_root=str(settings.archive_dir()),
+        root=from_env("ANALYTICS_LANDING_DIR", settings.landing_dir()),
+        quarantine_root=from_env("ANALYTICS_QUARANTINE_DIR", settings.quarantine_dir()),
+        archive_root=from_env("ANALYTICS_ARCHIVE_DIR", settings.archive_dir()),
     )
 
 
@@ -237,7 +244,7 @@ def build_resources() -> dict[str, object]:
         "landing_zone": landing_resource(),
         "feast": FeastRepo(repo_path=str(settings.feature_repo_path())),
         "mlflow": MlflowTracking(
-            tracking_uri=settings.mlflow_tracking_uri(),
+            tracking_uri=from_env("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri()),
             artifact_root=settings.mlflow_artifact_root(),
         ),
         "bento_store": BentoModelStore(home=str(settings.bentoml_home())),

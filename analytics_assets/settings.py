@@ -135,6 +135,14 @@ def mlflow_tracking_uri() -> str:
     return _env("MLFLOW_TRACKING_URI") or default
 
 
+def redacted(uri: str) -> str:
+    """``uri`` with the password of ``scheme://user:password@host`` replaced by ``***``: what
+    may be shown (metadata, logs, the UI)."""
+    import re
+
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", uri)
+
+
 def mlflow_artifact_root() -> str | None:
     """Where experiments we create keep their artifacts: ``$ANALYTICS_MLFLOW_ARTIFACTS`` (e.g.
     ``s3://bucket/mlflow``); with the embedded store ``<home>/mlflow/artifacts``; with a
@@ -167,6 +175,29 @@ def serving_api_key() -> str | None:
     """The key clients of the scoring service must send (``$SCORING_API_KEY``); unset: no
     authentication, which is why the service binds to localhost by default."""
     return _env("SCORING_API_KEY")
+
+
+def serving_host() -> str:
+    """Where the scoring service listens (``$SCORING_HOST``, default ``127.0.0.1``; the bento's
+    container image sets ``0.0.0.0``)."""
+    return _env("SCORING_HOST") or "127.0.0.1"
+
+
+def check_serving_exposure() -> None:
+    """Refuse to listen beyond this host without an API key: a service on ``0.0.0.0`` (a
+    container) needs ``SCORING_API_KEY``."""
+    import ipaddress
+
+    host = serving_host()
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local and not serving_api_key():
+        raise RuntimeError(
+            f"the scoring service would listen on {host} (SCORING_HOST) without "
+            "authentication: set SCORING_API_KEY, or SCORING_HOST=127.0.0.1"
+        )
 
 
 def serving_challenger_share() -> float:

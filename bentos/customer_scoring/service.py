@@ -43,12 +43,13 @@ MODEL_NAMES = {"churn": CHURN_MODEL, "clv": CLV_MODEL}
 
 @bentoml.service(
     name="customer_scoring",
-    http={"host": "127.0.0.1", "port": 3001},
+    http={"host": settings.serving_host(), "port": 3001},
     traffic={"timeout": 30},
     workers=1,
 )
 class CustomerScoring:
     def __init__(self) -> None:
+        settings.check_serving_exposure()
         from prometheus_client import Counter
         from threadpoolctl import threadpool_limits
 

@@ -56,3 +56,5 @@ def test_build_offline(serving_home: Path) -> None:
     ):
         assert (bento / path).is_file(), path
     assert not list(bento.rglob("test_*.py"))
+    # the container listens beyond loopback, so it needs SCORING_API_KEY to start
+    assert {(e["name"], e["value"]) for e in info["envs"]} == {("SCORING_HOST", "0.0.0.0")}

@@ -170,7 +170,7 @@ def churn_model(
             "calibration": _image("calibration", calibration_png),
             "decile_lift": _image("decile lift", lift_png),
             "decile_lift_table": preview(lift),
-            "tracking_uri": mlflow.tracking_uri,
+            "tracking_uri": settings.redacted(mlflow.tracking_uri),
         }
     )
 
@@ -305,7 +305,7 @@ def clv_model(
             **_timings(fit_seconds, mlflow_seconds),
             "conditional_expectations": _image("conditional expectations", expectations_png),
             "conditional_expectations_table": preview(by_frequency),
-            "tracking_uri": mlflow.tracking_uri,
+            "tracking_uri": settings.redacted(mlflow.tracking_uri),
         }
     )
 
