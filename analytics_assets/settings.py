@@ -41,10 +41,25 @@ def archive_dir() -> Path:
     return Path(_env("ANALYTICS_ARCHIVE_DIR") or analytics_home() / "archive").resolve()
 
 
-def archive_retention_days() -> int:
-    """Days an archived file is kept (``$ANALYTICS_ARCHIVE_RETENTION_DAYS``, default 30; 0:
-    forever). The events are in the warehouse; the archive is for re-ingesting."""
-    return int(_env("ANALYTICS_ARCHIVE_RETENTION_DAYS") or 30)
+def retention() -> dict[str, int]:
+    """What the daily ``apply_retention`` job keeps (0: keep everything), from the environment:
+
+    - ``ANALYTICS_ARCHIVE_RETENTION_DAYS`` (30): archived landing files;
+    - ``ANALYTICS_PREDICTIONS_RETENTION_DAYS`` (90): the scoring service's prediction log;
+    - ``ANALYTICS_REPORTS_RETENTION_DAYS`` (90): drift and other reports under ``reports/``;
+    - ``ANALYTICS_RUN_RETENTION_DAYS`` (30): training and monitoring runs (their plots are in
+      the event log), except the runs of each asset's latest materialization;
+    - ``ANALYTICS_KEEP_MODEL_VERSIONS`` (10): newest model versions kept in MLflow and in the
+      BentoML store besides the champion, the challenger and the champion before it.
+    """
+    defaults = {
+        "archive_days": ("ANALYTICS_ARCHIVE_RETENTION_DAYS", 30),
+        "predictions_days": ("ANALYTICS_PREDICTIONS_RETENTION_DAYS", 90),
+        "reports_days": ("ANALYTICS_REPORTS_RETENTION_DAYS", 90),
+        "runs_days": ("ANALYTICS_RUN_RETENTION_DAYS", 30),
+        "model_versions": ("ANALYTICS_KEEP_MODEL_VERSIONS", 10),
+    }
+    return {key: int(_env(name) or default) for key, (name, default) in defaults.items()}
 
 
 def max_file_bytes() -> int:
