@@ -9,12 +9,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.features.assets import feast_definitions
 from analytics_assets.producers.training_set import synthetic_training_set
-from analytics_assets.resources import BentoModelStore, FeastRepo, LandingZone, MlflowTracking
+from analytics_assets.resources import (
+    BentoModelStore,
+    FeastRepo,
+    LandingZone,
+    MlflowTracking,
+    Warehouse,
+)
 
 
 @pytest.fixture
@@ -52,7 +57,7 @@ def landing(analytics_home: Path) -> Path:
 @pytest.fixture
 def resources(analytics_home: Path) -> dict[str, object]:
     return {
-        "warehouse": DuckDBResource(database=str(settings.warehouse_path())),
+        "warehouse": Warehouse(database=str(settings.warehouse_path())),
         "landing_zone": LandingZone(
             root=str(settings.landing_dir()), quarantine_root=str(settings.quarantine_dir())
         ),

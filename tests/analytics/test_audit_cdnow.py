@@ -11,13 +11,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.analytics.assets import AuditConfig, customer_base_audit, customer_daily
 from analytics_assets.defs.ingest.batch import ingest_file
 from analytics_assets.producers import cdnow
 from analytics_assets.producers.files import write_batch
+from analytics_assets.resources import Warehouse
 
 
 def quarter_of(day: str) -> date:
@@ -45,7 +45,7 @@ def audited(tmp_path_factory) -> Path:
         env.setenv("ANALYTICS_HOME", str(home))
         events = cdnow.to_events(cdnow.read_transactions(cdnow.dataset_path()))
         path = write_batch(events, home / "landing", "cdnow-all", "jsonl")
-        warehouse = DuckDBResource(database=str(home / "warehouse.duckdb"))
+        warehouse = Warehouse(database=str(home / "warehouse.duckdb"))
         with duckdb.connect(str(home / "warehouse.duckdb")) as conn:
             assert ingest_file(conn, path, "cdnow-all").result.clean == 69_659
         with dg.DagsterInstance.ephemeral() as instance:

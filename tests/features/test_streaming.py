@@ -226,7 +226,7 @@ import sys
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from analytics_assets import settings
-from analytics_assets.resources import FeastRepo, LandingZone
+from analytics_assets.resources import Warehouse, FeastRepo, LandingZone
 from analytics_assets.defs.features.assets import streamed_features
 from analytics_assets.defs.ingest.assets import ingest_batch
 with dg.DagsterInstance.ephemeral() as instance:
@@ -234,7 +234,7 @@ with dg.DagsterInstance.ephemeral() as instance:
     result = dg.materialize(
         [ingest_batch, streamed_features], instance=instance, partition_key="cold",
         resources={
-            "warehouse": DuckDBResource(database=str(settings.warehouse_path())),
+            "warehouse": Warehouse(database=str(settings.warehouse_path())),
             "landing_zone": LandingZone(root=str(settings.landing_dir()),
                                         quarantine_root=str(settings.quarantine_dir())),
             "feast": FeastRepo(repo_path=str(settings.feature_repo_path())),

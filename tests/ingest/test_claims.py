@@ -173,3 +173,33 @@ def test_reingesting_a_batch_restores_the_duplicates_others_quarantined(
     assert query("SELECT customer_id, occurred_at IS NOT NULL FROM events WHERE event_id = 'e1'")[
         0
     ] == (event(1)["customer_id"], True)
+
+
+def test_a_batch_that_fails_its_last_attempt_is_quarantined_and_alerted(
+    land, resources, instance, monkeypatch
+) -> None:
+    """An unexpected error on the last attempt (no retries left): the run fails (the failure
+    alert fires) and the file is quarantined whole with the error, not left to be forgotten."""
+    from analytics_assets.defs.ingest import batch
+
+    def broken(raw):
+        raise RuntimeError("validator crashed")
+
+    monkeypatch.setattr(batch, "validate_batch", broken)
+    data = jsonl([event(1)])
+    path = land("f.jsonl", data)
+    claim = claim_of(path)
+    instance.add_dynamic_partitions(batches.name, ["f"])
+    result = dg.materialize(
+        [ingest_batch],
+        partition_key="f",
+        resources=resources,
+        instance=instance,
+        tags=claims_tag([claim]),
+        raise_on_error=False,
+    )
+    assert not result.success
+    ((reason, detail),) = query("SELECT reason, detail FROM quarantined_events")
+    assert reason == Reason.INGEST_FAILED and "validator crashed" in detail
+    assert not path.exists()
+    assert (settings.quarantine_dir() / f"{claim.sha256[:12]}__f.jsonl").read_bytes() == data

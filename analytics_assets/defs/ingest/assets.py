@@ -1,5 +1,6 @@
 """Raw, clean and quarantined events: one landed micro-batch per partition."""
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.ingest import landing, tables
-from analytics_assets.defs.ingest.batch import BatchOutcome, Status, ingest_file
+from analytics_assets.defs.ingest.batch import BatchOutcome, Status, ingest_file, quarantine_whole
 from analytics_assets.defs.ingest.landing import Claim, claims_from_tags
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_dtypes
@@ -80,6 +81,8 @@ def ingest_batch(
             try:
                 done.append(_ingest(context, conn, landing_zone, batch_id, claims.get(batch_id)))
             except Exception as exc:  # one batch's failure does not hold up the others
+                if last_attempt(context):
+                    _quarantine_failed(context, conn, landing_zone, batch_id, claims, exc)
                 if len(context.partition_keys) == 1:
                     raise
                 context.log.error(f"Batch {batch_id} failed: {exc}")
@@ -93,6 +96,45 @@ def ingest_batch(
             "retry it again.",
             metadata={"failed_batches": dg.MetadataValue.json(failed)},
         )
+
+
+def last_attempt(context) -> bool:
+    """Whether Dagster will not retry this run if it fails (dagster.yaml ``run_retries``)."""
+    instance = context.instance
+    if not instance.run_retries_enabled:
+        return True
+    tags = context.run.tags
+    allowed = int(tags.get("dagster/max_retries", instance.run_retries_max_retries))
+    return int(tags.get("dagster/retry_number", "0")) >= allowed
+
+
+def _quarantine_failed(context, conn, landing_zone, batch_id: str, claims, error) -> None:
+    """A batch that failed on its last attempt is quarantined whole (``ingest_failed``, with
+    the error) and its file moved to quarantine: visible, alerted, never silently skipped."""
+    claim = claims.get(batch_id)
+    path = (
+        landing_zone.root_path / claim.file_name
+        if claim
+        else landing.find_batch_file(landing_zone.root_path, batch_id)
+    )
+    if path is None or not path.is_file():
+        return
+    try:
+        digest = landing.file_sha256(path)
+        info = tables.BatchFile(
+            batch_id,
+            path.name,
+            digest,
+            path.stat().st_size,
+            datetime.fromtimestamp(path.stat().st_ctime, tz=UTC),
+        )
+        detail = f"failed on its last attempt: {type(error).__name__}: {error}"[:2000]
+        quarantine_whole(conn, info, Reason.INGEST_FAILED, detail, time.perf_counter())
+        moved = landing_zone.quarantine_file(path, digest)
+    except Exception as again:  # the warehouse itself is failing: the file stays put
+        context.log.error(f"Batch {batch_id}: could not be quarantined either: {again}")
+        return
+    context.log.error(f"Batch {batch_id}: {detail}; quarantined, file moved to {moved}.")
 
 
 def _ingest(context, conn, landing_zone: LandingZone, batch_id: str, claim: Claim | None):

@@ -136,9 +136,9 @@ def ingest_file(
         info = tables.BatchFile(
             resent_batch_id(batch_id, digest), path.name, digest, size, landed_at
         )
-        outcome = _quarantine_whole(conn, info, Reason.BATCH_NAME_RESENT, detail, started)
+        outcome = quarantine_whole(conn, info, Reason.BATCH_NAME_RESENT, detail, started)
     elif error is not None:
-        outcome = _quarantine_whole(conn, info, error.reason, str(error), started)
+        outcome = quarantine_whole(conn, info, error.reason, str(error), started)
     else:
         result = tables.commit_batch(
             conn, info, validated.clean, validated.quarantined, records_read=raw.records
@@ -154,13 +154,14 @@ def ingest_file(
     return outcome
 
 
-def _quarantine_whole(
+def quarantine_whole(
     conn: duckdb.DuckDBPyConnection,
     info: tables.BatchFile,
     reason: str,
     detail: str,
     started: float,
 ) -> BatchOutcome:
+    """Commit the file as one quarantine record with ``reason`` (nothing of it in events)."""
     record = pl.DataFrame(
         [{"record_number": None, "reason": reason, "detail": detail}], schema=QUARANTINE_SCHEMA
     )

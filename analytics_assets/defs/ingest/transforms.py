@@ -38,8 +38,9 @@ class Reason:
     DUPLICATE_STORED = "duplicate_event_id_already_stored"
     FILE_TOO_LARGE = "file_too_large"
     BATCH_NAME_RESENT = "batch_name_resent"
+    INGEST_FAILED = "ingest_failed"
 
-    FILE_LEVEL = (FILE_UNREADABLE, FILE_TOO_LARGE, BATCH_NAME_RESENT)
+    FILE_LEVEL = (FILE_UNREADABLE, FILE_TOO_LARGE, BATCH_NAME_RESENT, INGEST_FAILED)
     """Reasons that quarantine a whole file (one record, the file moved to quarantine)."""
 
 

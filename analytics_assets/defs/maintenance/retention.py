@@ -3,7 +3,6 @@ landing files, the prediction log, reports, old training and monitoring runs wit
 model versions in MLflow and in the BentoML store). The limits are settings
 (:func:`analytics_assets.settings.retention`)."""
 
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
