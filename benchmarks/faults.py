@@ -62,7 +62,7 @@ def main() -> None:
         rng = random.Random(args.seed)
         expected: dict[str, set[str]] = {}
         results = []
-        baseline_stuck = None
+        baseline_stuck = flowed = None
         if args.baseline_wait:
             before = Daemon(
                 home / "daemon-baseline.log",
@@ -72,15 +72,17 @@ def main() -> None:
             before.start()
             try:
                 instance = dg.DagsterInstance.get()
-                baseline_stuck = sum(
-                    stuck_trial(instance, fault_file, point, f"baseline-{n}", args.baseline_wait)
-                    for n, point in enumerate(faults.POINTS[:2])
+                stuck, flowed = stuck_trial(
+                    instance, fault_file, faults.IN_COMMIT, args.baseline_wait
                 )
+                baseline_stuck = int(stuck)
             finally:
                 before.stop()
             print(
-                f"baseline (no run monitoring, no retries): {baseline_stuck} of 2 killed runs "
-                f"still STARTED after {args.baseline_wait:.0f}s",
+                f"baseline (no run monitoring, no retries): the run killed inside its commit is "
+                f"{'still STARTED' if stuck else 'finished'} after {args.baseline_wait:.0f}s; "
+                f"the next file was {'committed' if flowed else 'NOT committed'} within another "
+                f"{args.baseline_wait:.0f}s",
                 flush=True,
             )
             # the fixed platform heals what the baseline left behind, then the trials start
@@ -149,6 +151,7 @@ def main() -> None:
                 "extra_ledger_rows": report.extra_ledger_rows,
                 "stuck_runs": report.stuck_runs,
                 "baseline_stuck_runs": baseline_stuck,
+                "baseline_next_batch_flowed": flowed,
                 "recovery_p50_s": round(statistics.median(recoveries), 2),
                 "recovery_p95_s": round(p95, 2),
             }

@@ -209,12 +209,13 @@ def kill_run_trial(
     return TrialResult("run", point, recovery, True)
 
 
-def stuck_trial(instance, fault_file: Path, point: str, tag: str, wait_s: float) -> bool:
-    """The baseline: with run monitoring off, is the killed run still STARTED after
-    ``wait_s``?"""
+def stuck_trial(instance, fault_file: Path, point: str, wait_s: float) -> tuple[bool, bool]:
+    """The baseline (run monitoring and retries off): kill a run at ``point``, then land the
+    next file. Returns whether the killed run is still in progress after ``wait_s`` and
+    whether the next batch was committed within another ``wait_s``."""
     faults.arm(fault_file, point)
-    data, _ = events_file(tag, 100)
-    write_atomic(settings.landing_dir(), f"{tag}.jsonl", data)
+    data, _ = events_file("baseline-killed", 100)
+    write_atomic(settings.landing_dir(), "baseline-killed.jsonl", data)
     fired = Path(f"{fault_file}.fired")
     deadline = time.monotonic() + 120
     while not fired.exists():
@@ -223,7 +224,17 @@ def stuck_trial(instance, fault_file: Path, point: str, tag: str, wait_s: float)
         time.sleep(0.05)
     fired.unlink()
     time.sleep(wait_s)
-    return any(tag in r.tags.get("analytics/batches", "") for r in in_progress_runs(instance))
+    stuck = any(
+        "baseline-killed" in r.tags.get("analytics/batches", "") for r in in_progress_runs(instance)
+    )
+    data, _ = events_file("baseline-next", 100)
+    write_atomic(settings.landing_dir(), "baseline-next.jsonl", data)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if ledger({"baseline-next"}):
+            return stuck, True
+        time.sleep(0.5)
+    return stuck, False
 
 
 def kill_daemon_trial(

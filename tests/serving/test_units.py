@@ -27,20 +27,22 @@ def test_split_is_stable_and_proportional() -> None:
     assert 0.0 <= bucket("x") < 1.0
 
 
+MODEL = SimpleNamespace(
+    name="churn_model",
+    version="4",
+    role="champion",
+    feature_service="churn_v1",
+    features=["frequency"],
+)
+
+
 def test_prediction_log_writes_per_model_and_day(tmp_path) -> None:
     log = PredictionLog(tmp_path, flush_seconds=60)
-    model = SimpleNamespace(
-        name="churn_model",
-        version="4",
-        role="champion",
-        feature_service="churn_v1",
-        features=["frequency"],
-    )
     for request in range(3):
         log.record(
             endpoint="churn",
             request_id=f"r{request}",
-            model=model,
+            model=MODEL,
             served=True,
             customer_ids=["a", "b"],
             known=np.array([True, False]),
@@ -58,17 +60,10 @@ def test_prediction_log_writes_per_model_and_day(tmp_path) -> None:
 
 
 def _record(log: PredictionLog, request: str) -> None:
-    model = SimpleNamespace(
-        name="churn_model",
-        version="4",
-        role="champion",
-        feature_service="churn_v1",
-        features=["frequency"],
-    )
     log.record(
         endpoint="churn",
         request_id=request,
-        model=model,
+        model=MODEL,
         served=True,
         customer_ids=["a", "b"],
         known=np.array([True, True]),
