@@ -83,9 +83,6 @@ class CommitResult:
     committed_at: datetime | None
 
 
-NOTHING_COMMITTED = CommitResult(0, 0, 0, [], {}, None)
-
-
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(DDL)
 
