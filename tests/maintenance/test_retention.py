@@ -82,3 +82,27 @@ def test_the_job_prunes_files_runs_and_versions(model_resources, monkeypatch) ->
     kept = sorted(str(v.version) for v in client.search_model_versions("name='churn_model'"))
     assert kept == ["1", "2", "4"]  # 3 goes: not newest, champion, challenger nor previous
     assert [m.info.labels["mlflow_version"] for m in store.list("clv_model")] == ["3"]
+
+
+def test_old_monitoring_runs_go_but_not_the_latest_materialization(analytics_home) -> None:
+    from analytics_assets.defs.maintenance.retention import old_runs
+
+    @dg.asset(name="drift_report")
+    def report() -> None:
+        return None
+
+    tags = {"dagster/sensor_name": "monitoring_automation"}
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = dg.materialize([report], instance=instance, tags=tags).run_id
+        second = dg.materialize([report], instance=instance, tags=tags).run_id
+        other = dg.materialize([report], instance=instance).run_id  # not a pruned kind
+        later = datetime.now(UTC) + timedelta(days=31)
+        assert old_runs(instance, 60, later) == 0  # not old enough yet
+        # `other` holds the latest materialization now; the two monitoring runs are old
+        assert old_runs(instance, 30, later) == 2
+        assert instance.get_run_by_id(first) is None and instance.get_run_by_id(second) is None
+        assert instance.get_run_by_id(other) is not None
+        # the latest materialization's run is kept even when old
+        keep = dg.materialize([report], instance=instance, tags=tags).run_id
+        assert old_runs(instance, 30, later) == 0
+        assert instance.get_run_by_id(keep) is not None

@@ -37,7 +37,7 @@ def apply_retention_op(
     }
     protected = _mlflow_versions(context, mlflow, limits["model_versions"], removed)
     _bento_versions(context, bento_store, limits["model_versions"], protected, removed)
-    removed["runs"] = _old_runs(context, limits["runs_days"])
+    removed["runs"] = old_runs(context.instance, limits["runs_days"], datetime.now(UTC))
     context.log.info(f"retention {limits}: removed {removed}")
     context.add_output_metadata({"limits": limits, "removed": removed})
     return removed
@@ -100,13 +100,12 @@ def _bento_versions(context, bento_store: BentoModelStore, keep: int, protected,
     removed["bento_versions"] = dropped
 
 
-def _old_runs(context, keep_days: int) -> int:
+def old_runs(instance: dg.DagsterInstance, keep_days: int, now: datetime) -> int:
     """Finished retraining and monitoring runs older than ``keep_days`` are deleted with their
     events (plots included), except a run that holds an asset's latest materialization."""
     if keep_days <= 0:
         return 0
-    instance = context.instance
-    cutoff = datetime.now(UTC) - timedelta(days=keep_days)
+    cutoff = now - timedelta(days=keep_days)
     finished = [
         dg.DagsterRunStatus.SUCCESS,
         dg.DagsterRunStatus.FAILURE,
