@@ -6,10 +6,12 @@ slug plus a hash of the full name otherwise. Raw file names never reach SQL or p
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -126,21 +128,13 @@ def move_unique(path: Path, directory: Path, sha256: str) -> Path:
     overwrites."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / bounded_name(f"{sha256[:12]}__", path.name)
-    os.replace(path, target) if _same_device(path, directory) else _copy_then_remove(path, target)
+    try:
+        os.replace(path, target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        shutil.move(path, target)  # another file system: copy, then remove
     return target
-
-
-def _same_device(path: Path, directory: Path) -> bool:
-    return path.stat().st_dev == directory.stat().st_dev
-
-
-def _copy_then_remove(path: Path, target: Path) -> None:
-    import shutil
-
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, target)
-    path.unlink()
 
 
 @dataclass(frozen=True)
