@@ -140,11 +140,24 @@ def in_progress_runs(instance) -> list:
     return instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus[s] for s in IN_PROGRESS]))
 
 
+def healed(instance, batch_ids: set[str]) -> bool:
+    """Every batch committed, its file gone from the landing zone (archived: a run killed
+    after its commit is healed only when a later run archives the file) and no run in
+    progress."""
+    landing = settings.landing_dir()
+    return (
+        set(ledger(batch_ids)) >= batch_ids
+        and not any((landing / f"{b}.jsonl").exists() for b in batch_ids)
+        and not in_progress_runs(instance)
+    )
+
+
 def wait_until_committed(instance, batch_ids: set[str], timeout: float) -> float:
-    """Seconds until every batch has its ledger row and no run is in progress."""
+    """Seconds until every batch is committed and its file archived, with nothing in flight
+    (see :func:`healed`)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if set(ledger(batch_ids)) >= batch_ids and not in_progress_runs(instance):
+        if healed(instance, batch_ids):
             return time.monotonic() - started
         time.sleep(0.25)
     missing = batch_ids - set(ledger(batch_ids))

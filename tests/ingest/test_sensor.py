@@ -234,3 +234,31 @@ def test_cursor_round_trip() -> None:
     assert Cursor.parse(None) == Cursor()
     # the ctime watermark of older versions reads as "nothing claimed"
     assert Cursor.parse('{"ctime_ns": 5, "names": ["a.jsonl"], "refused": []}') == Cursor()
+
+
+def test_a_claim_whose_promised_retry_never_came_is_requested_again(
+    ticker: Ticker, land, monkeypatch
+) -> None:
+    """The run failed, Dagster tagged it "will retry", and no retry came (the retry daemon
+    missed it): the sensor requests the file again, under a run key of its own, twice at most."""
+    from analytics_assets.definitions import defs
+    from analytics_assets.defs.ingest import sensors
+
+    monkeypatch.setattr(sensors, "LOST_RETRY_S", 0.0)
+    land("a.jsonl", jsonl([event(1)]))
+    (first,) = ticker.tick()
+    job = defs.resolve_job_def("retrain_models")  # any job: the run only carries the tags
+    run = ticker.instance.create_run_for_job(job_def=job, tags={"dagster/run_key": first.run_key})
+    ticker.instance.report_run_failed(run)
+    # as Dagster tags a failed run it means to retry (run_retries on in dagster.yaml)
+    ticker.instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
+    (again,) = ticker.tick()
+    assert again.run_key == f"{first.run_key}~again1"
+    assert claims_from_tags(again.tags)["a"].file_name == "a.jsonl"
+    assert ticker.instance.get_run_by_id(run.run_id).tags["dagster/will_retry"] == "false"
+    # the second request ran and succeeded: nothing more
+    second = ticker.instance.create_run_for_job(
+        job_def=job, tags={"dagster/run_key": again.run_key}
+    )
+    ticker.instance.report_run_failed(second)  # failed without a promised retry: alerted, kept
+    assert ticker.tick() == []

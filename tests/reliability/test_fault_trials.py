@@ -38,10 +38,14 @@ def test_killed_runs_and_a_killed_daemon_heal(analytics_home, tmp_path, monkeypa
         daemon.stop()
     assert report.ok, report
     assert report.files == 3 + 6
-    # each killed run was failed by monitoring and retried by the daemon
-    failed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
-    assert len(failed) >= 3
-    retried = [r for r in runs if r.tags.get("dagster/retry_number")]
-    assert len(retried) >= 3
+    # each killed run was failed by monitoring, then run again (Dagster's retry, or the
+    # sensor's second request when a promised retry never came) and succeeded
+    for n in range(len(faults.POINTS)):
+        batch = [r for r in runs if r.tags.get("analytics/batches") == f"kill-{n}"]
+        statuses = [r.status for r in batch]
+        assert dg.DagsterRunStatus.FAILURE in statuses, statuses
+        assert dg.DagsterRunStatus.SUCCESS in statuses, statuses
+    # healed by Dagster's retry within seconds; by the sensor's second request when a promised
+    # retry never comes (after LOST_RETRY_S, 60 s)
     for result in results:
-        assert result.recovery_s < 60, result
+        assert result.recovery_s < 100, result

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -9,7 +10,15 @@ import dagster as dg
 
 from analytics_assets import settings
 from analytics_assets.defs.ingest.assets import ingest_batch
-from analytics_assets.defs.ingest.landing import Claim, LandedFile, Refused, claims_tag, scan
+from analytics_assets.defs.ingest.landing import (
+    Claim,
+    LandedFile,
+    Refused,
+    batch_id_for,
+    claims_from_tags,
+    claims_tag,
+    scan,
+)
 from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from analytics_assets.resources import LandingZone
@@ -35,6 +44,8 @@ class Cursor:
 
     claimed: dict[str, str] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    runs: dict[str, list] = field(default_factory=dict)
+    """Per claimed file: ``[run key, claimed at (epoch s), times requested again]``."""
 
     @classmethod
     def parse(cls, raw: str | None) -> "Cursor":
@@ -43,11 +54,15 @@ class Cursor:
         data = json.loads(raw)
         # an older cursor (a ctime watermark) has no claims: every file present is claimed
         # once more and each run finds its batch in the ledger
-        return cls(data.get("claimed", {}), data.get("refused", []))
+        return cls(data.get("claimed", {}), data.get("refused", []), data.get("runs", {}))
 
     def dump(self) -> str:
         return json.dumps(
-            {"claimed": self.claimed, "refused": self.refused[-_REFUSED_MEMORY:]},
+            {
+                "claimed": self.claimed,
+                "refused": self.refused[-_REFUSED_MEMORY:],
+                "runs": {n: r for n, r in self.runs.items() if n in self.claimed},
+            },
             separators=(",", ":"),
         )
 
@@ -104,7 +119,7 @@ def plan_claims(
             )
     claimed = {name: f for name, f in cursor.claimed.items() if name in present}
     claimed.update({item.path.name: item.fingerprint for item in claims})
-    next_cursor = Cursor(claimed, cursor.refused + [r.name for r in refused])
+    next_cursor = Cursor(claimed, cursor.refused + [r.name for r in refused], dict(cursor.runs))
     return Plan(claims=claims, reclaimed=reclaimed, refused=refused, cursor=next_cursor)
 
 
@@ -143,6 +158,42 @@ def run_requests(claims: list[Claim], per_run: int) -> list[dg.RunRequest]:
     return requests
 
 
+LOST_RETRY_S = 60.0
+"""A claimed file whose run failed with a retry promised (``dagster/will_retry``) and no retry
+launched this long after, or that has no run at all, is requested again (twice at most)."""
+MAX_REQUESTS_AGAIN = 2
+
+
+def lost_claims(
+    instance: dg.DagsterInstance, cursor: Cursor, now: float
+) -> list[tuple[str, str | None]]:
+    """Claimed files (still in the landing zone) whose run will not come: the healing of last
+    resort when Dagster's retry daemon did not act on a failure (seen once: a run killed in
+    the daemon's first seconds was marked "will retry" and never retried)."""
+    lost = []
+    for name, (run_key, claimed_at, again) in cursor.runs.items():
+        if name not in cursor.claimed or now - claimed_at < LOST_RETRY_S:
+            continue
+        if again >= MAX_REQUESTS_AGAIN:
+            continue
+        records = instance.get_run_records(
+            dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1
+        )
+        if not records:
+            lost.append((name, None))
+            continue
+        run, ended = records[0].dagster_run, records[0].end_time
+        if (
+            run.status == dg.DagsterRunStatus.FAILURE
+            and run.tags.get("dagster/will_retry") == "true"
+            and "dagster/auto_retry_run_id" not in run.tags
+            and ended is not None
+            and now - ended >= LOST_RETRY_S
+        ):
+            lost.append((name, run.run_id))
+    return lost
+
+
 # The streaming lane: a batch's run ingests it and brings the customers it touched online.
 STREAMING_LANE = dg.AssetSelection.assets(ingest_batch) | dg.AssetSelection.assets(
     "streamed_features"
@@ -176,12 +227,44 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
                 claims.append(Claim.of(item))
             except FileNotFoundError:  # gone since the scan: nothing to claim
                 plan.cursor.claimed.pop(item.path.name, None)
+        now = time.time()
+        lost = [
+            (name, run_id)
+            for name, run_id in lost_claims(context.instance, plan.cursor, now)
+            if name not in {claim.file_name for claim in claims}  # claimed anew this tick
+        ]
+        requests = run_requests(claims, settings.files_per_run())
+        for request in requests:
+            for claim in claims_from_tags(request.tags).values():
+                plan.cursor.runs[claim.file_name] = [request.run_key, now, 0]
+        for name, failed_run in lost:
+            run_key, _, again = plan.cursor.runs[name]
+            path = landing_zone.root_path / name
+            try:
+                stat = path.stat()
+                item = LandedFile(path, batch_id_for(name) or name, stat.st_ctime_ns, stat.st_size)
+                claim = Claim.of(item)
+            except FileNotFoundError:  # archived or quarantined meanwhile
+                continue
+            (request,) = run_requests([claim], 1)
+            request = request.with_replaced_attrs(
+                run_key=f"{run_key.split('~')[0]}~again{again + 1}"
+            )
+            context.log.warning(
+                f"{name!r}: the run of its claim ({run_key}) failed and was not retried, or "
+                f"never started; requested again ({again + 1} of {MAX_REQUESTS_AGAIN})"
+            )
+            plan.cursor.runs[name] = [request.run_key, now, again + 1]
+            if failed_run is not None:  # taken over here: Dagster must not retry it as well
+                context.instance.add_run_tags(failed_run, {"dagster/will_retry": "false"})
+            requests.append(request)
+            claims.append(claim)
         context.update_cursor(plan.cursor.dump())
-        if not claims:
+        if not requests:
             return dg.SkipReason("no new files in the landing zone")
         new_keys = [claim.batch_id for claim in claims if claim.batch_id not in known]
         return dg.SensorResult(
-            run_requests=run_requests(claims, settings.files_per_run()),
+            run_requests=requests,
             # added in claim order: a group's batches are a contiguous range of partitions
             dynamic_partitions_requests=[batches.build_add_request(new_keys)] if new_keys else [],
         )
