@@ -108,7 +108,7 @@ class Warehouse(DuckDBResource):
         except Exception:  # outside a run
             log, run = None, None
         (log or _log).warning(message)
-        from analytics_assets.defs.monitoring import alerts
+        from analytics_assets.lib import alerts
 
         alerts.raise_alert(
             {
@@ -149,7 +149,7 @@ class FeastRepo(dg.ConfigurableResource):
 
     def store(self):
         """A ``feast.FeatureStore`` on this repo's configuration."""
-        from analytics_assets.feast_repo import open_store
+        from analytics_assets.lib.feast_repo import open_store
 
         return open_store(self.path)
 
@@ -214,9 +214,9 @@ class BentoModelStore(dg.ConfigurableResource):
     home: str
 
     def store(self):
-        from bentoml._internal.models import ModelStore
+        from analytics_assets.lib.bento_store import open_store
 
-        return ModelStore(str(Path(self.home) / "models"))
+        return open_store(self.home)
 
 
 def from_env(name: str, default: object) -> str | dg.EnvVar:

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from analytics_assets import settings
-from analytics_assets.artifacts import BENTO_MODEL_FOLDER
-from analytics_assets.feast_repo import open_store
+from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER
+from analytics_assets.lib.feast_repo import open_store
 from analytics_assets.lib.online_reader import OnlineReader
 from bentos.customer_scoring.champions import churn_scorer, model_store
 

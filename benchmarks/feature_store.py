@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics_assets.producers.feature_snapshot import AS_OF, write_snapshot
+from analytics_assets.testing.feature_snapshot import AS_OF, write_snapshot
 
 
 def open_applied(kind: str, home: Path, redis_at: str, tag: str, db: int):
     """A store on its own registry and online store, with the repo applied."""
     from analytics_assets import settings
-    from analytics_assets.feast_repo import apply, open_store
+    from analytics_assets.lib.feast_repo import apply, open_store
 
     os.environ["FEAST_REGISTRY_PATH"] = f"sqlite:///{home}/feast/registry-{tag}.sqlite"
     if kind == "redis":
@@ -66,16 +66,16 @@ def clear_online(kind: str, store, redis_at: str, db: int) -> None:
 
 def ours(store, directory: Path) -> int:
     from analytics_assets.defs.features import offline
-    from analytics_assets.lib import feast_online
+    from analytics_assets.lib import feast_online, snapshots
 
-    until = offline.newest_timestamp(directory) + timedelta(seconds=1)
+    until = snapshots.newest_timestamp(directory) + timedelta(seconds=1)
     views = offline.views_over_snapshots(store)
     batches = offline.latest_rows_by_view(directory, views, until)
     return sum(feast_online.write_latest(store, batches).values())
 
 
 def stock(store) -> None:
-    from analytics_assets.defs.features.transforms import snapshot_instant
+    from analytics_assets.lib.days import snapshot_instant
 
     end = snapshot_instant(AS_OF) + timedelta(seconds=1)
     store.materialize(start_date=end - timedelta(days=2), end_date=end)
@@ -163,7 +163,8 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="feature-store-bench-"))
     os.environ["ANALYTICS_HOME"] = str(home)
     os.environ.pop("ANALYTICS_FEATURES_DIR", None)
-    from analytics_assets import servers, settings
+    from analytics_assets import settings
+    from analytics_assets.testing import servers
 
     settings.ensure_dirs()
     directory = settings.feature_snapshots_dir()

@@ -37,7 +37,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analytics_assets.servers import stop  # reads no settings at import
+from analytics_assets.lib.processes import stop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -223,11 +223,11 @@ def prepare_serving(home: Path) -> None:
     both models in the BentoML store, as feast_definitions and a promotion leave them."""
     import dagster as dg
 
-    from analytics_assets import feast_repo, settings
-    from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
+    from analytics_assets import settings
     from analytics_assets.defs.features import offline
-    from analytics_assets.lib import feast_online
-    from analytics_assets.producers import serving
+    from analytics_assets.lib import feast_online, feast_repo
+    from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL
+    from analytics_assets.testing import serving
 
     store = feast_repo.open_store(settings.feature_repo_path())
     feast_repo.apply(store, settings.feature_repo_path())
@@ -253,7 +253,7 @@ def online_phase(args, home: Path, parts: list, spacing: float, first: int) -> d
 
     from analytics_assets import settings
     from analytics_assets.producers.files import write_batch
-    from analytics_assets.servers import free_port
+    from analytics_assets.testing.servers import free_port
 
     daemon = start_daemon(home / f"daemon-online-{first}.log")
     cpu = TreeCpu(daemon)

@@ -31,7 +31,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from analytics_assets.servers import free_port
+from analytics_assets.testing.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_IN_FLIGHT = 256
@@ -173,7 +173,7 @@ def main() -> None:
     env["ANALYTICS_HOME"] = str(home)
     os.environ.update(env)
     os.environ.pop("BENTOML_HOME", None)
-    from analytics_assets.producers import serving
+    from analytics_assets.testing import serving
 
     started = time.perf_counter()
     serving.prepare(args.customers, home / "work")

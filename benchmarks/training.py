@@ -43,8 +43,8 @@ def bench_churn(customers: int, runs: int) -> dict:
     from analytics_assets import settings
     from analytics_assets.defs.features.assets import feast_definitions
     from analytics_assets.defs.training.assets import churn_model
-    from analytics_assets.producers.training_set import synthetic_training_set
     from analytics_assets.resources import build_resources
+    from analytics_assets.testing.training_set import synthetic_training_set
 
     frame = synthetic_training_set(customers=customers, as_of_days=12, seed=1)
     path = settings.training_set_path()
@@ -89,11 +89,11 @@ def bench_clv(dataset: str, repeats: int) -> dict:
 
     from analytics_assets import settings
     from analytics_assets.defs.analytics.assets import customer_daily, sessions
-    from analytics_assets.defs.features import snapshots
     from analytics_assets.defs.features.assets import customer_features
     from analytics_assets.defs.ingest.batch import ingest_file
     from analytics_assets.defs.training import clv
     from analytics_assets.defs.training.assets import clv_model
+    from analytics_assets.lib import snapshots
     from analytics_assets.producers import cdnow
     from analytics_assets.producers.files import write_batch
     from analytics_assets.resources import build_resources

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import demo_check  # noqa: E402 (the scripts folder is not a package)
 
-from analytics_assets.servers import stop  # noqa: E402
+from analytics_assets.lib.processes import stop  # noqa: E402
 
 # quicker than the defaults, so the loop closes within minutes on a laptop (set ones win)
 DEMO_ENV = {

@@ -124,18 +124,19 @@ def sample_customer() -> str:
     import polars as pl
 
     from analytics_assets import settings
-    from analytics_assets.defs.features import offline
-    from analytics_assets.defs.features.snapshots import file_for
+    from analytics_assets.lib import snapshots
+    from analytics_assets.lib.snapshots import file_for
 
     directory = settings.feature_snapshots_dir()
-    newest = offline.snapshot_days(directory)[-1]
+    newest = snapshots.snapshot_days(directory)[-1]
     frame = pl.read_parquet(file_for(directory, newest), columns=["customer_id", "frequency"])
     return frame.filter(pl.col("frequency") > 0).sort("customer_id")["customer_id"][0]
 
 
 def check_online(customer: str) -> str:
-    from analytics_assets import feast_repo, settings
+    from analytics_assets import settings
     from analytics_assets.defs.features import offline
+    from analytics_assets.lib import feast_repo
 
     store = feast_repo.open_store(settings.feature_repo_path())
     refs = offline.feature_refs(store, ["churn_v1"])

@@ -12,7 +12,6 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.features.assets import feast_definitions
-from analytics_assets.producers.training_set import synthetic_training_set
 from analytics_assets.resources import (
     BentoModelStore,
     FeastRepo,
@@ -20,6 +19,7 @@ from analytics_assets.resources import (
     MlflowTracking,
     Warehouse,
 )
+from analytics_assets.testing.training_set import synthetic_training_set
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import psycopg2
 import pytest
 
 from analytics_assets import settings
-from analytics_assets.defs.training import registry
 from analytics_assets.instance import POSTGRES_URL_ENV, write_instance
+from analytics_assets.lib import model_registry
 from analytics_assets.resources import MlflowTracking
-from analytics_assets.servers import postgres_server
+from analytics_assets.testing.servers import postgres_server
 from tests.conftest import event, jsonl, purchase
 from tests.ingest.test_assets import materialize
 from tests.ingest.test_sensor import Ticker
@@ -63,7 +63,7 @@ def test_mlflow_tracking_and_registry_on_postgres(
         tracking_uri=sqlalchemy_url(url), artifact_root=settings.mlflow_artifact_root()
     )
     assert train_and_gate({**model_resources, "mlflow": tracking}).success
-    champion = registry.by_alias(tracking.client(), "churn_model", registry.CHAMPION)
+    champion = model_registry.by_alias(tracking.client(), "churn_model", model_registry.CHAMPION)
     assert champion is not None and champion.version == "1"
     assert count(url, "SELECT count(*) FROM registered_models WHERE name = 'churn_model'") == 1
     assert count(url, "SELECT count(*) FROM runs") == 1

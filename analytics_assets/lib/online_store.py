@@ -88,7 +88,7 @@ class Layout:
 
 def online_store_config() -> dict:
     """The ``online_store`` mapping of ``feature_store.yaml``, its variables filled in the way
-    :func:`analytics_assets.feast_repo.repo_config` fills them (no Feast import)."""
+    :func:`analytics_assets.lib.feast_repo.repo_config` fills them (no Feast import)."""
     repo = settings.feature_repo_path()
     config = yaml.safe_load(expand_feature_store_yaml(repo))["online_store"]
     if isinstance(config, str):

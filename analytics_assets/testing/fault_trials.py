@@ -91,7 +91,7 @@ class Daemon:
         self.proc.wait()
 
     def stop(self) -> None:
-        from analytics_assets.servers import stop
+        from analytics_assets.lib.processes import stop
 
         if self.proc is not None:
             stop(self.proc)

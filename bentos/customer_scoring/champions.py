@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from analytics_assets import settings
-from analytics_assets.artifacts import (
+from analytics_assets.lib import bento_store
+from analytics_assets.lib.artifacts import (
     BENTO_MODEL_FOLDER,
     CHALLENGER_SUFFIX,
     CHURN_MODEL,
@@ -51,16 +52,8 @@ class Slot:
 
 
 def model_store():
-    """BentoML's own store when ``$BENTOML_HOME`` is set (inside a built bento, its models),
-    else ``<ANALYTICS_HOME>/bentoml/models``, where the pipeline promotes to."""
-    import os
-
-    from bentoml._internal.container import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
-    if os.environ.get("BENTOML_HOME"):
-        return BentoMLContainer.model_store.get()
-    return ModelStore(str(settings.bentoml_home() / "models"))
+    """The store the service loads from (see :func:`bento_store.serving_store`)."""
+    return bento_store.serving_store(settings.bentoml_home())
 
 
 def churn_scorer(folder: Path) -> tuple[list[str], Scorer]:

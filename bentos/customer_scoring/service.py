@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from analytics_assets import settings
-from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
+from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL
 from bentos.customer_scoring.champions import LoadedModel, Models, model_store
 from bentos.customer_scoring.middleware import RequestGuard
 from bentos.customer_scoring.prediction_log import PredictionLog
@@ -57,7 +57,7 @@ class CustomerScoring:
         # core the server's other threads (and clients on the same host) need
         threadpool_limits(1, user_api="openmp")
 
-        from analytics_assets.feast_repo import open_store
+        from analytics_assets.lib.feast_repo import open_store
 
         self.feature_store = open_store(settings.feature_repo_path())
         self.models = Models(model_store(), self.feature_store)

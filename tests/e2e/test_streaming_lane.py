@@ -13,7 +13,7 @@ import pytest
 from analytics_assets import settings
 from analytics_assets.defs.ingest.landing import write_atomic
 from analytics_assets.defs.ingest.sensors import BATCHES_TAG
-from analytics_assets.producers import serving
+from analytics_assets.testing import serving
 from analytics_assets.warm_runs import PID_TAG, server_address
 from tests.conftest import event, jsonl, purchase
 from tests.e2e.test_daemon import wait_for_batches

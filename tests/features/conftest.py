@@ -10,9 +10,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from analytics_assets import servers, settings
+from analytics_assets import settings
 from analytics_assets.defs.analytics.assets import customer_daily, sessions
 from analytics_assets.resources import FeastRepo
+from analytics_assets.testing import servers
 from tests.analytics.conftest import ingest
 from tests.conftest import event, purchase
 

@@ -18,7 +18,7 @@ from analytics_assets.defs.features.assets import (
     online_features,
     training_set,
 )
-from analytics_assets.feast_repo import open_store
+from analytics_assets.lib.feast_repo import open_store
 from tests.analytics.conftest import ingest
 from tests.conftest import purchase
 from tests.features.conftest import FIRST, LAST, range_tags, roll_up

@@ -12,7 +12,7 @@ import dagster as dg
 
 from analytics_assets import settings
 from analytics_assets.defs.features.assets import customer_features
-from analytics_assets.feast_repo import open_store
+from analytics_assets.lib.feast_repo import open_store
 from tests.features.conftest import FIRST, LAST, range_tags
 
 FEAST = str(Path(sys.executable).parent / "feast")

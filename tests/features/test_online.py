@@ -11,8 +11,9 @@ import pyarrow as pa
 from analytics_assets import settings
 from analytics_assets.defs.features import offline
 from analytics_assets.defs.features.assets import customer_features, feast_definitions
-from analytics_assets.feast_repo import open_store
 from analytics_assets.lib import feast_online as online
+from analytics_assets.lib import snapshots
+from analytics_assets.lib.feast_repo import open_store
 from tests.features.conftest import FIRST, LAST, range_tags
 
 
@@ -54,7 +55,7 @@ def test_sqlite_rows_match_feasts_own_writer(history, feature_resources, instanc
     ).success
     store = open_store(settings.feature_repo_path())
     directory = settings.feature_snapshots_dir()
-    until = offline.newest_timestamp(directory) + timedelta(seconds=1)
+    until = snapshots.newest_timestamp(directory) + timedelta(seconds=1)
     views = offline.views_over_snapshots(store)
     batches = offline.latest_rows_by_view(directory, views, until)
     assert online.write_latest(store, batches) == {v.name: 3 for v in views}

@@ -15,7 +15,7 @@ CLIENT = textwrap.dedent(
     """
     import sys
     from analytics_assets import settings
-    from analytics_assets.feast_repo import apply, open_store
+    from analytics_assets.lib.feast_repo import apply, open_store
 
     role, times = sys.argv[1], int(sys.argv[2])
     errors = 0

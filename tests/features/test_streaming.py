@@ -23,7 +23,8 @@ from analytics_assets.defs.features.assets import (
 from analytics_assets.defs.features.checks import online_matches_offline
 from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.partitions import batches
-from analytics_assets.feast_repo import open_store
+from analytics_assets.lib.days import snapshot_instant
+from analytics_assets.lib.feast_repo import open_store
 from tests.analytics.conftest import ingest
 from tests.conftest import event, jsonl, purchase, quarantined
 from tests.features.conftest import range_tags, roll_up
@@ -65,7 +66,7 @@ def test_rows_as_of_an_instant_equal_the_daily_snapshots(resources) -> None:
             expected = snapshot_rows(conn, day)
             streamed = pl.from_arrow(
                 transforms.customer_features_now(
-                    conn, ["x", "y", "z", "nobody"], transforms.snapshot_instant(day), created
+                    conn, ["x", "y", "z", "nobody"], snapshot_instant(day), created
                 )
             ).sort("customer_id")
             assert streamed.columns == expected.columns

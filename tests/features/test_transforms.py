@@ -8,7 +8,9 @@ import polars as pl
 import pytest
 
 from analytics_assets import settings
-from analytics_assets.defs.features import offline, snapshots, transforms
+from analytics_assets.defs.features import offline, transforms
+from analytics_assets.lib import snapshots
+from analytics_assets.lib.days import day_range, snapshot_instant
 from tests.analytics.conftest import ingest
 from tests.conftest import event, purchase
 from tests.features.conftest import FIRST, LAST, roll_up, warehouse
@@ -18,7 +20,7 @@ CREATED = datetime(2024, 4, 1, tzinfo=UTC)
 
 def snapshot_frame(first: date = FIRST, last: date = LAST) -> pl.DataFrame:
     with warehouse() as conn:
-        days = transforms.day_range(first, last + timedelta(days=1))
+        days = day_range(first, last + timedelta(days=1))
         rel = transforms.customer_snapshots(conn, days, CREATED)
         return rel.pl().sort("customer_id", "as_of")
 
@@ -107,7 +109,7 @@ def test_days_are_replaced_not_appended(history, tmp_path) -> None:
     directory = tmp_path / "snapshots"
     with warehouse() as conn:
         for _ in range(2):
-            days = transforms.day_range(FIRST, LAST)
+            days = day_range(FIRST, LAST)
             rel = transforms.customer_snapshots(conn, days, CREATED)
             written = snapshots.replace_days(rel, directory, days)
     assert written[FIRST.isoformat()] == 1 and written["2024-03-09"] == 3
@@ -116,7 +118,7 @@ def test_days_are_replaced_not_appended(history, tmp_path) -> None:
 
 
 def test_labels_start_exactly_where_features_end(history) -> None:
-    t = transforms.snapshot_instant(date(2024, 3, 1))  # Mar 2 00:00
+    t = snapshot_instant(date(2024, 3, 1))  # Mar 2 00:00
     entities = (
         pl.DataFrame(
             {"customer_id": ["a", "a", "b"], "event_timestamp": [t, t + timedelta(days=2), t]}

@@ -15,7 +15,7 @@ import pandas as pd
 
 from analytics_assets import settings
 from analytics_assets.defs.maintenance.retention import apply_retention
-from analytics_assets.defs.training import registry
+from analytics_assets.lib import model_registry
 from analytics_assets.lib.retention import old_day_folders, versions_to_drop
 
 
@@ -62,9 +62,9 @@ def test_the_job_prunes_files_runs_and_versions(model_resources, monkeypatch) ->
                 python_model=Constant(),
                 input_example=pd.DataFrame({"x": [1.0]}),
             )
-        registry.register(client, "churn_model", logged.model_uri, {})  # challenger: newest
-    client.set_registered_model_alias("churn_model", registry.CHAMPION, "2")
-    client.set_model_version_tag("churn_model", "2", registry.PREVIOUS_CHAMPION_TAG, "1")
+        model_registry.register(client, "churn_model", logged.model_uri, {})  # challenger: newest
+    client.set_registered_model_alias("churn_model", model_registry.CHAMPION, "2")
+    client.set_model_version_tag("churn_model", "2", model_registry.PREVIOUS_CHAMPION_TAG, "1")
     store = model_resources["bento_store"].store()
     for version in ("1", "2", "3"):
         with bentoml.models.create(

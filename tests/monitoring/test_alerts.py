@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analytics_assets.defs.monitoring import alerts
+from analytics_assets.lib import alerts
 
 
 def test_a_torn_line_does_not_stop_later_alerts(tmp_path) -> None:

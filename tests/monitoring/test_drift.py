@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from analytics_assets.defs.monitoring import drift, predictions, windows
-from analytics_assets.defs.monitoring.alerts import read, record
+from analytics_assets.lib.alerts import read, record
 
 
 def test_psi_and_ks_separate_shift_from_noise() -> None:

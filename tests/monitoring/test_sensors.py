@@ -14,12 +14,12 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.definitions import defs
-from analytics_assets.defs.monitoring import alerts
 from analytics_assets.defs.monitoring.sensors import (
     REASON_TAG,
     retraining_sensor,
     run_failure_alerts,
 )
+from analytics_assets.lib import alerts
 
 
 @pytest.fixture

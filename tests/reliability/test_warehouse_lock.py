@@ -11,7 +11,7 @@ import time
 import dagster as dg
 
 from analytics_assets import settings
-from analytics_assets.defs.monitoring import alerts
+from analytics_assets.lib import alerts
 from analytics_assets.resources import Warehouse, lock_holder
 from tests.conftest import event, jsonl
 from tests.ingest.test_assets import materialize

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from analytics_assets import settings
-from analytics_assets.producers import serving
-from analytics_assets.servers import free_port, stop
+from analytics_assets.testing import serving
+from analytics_assets.testing.servers import free_port, stop
 
 SERVICE_DIR = settings.REPO_ROOT / "bentos" / "customer_scoring"
 CUSTOMERS = 3000

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import polars as pl
 
-from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
-from analytics_assets.producers import serving
-from analytics_assets.producers.feature_snapshot import customer_id
+from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL
+from analytics_assets.testing import serving
+from analytics_assets.testing.feature_snapshot import customer_id
 from bentos.customer_scoring.routing import bucket
 from tests.serving.conftest import CUSTOMERS, home_env
 

@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 
 from analytics_assets import settings
-from analytics_assets.feast_repo import open_store
+from analytics_assets.lib.feast_repo import open_store
 from analytics_assets.lib.online_reader import OnlineReader
-from analytics_assets.producers.feature_snapshot import customer_id
+from analytics_assets.testing.feature_snapshot import customer_id
 from bentos.customer_scoring.prediction_log import PredictionLog
 from bentos.customer_scoring.routing import bucket, to_challenger
 from tests.serving.conftest import home_env
@@ -118,8 +118,7 @@ def test_a_corrupt_store_entry_costs_that_model_only(serving_home, tmp_path) -> 
     the broken one, and nothing raises."""
     import shutil
 
-    from bentoml._internal.models import ModelStore
-
+    from analytics_assets.lib import bento_store
     from bentos.customer_scoring.champions import Models
 
     store_dir = tmp_path / "models"
@@ -129,7 +128,7 @@ def test_a_corrupt_store_entry_costs_that_model_only(serving_home, tmp_path) -> 
     (clv / version / "model.yaml").write_text("{ this is: [not a model")
     with home_env(serving_home):
         store = open_store(settings.feature_repo_path())
-    models = Models(ModelStore(str(store_dir)), store)
+    models = Models(bento_store.open_store(tmp_path), store)
     models.refresh()
     assert models.slot("churn_model").champion is not None
     assert models.slot("clv_model").champion is None

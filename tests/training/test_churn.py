@@ -11,7 +11,7 @@ import pytest
 
 from analytics_assets.defs.training import churn
 from analytics_assets.defs.training.assets import churn_model
-from analytics_assets.producers.training_set import synthetic_training_set
+from analytics_assets.testing.training_set import synthetic_training_set
 
 
 def test_time_split_holds_out_the_newest_date_and_drops_overlapping_labels(analytics_home):

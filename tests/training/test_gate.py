@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 
 from analytics_assets import settings
-from analytics_assets.defs.training import checks, registry, serving_store
+from analytics_assets.defs.training import checks
 from analytics_assets.defs.training.assets import churn_model, model_evaluation, promoted_models
 from analytics_assets.defs.training.evaluation import evaluation_path, read_evaluation
 from analytics_assets.defs.training.jobs import rollback_champion
 from analytics_assets.defs.training.promotion import promote
+from analytics_assets.lib import bento_store, model_registry
 from analytics_assets.resources import MlflowTracking
 
 CHECKS = [checks.predictions_valid, checks.calibration_within_bounds, checks.metric_above_floor]
@@ -43,16 +44,18 @@ def train_and_gate(resources: dict, churn: dict | None = None, gate: dict | None
 
 
 def champion(resources: dict) -> str | None:
-    version = registry.by_alias(resources["mlflow"].client(), "churn_model", "champion")
+    version = model_registry.by_alias(resources["mlflow"].client(), "churn_model", "champion")
     return version.version if version else None
 
 
 def challenger(resources: dict) -> str:
-    return registry.by_alias(resources["mlflow"].client(), "churn_model", "challenger").version
+    return model_registry.by_alias(
+        resources["mlflow"].client(), "churn_model", "challenger"
+    ).version
 
 
 def served(resources: dict) -> str | None:
-    model = serving_store.current(resources["bento_store"], "churn_model")
+    model = bento_store.current(resources["bento_store"].store(), "churn_model")
     return model.info.labels["mlflow_version"] if model else None
 
 
@@ -85,7 +88,7 @@ def test_gate_floor_margin_and_rollback(gated: dict) -> None:
     assert evaluation["champion"]["metrics"]["roc_auc"] == pytest.approx(weak_auc)
     assert evaluation["challenger"]["metrics"]["roc_auc"] > weak_auc + 0.005
     assert champion(gated) == "3" and served(gated) == "3"
-    bento = serving_store.current(gated["bento_store"], "churn_model")
+    bento = bento_store.current(gated["bento_store"].store(), "churn_model")
     assert bento.info.labels["feature_service"] == "churn_v1"
     assert bento.info.labels["mlflow_run_id"]
     assert bento.info.labels["promotion"] == "gate"
@@ -98,8 +101,8 @@ def test_gate_floor_margin_and_rollback(gated: dict) -> None:
     assert not verdict["promote"] and "does not beat the champion" in verdict["reason"]
     assert champion(gated) == "3" and challenger(gated) == "4" and served(gated) == "3"
     tags = gated["mlflow"].client().get_model_version("churn_model", "4").tags
-    assert tags[registry.DECISION_TAG].startswith("rejected: does not beat")
-    kept = serving_store.current(gated["bento_store"], "churn_model_challenger")
+    assert tags[model_registry.DECISION_TAG].startswith("rejected: does not beat")
+    kept = bento_store.current(gated["bento_store"].store(), "churn_model_challenger")
     assert (
         kept.info.labels["mlflow_version"] == "4" and kept.info.labels["promotion"] == "challenger"
     )
@@ -108,7 +111,7 @@ def test_gate_floor_margin_and_rollback(gated: dict) -> None:
     with dg.DagsterInstance.ephemeral() as instance:
         assert rollback_champion.execute_in_process(resources=gated, instance=instance).success
     assert champion(gated) == "2" and served(gated) == "2"
-    assert serving_store.current(gated["bento_store"], "churn_model_challenger") is not None
+    assert bento_store.current(gated["bento_store"].store(), "churn_model_challenger") is not None
     # and forward again to a named version
     with dg.DagsterInstance.ephemeral() as instance:
         assert rollback_champion.execute_in_process(
@@ -123,7 +126,7 @@ def test_gate_floor_margin_and_rollback(gated: dict) -> None:
     with tempfile.TemporaryDirectory() as work:
         promote(gated["mlflow"].client(), gated["bento_store"], "churn_model", "4", work, {}, "t")
     assert served(gated) == "4"
-    assert serving_store.current(gated["bento_store"], "churn_model_challenger") is None
+    assert bento_store.current(gated["bento_store"].store(), "churn_model_challenger") is None
 
 
 class NaNModel(mlflow.pyfunc.PythonModel):
@@ -142,7 +145,7 @@ def test_nan_predictions_block_promotion(gated: dict) -> None:
             python_model=NaNModel(),
             signature=mlflow.models.infer_signature(example, np.array([0.5])),
         )
-    registry.register(tracking.client(), "churn_model", logged.model_uri, {})
+    model_registry.register(tracking.client(), "churn_model", logged.model_uri, {})
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [model_evaluation, promoted_models, *CHECKS],

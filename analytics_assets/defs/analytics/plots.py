@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analytics_assets.defs.analytics.audit import Audit
-from analytics_assets.plotting import figure, png
+from analytics_assets.lib.plotting import figure, png
 
 
 def single_period(result: Audit) -> bytes:

@@ -7,7 +7,7 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from analytics_assets.warehouse import identifier, transaction
+from analytics_assets.lib.warehouse import identifier, transaction
 
 
 def replace_range(

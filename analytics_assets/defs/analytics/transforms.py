@@ -12,11 +12,12 @@ change the sessions of D and of D - 1 (see :func:`session_days_affected`).
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import duckdb
 
-from analytics_assets.warehouse import identifier
+from analytics_assets.lib.days import utc_midnight
+from analytics_assets.lib.warehouse import identifier
 
 DEFAULT_GAP_MINUTES = 30
 _MARGIN = timedelta(days=1)
@@ -25,11 +26,6 @@ _MARGIN = timedelta(days=1)
 def session_days_affected(days_touched: list[date]) -> list[date]:
     """Days whose sessions must be recomputed when events of ``days_touched`` change."""
     return sorted({d for day in days_touched for d in (day, day - timedelta(days=1))})
-
-
-def utc_midnight(day: date) -> datetime:
-    """The instant a UTC day starts (what ``day >= d`` means for a TIMESTAMPTZ column)."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _bounds(start: date, end: date) -> dict[str, datetime]:

@@ -7,12 +7,13 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from analytics_assets import feast_repo, settings
+from analytics_assets import settings
 from analytics_assets.defs.analytics.partitions import days
-from analytics_assets.defs.features import offline, snapshots, transforms
+from analytics_assets.defs.features import offline, transforms
 from analytics_assets.defs.ingest.partitions import batches
-from analytics_assets.lib import feast_online, online_store
+from analytics_assets.lib import feast_online, feast_repo, online_store, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
+from analytics_assets.lib.days import day_range
 from analytics_assets.metadata import preview
 from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
 
@@ -50,8 +51,8 @@ def customer_features(
     start, end = window.start.date(), window.end.date()
     directory = settings.feature_snapshots_dir()
     # later snapshots sum over these days too: rewrite the ones already written (not the gaps)
-    later = [d for d in offline.snapshot_days(directory) if d >= end]
-    as_of_days = transforms.day_range(start, end) + later
+    later = [d for d in snapshots.snapshot_days(directory) if d >= end]
+    as_of_days = day_range(start, end) + later
     with warehouse.get_connection() as conn:
         relation = transforms.customer_snapshots(conn, as_of_days, datetime.now(UTC))
         written = snapshots.replace_days(relation, directory, as_of_days)
@@ -132,7 +133,7 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     listed_at = time.time()
     previous = context.instance.get_latest_materialization_event(context.asset_key)
     mark = previous.asset_materialization.metadata.get(LISTED_AT) if previous else None
-    end = offline.newest_timestamp(directory)
+    end = snapshots.newest_timestamp(directory)
     if end is None:
         return dg.MaterializeResult(metadata={"rows_written": 0, "note": "no snapshots yet"})
     until = end + timedelta(seconds=1)  # Feast's windows are [start, end)
@@ -144,7 +145,7 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     for view in views:
         since = view.most_recent_end_time
         store.registry.apply_materialization(
-            view, store.project, since or offline.oldest_timestamp(directory), until
+            view, store.project, since or snapshots.oldest_timestamp(directory), until
         )
         context.log.info(f"{view.name}: {written[view.name]:,} customers since {since}")
     seconds = time.perf_counter() - started
@@ -284,7 +285,7 @@ def training_set(
                 f"{max(config.churn_days, config.value_days)} days of events after a snapshot "
                 f"(events end {observed_until})"
             )
-        entities = offline.entities_at(directory, as_of_days)
+        entities = snapshots.entities_at(directory, as_of_days)
         conn.register("training_entities", entities)
         try:
             labelled = transforms.labels(

@@ -7,6 +7,7 @@ import polars as pl
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline
+from analytics_assets.lib import snapshots
 from analytics_assets.lib.online_store import JOIN_KEY
 from analytics_assets.resources import FeastRepo
 
@@ -18,14 +19,14 @@ def online_vs_offline(store, directory, sample: int = SAMPLE, seed: int = 0) -> 
     serves through the SDK: one row per (customer, view) with ``matches`` (every value equal,
     or the online row is a newer one ``streamed_features`` wrote), ``online_is_current``
     (online timestamp not older than the offline one) and ``streamed`` (online is newer)."""
-    newest = offline.newest_timestamp(directory)
+    newest = snapshots.newest_timestamp(directory)
     if newest is None:
         return pl.DataFrame()
     results = []
     for view in offline.views_over_snapshots(store):
         names = [f.name for f in view.features]
         until = newest + timedelta(seconds=1)
-        latest = pl.from_arrow(offline.latest_rows(directory, None, until, names))
+        latest = pl.from_arrow(snapshots.latest_rows(directory, None, until, names))
         picked = latest.sample(min(sample, latest.height), seed=seed)
         served = store.get_online_features(
             features=[f"{view.name}:{n}" for n in names],

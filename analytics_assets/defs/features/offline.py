@@ -1,7 +1,5 @@
-"""Reading the snapshot files: what is newest, the latest row per customer, training entities.
-
-A snapshot file's name is its as-of day, so windows are chosen by name before any file is read.
-"""
+"""The offline store as Feast reads it: the views over the snapshot files, what a
+materialization reads, which as-of days have matured labels, and the feature services' refs."""
 
 from __future__ import annotations
 
@@ -12,83 +10,14 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
-from analytics_assets.defs.analytics.transforms import utc_midnight
-from analytics_assets.defs.features.snapshots import file_for
-from analytics_assets.defs.features.transforms import snapshot_instant
+from analytics_assets.lib.days import snapshot_instant, utc_midnight
+from analytics_assets.lib.snapshots import latest_rows, snapshot_days
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
 SNAPSHOT_SOURCE = "customer_features_snapshots"
 """The Feast data source over the snapshot files (``feature_repo/data_sources.py``)."""
-
-
-def snapshot_days(directory: Path) -> list[date]:
-    days = []
-    for path in directory.glob("*.parquet"):
-        try:
-            days.append(date.fromisoformat(path.stem))
-        except ValueError:
-            continue
-    return sorted(days)
-
-
-def newest_timestamp(directory: Path) -> datetime | None:
-    found = snapshot_days(directory)
-    return snapshot_instant(found[-1]) if found else None
-
-
-def oldest_timestamp(directory: Path) -> datetime | None:
-    found = snapshot_days(directory)
-    return snapshot_instant(found[0]) if found else None
-
-
-def _read(files: list[Path], columns: list[str]) -> pa.Table:
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    with duckdb.connect() as conn:
-        return conn.sql(
-            f"SELECT {quoted} FROM read_parquet($files)",
-            params={"files": [str(f) for f in files]},
-        ).to_arrow_table()
-
-
-def latest_rows(
-    directory: Path,
-    since: datetime | None,
-    until: datetime,
-    features: list[str],
-    changed_since: float | None = None,
-) -> pa.Table:
-    """Each customer's newest snapshot with ``since <= event_timestamp < until``, counting
-    also older snapshot files rewritten at or after ``changed_since`` (epoch seconds): a batch
-    landing later the same day rewrites that day's file, whose timestamp does not move, and a
-    late batch rewrites every later file too."""
-
-    def wanted(day: date) -> bool:
-        instant = snapshot_instant(day)
-        if instant >= until:
-            return False
-        if since is None or instant >= since:
-            return True
-        return changed_since is not None and file_for(directory, day).stat().st_mtime >= (
-            changed_since
-        )
-
-    files = [file_for(directory, d) for d in snapshot_days(directory) if wanted(d)]
-    if not files:
-        return pa.table({"customer_id": pa.array([], pa.string())})
-    quoted = ", ".join(f'"{c}"' for c in features)
-    with duckdb.connect() as conn:
-        return conn.sql(
-            f"""
-            SELECT customer_id, event_timestamp, created_at, {quoted}
-            FROM read_parquet($files)
-            QUALIFY row_number() OVER (
-                PARTITION BY customer_id ORDER BY event_timestamp DESC, created_at DESC
-            ) = 1
-            """,
-            params={"files": [str(f) for f in files]},
-        ).to_arrow_table()
 
 
 def latest_rows_by_view(
@@ -144,11 +73,6 @@ def matured_as_of_days(
             chosen.append(day)
         day -= timedelta(days=every_days)
     return sorted(chosen)
-
-
-def entities_at(directory: Path, as_of_days: list[date]) -> pa.Table:
-    """``(customer_id, event_timestamp)`` of every customer snapshotted on those days."""
-    return _read([file_for(directory, d) for d in as_of_days], ["customer_id", "event_timestamp"])
 
 
 def feature_refs(store: FeatureStore, services: list[str]) -> list[str]:

@@ -24,8 +24,8 @@ import duckdb
 import pyarrow as pa
 
 from analytics_assets.defs.analytics import transforms as activity
-from analytics_assets.defs.analytics.transforms import utc_midnight
-from analytics_assets.warehouse import identifier
+from analytics_assets.lib.days import snapshot_instant
+from analytics_assets.lib.warehouse import identifier
 
 FEATURE_COLUMNS: dict[str, str] = {
     "frequency": "BIGINT",
@@ -140,16 +140,6 @@ SELECT
         AS tablet_share_28d
 FROM joined
 """
-
-
-def snapshot_instant(as_of: date) -> datetime:
-    """When the snapshot of ``as_of`` becomes valid: the end of that UTC day."""
-    return utc_midnight(as_of + timedelta(days=1))
-
-
-def day_range(start: date, end: date) -> list[date]:
-    """The days of ``[start, end)``."""
-    return [start + timedelta(days=n) for n in range((end - start).days)]
 
 
 def features_at(

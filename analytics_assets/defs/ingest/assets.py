@@ -206,7 +206,7 @@ def _unchanged(conn, claim: Claim, committed: dict) -> BatchOutcome:
 
 
 def _alert_resent(context, outcome: BatchOutcome, moved_to: Path | None) -> None:
-    from analytics_assets.defs.monitoring import alerts
+    from analytics_assets.lib import alerts
 
     alerts.raise_alert(
         {

@@ -15,7 +15,7 @@ import polars as pl
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_dtypes
 from analytics_assets.defs.ingest.transforms import Reason
 from analytics_assets.lib import faults
-from analytics_assets.warehouse import transaction
+from analytics_assets.lib.warehouse import transaction
 
 _SQL_TYPES = {
     "String": "VARCHAR",

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from analytics_assets import settings
-from analytics_assets.artifacts import CHALLENGER_SUFFIX, CHURN_MODEL, CLV_MODEL
 from analytics_assets.lib import retention
+from analytics_assets.lib.artifacts import CHALLENGER_SUFFIX, CHURN_MODEL, CLV_MODEL
 from analytics_assets.resources import MODEL_REGISTRY_POOL, BentoModelStore, MlflowTracking
 
 MODELS = (CHURN_MODEL, CLV_MODEL)
@@ -48,7 +48,7 @@ def _mlflow_versions(context, mlflow: MlflowTracking, keep: int, removed: dict) 
     protected versions per model."""
     from mlflow.exceptions import MlflowException
 
-    from analytics_assets.defs.training import registry
+    from analytics_assets.lib import model_registry
 
     client = mlflow.client()
     protected: dict[str, set[str]] = {}
@@ -60,12 +60,12 @@ def _mlflow_versions(context, mlflow: MlflowTracking, keep: int, removed: dict) 
             continue
         keep_these = {
             v.version
-            for alias in (registry.CHAMPION, registry.CHALLENGER)
-            if (v := registry.by_alias(client, name, alias)) is not None
+            for alias in (model_registry.CHAMPION, model_registry.CHALLENGER)
+            if (v := model_registry.by_alias(client, name, alias)) is not None
         }
-        champion = registry.by_alias(client, name, registry.CHAMPION)
-        if champion is not None and registry.PREVIOUS_CHAMPION_TAG in champion.tags:
-            keep_these.add(champion.tags[registry.PREVIOUS_CHAMPION_TAG])
+        champion = model_registry.by_alias(client, name, model_registry.CHAMPION)
+        if champion is not None and model_registry.PREVIOUS_CHAMPION_TAG in champion.tags:
+            keep_these.add(champion.tags[model_registry.PREVIOUS_CHAMPION_TAG])
         protected[name] = keep_these
         for version in retention.versions_to_drop(
             [str(v.version) for v in versions], keep, keep_these

@@ -10,14 +10,16 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline
-from analytics_assets.defs.features.snapshots import file_for
-from analytics_assets.defs.features.transforms import labels, snapshot_instant
+from analytics_assets.defs.features.transforms import labels
 from analytics_assets.defs.monitoring import drift, predictions, windows
-from analytics_assets.defs.training import churn, plots, registry
+from analytics_assets.defs.training import churn, plots
 from analytics_assets.defs.training.evaluation import CHURN, MODELS
+from analytics_assets.lib import model_registry, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
+from analytics_assets.lib.days import snapshot_instant
+from analytics_assets.lib.plotting import markdown_image
+from analytics_assets.lib.snapshots import file_for
 from analytics_assets.metadata import preview
-from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import WAREHOUSE_POOL, FeastRepo, MlflowTracking
 
 GROUP = "monitoring"
@@ -75,25 +77,25 @@ def drift_report(
     ``retrain_recommended`` is what the retraining sensor acts on."""
     thresholds, min_features = config.thresholds(), config.min_features()
     directory = settings.feature_snapshots_dir()
-    available = offline.snapshot_days(directory)
+    available = snapshots.snapshot_days(directory)
     client = mlflow.client()
     store = feast.store()
     tables, notes, reasons, images = [], {}, [], {}
     prediction_tables = []
     for model in MODELS:
-        champion = registry.by_alias(client, model, registry.CHAMPION)
+        champion = model_registry.by_alias(client, model, model_registry.CHAMPION)
         if champion is None:
             notes[model] = "no champion yet"
             continue
-        service = champion.tags.get(registry.FEATURE_SERVICE_TAG)
+        service = champion.tags.get(model_registry.FEATURE_SERVICE_TAG)
         reference_days = windows.training_days(champion.tags, available)
         if not service or not reference_days or not available:
             notes[model] = f"version {champion.version}: its training snapshots are gone"
             continue
         features = offline.feature_names(store, service)
         current_day = available[-1]
-        reference = windows.read_snapshots(directory, reference_days, features, config.sample_rows)
-        current = windows.read_snapshots(directory, [current_day], features, config.sample_rows)
+        reference = snapshots.read_sample(directory, reference_days, features, config.sample_rows)
+        current = snapshots.read_sample(directory, [current_day], features, config.sample_rows)
         table = drift.column_drift(reference, current, features, thresholds)
         drifted = table.filter("drifted")
         notes[model] = (
@@ -185,9 +187,9 @@ def model_performance(
     tolerance = (
         config.auc_tolerance if config.auc_tolerance is not None else settings.auc_tolerance()
     )
-    mlflow.activate()  # registry.fetch downloads through MLflow's fluent API
+    mlflow.activate()  # model_registry.fetch downloads through MLflow's fluent API
     client = mlflow.client()
-    champion = registry.by_alias(client, CHURN, registry.CHAMPION)
+    champion = model_registry.by_alias(client, CHURN, model_registry.CHAMPION)
     if champion is None:
         return dg.MaterializeResult(metadata={"status": "no champion yet", "degraded": False})
     training_auc = client.get_run(champion.run_id).data.metrics.get("roc_auc")
@@ -198,7 +200,7 @@ def model_performance(
         observed_until = offline.observed_until(conn)
         after = [
             d
-            for d in offline.snapshot_days(directory)
+            for d in snapshots.snapshot_days(directory)
             if trained_at is None or snapshot_instant(d).isoformat() > trained_at
         ]
         matured = [d for d in after if snapshot_instant(d) + horizon <= observed_until]
@@ -231,7 +233,9 @@ def model_performance(
             conn.unregister("performance_entities")
     frame = features.join(outcome.select("customer_id", churn.LABEL), on="customer_id", how="inner")
     with tempfile.TemporaryDirectory() as workdir:
-        pyfunc = registry.load_pyfunc(registry.fetch(client, CHURN, champion.version, workdir))
+        pyfunc = model_registry.load_pyfunc(
+            model_registry.fetch(client, CHURN, champion.version, workdir)
+        )
         inputs = pyfunc.metadata.get_input_schema().input_names()
         p = churn.positive_scores(pyfunc.predict(churn.matrix(frame, inputs)))
     y = frame[churn.LABEL].cast(pl.Int8).to_numpy()

@@ -89,7 +89,7 @@ def column_drift(
 
 def histogram_png(reference: pl.Series, current: pl.Series, title: str) -> bytes:
     """Reference and current distributions of one column, overlaid (shares, shared bins)."""
-    from analytics_assets.plotting import figure, png
+    from analytics_assets.lib.plotting import figure, png
 
     ref, cur = _finite(reference), _finite(current)
     plt, fig, axes = figure(width=6.0, height=3.2)

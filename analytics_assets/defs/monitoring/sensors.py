@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from analytics_assets import settings
-from analytics_assets.defs.monitoring import alerts
 from analytics_assets.defs.training import jobs
+from analytics_assets.lib import alerts
 
 DRIFT = dg.AssetKey("drift_report")
 PERFORMANCE = dg.AssetKey("model_performance")

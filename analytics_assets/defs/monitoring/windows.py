@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from pathlib import Path
-
-import duckdb
-import polars as pl
-
-from analytics_assets.defs.features.snapshots import file_for
 
 # training_set's default spacing of as-of dates (TrainingSetConfig.every_days)
 AS_OF_SPACING_DAYS = 28
@@ -36,18 +30,3 @@ def training_days(tags: dict[str, str], available: list[date]) -> list[date]:
         day = date.fromisoformat(tags["calibration_day"])
         return [day] if day in present else []
     return []
-
-
-def read_snapshots(
-    directory: Path, days: list[date], columns: list[str], sample_rows: int, seed: int = 42
-) -> pl.DataFrame:
-    """``columns`` of the snapshots of ``days``, a reservoir sample of at most ``sample_rows``."""
-    files = [str(file_for(directory, d)) for d in days]
-    selected = ", ".join(f'"{c}"' for c in columns)
-    with duckdb.connect() as conn:
-        relation = conn.sql(
-            f"SELECT {selected} FROM read_parquet($files, union_by_name = true) "
-            f"USING SAMPLE reservoir({int(sample_rows)} ROWS) REPEATABLE ({int(seed)})",
-            params={"files": files},
-        )
-        return pl.from_arrow(relation.to_arrow_table())

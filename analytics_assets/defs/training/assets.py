@@ -9,8 +9,8 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
-from analytics_assets.defs.features import offline, snapshots, transforms
-from analytics_assets.defs.training import churn, clv, plots, registry
+from analytics_assets.defs.features import offline, transforms
+from analytics_assets.defs.training import churn, clv, plots
 from analytics_assets.defs.training.evaluation import (
     CHURN,
     CLV,
@@ -23,9 +23,11 @@ from analytics_assets.defs.training.evaluation import (
     write_evaluation,
 )
 from analytics_assets.defs.training.promotion import keep_challenger, promote, window_labels
+from analytics_assets.lib import model_registry, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
+from analytics_assets.lib.days import snapshot_instant
+from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.metadata import preview
-from analytics_assets.plotting import markdown_image
 from analytics_assets.resources import (
     MODEL_REGISTRY_POOL,
     WAREHOUSE_POOL,
@@ -38,7 +40,7 @@ from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
 GROUP = "training"
 
 
-def _registered(run, version: registry.Version, feature_service: str, window: dict) -> dict:
+def _registered(run, version: model_registry.Version, feature_service: str, window: dict) -> dict:
     """Materialization metadata naming the MLflow run and registered version of a model."""
     return {
         "mlflow_run_id": run.info.run_id,
@@ -144,17 +146,17 @@ def churn_model(
             input_example=example,
             pyfunc_predict_fn="predict_proba",
             # the trees' node arrays, which skops will not load unless trusted; we load only
-            # artifacts whose sha256 we recorded (registry.fetch)
+            # artifacts whose sha256 we recorded (model_registry.fetch)
             skops_trusted_types=[
                 "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
             ],
             pip_requirements=_requirements("scikit-learn", "skops"),
         )
-        version = registry.register(
+        version = model_registry.register(
             mlflow.client(),
             CHURN,
             logged.model_uri,
-            {registry.FEATURE_SERVICE_TAG: config.feature_service, **window},
+            {model_registry.FEATURE_SERVICE_TAG: config.feature_service, **window},
         )
     mlflow_seconds = time.perf_counter() - started
     write_parquet(split.holdout, holdout_path(CHURN))
@@ -210,9 +212,7 @@ def clv_model(
     with warehouse.get_connection() as conn:
         observed_until = offline.observed_until(conn)
         target = observed_until - timedelta(days=config.holdout_days)
-        days = [
-            d for d in offline.snapshot_days(directory) if transforms.snapshot_instant(d) <= target
-        ]
+        days = [d for d in snapshots.snapshot_days(directory) if snapshot_instant(d) <= target]
         if not days:
             raise dg.Failure(
                 f"no feature snapshot is {config.holdout_days} days older than the end of the "
@@ -247,7 +247,7 @@ def clv_model(
     estimates = {k: v for k, v in fitted.params.__dict__.items() if k != "period_days"}
     window = {
         "calibration_day": calibration_day.isoformat(),
-        "holdout_start": transforms.snapshot_instant(calibration_day).isoformat(),
+        "holdout_start": snapshot_instant(calibration_day).isoformat(),
         "holdout_days": config.holdout_days,
     }
     models_dir = settings.models_dir()
@@ -284,11 +284,11 @@ def clv_model(
             input_example=example,
             pip_requirements=_requirements("lifetimes", "pandas"),
         )
-        version = registry.register(
+        version = model_registry.register(
             mlflow.client(),
             CLV,
             logged.model_uri,
-            {registry.FEATURE_SERVICE_TAG: config.feature_service, **_strings(window)},
+            {model_registry.FEATURE_SERVICE_TAG: config.feature_service, **_strings(window)},
         )
     mlflow_seconds = time.perf_counter() - started
     write_parquet(
@@ -381,7 +381,7 @@ def promoted_models(
     with tempfile.TemporaryDirectory() as workdir:
         for model, result in read_evaluation().items():
             version, verdict = result["challenger"]["version"], result["verdict"]
-            current = registry.by_alias(client, model, registry.CHALLENGER)
+            current = model_registry.by_alias(client, model, model_registry.CHALLENGER)
             if current is None or current.version != version:
                 decisions[model] = {
                     "promoted": False,
@@ -402,7 +402,7 @@ def promoted_models(
                 continue
             metrics = result["challenger"]["metrics"]
             labels = {
-                **window_labels(registry.get(client, model, version).tags),
+                **window_labels(model_registry.get(client, model, version).tags),
                 **{k: f"{metrics[k]:.4f}" for k in (result["policy"]["metric"],)},
                 "promotion": "gate",
             }
@@ -415,7 +415,8 @@ def promoted_models(
             }
             context.log.info(f"{model} v{version} is champion ({tag}): {verdict['reason']}")
     champions = {
-        m: getattr(registry.by_alias(client, m, registry.CHAMPION), "version", None) for m in MODELS
+        m: getattr(model_registry.by_alias(client, m, model_registry.CHAMPION), "version", None)
+        for m in MODELS
     }
     return dg.MaterializeResult(
         metadata={

@@ -8,8 +8,9 @@ import numpy as np
 import polars as pl
 
 from analytics_assets import settings
-from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL
-from analytics_assets.defs.training import churn, clv, gate, registry
+from analytics_assets.defs.training import churn, clv, gate
+from analytics_assets.lib import model_registry
+from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL
 from analytics_assets.lib.atomic_files import write_text
 from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
 
@@ -59,9 +60,9 @@ def _policies(config: EvaluationConfig) -> dict[str, gate.Policy]:
     }
 
 
-def _score(model: str, fetched: registry.Fetched, holdout: pl.DataFrame) -> dict:
+def _score(model: str, fetched: model_registry.Fetched, holdout: pl.DataFrame) -> dict:
     """Load a verified version and score the holdout with it: validity and metrics."""
-    pyfunc = registry.load_pyfunc(fetched)
+    pyfunc = model_registry.load_pyfunc(fetched)
     if model == CHURN:
         inputs = pyfunc.metadata.get_input_schema().input_names()
         p = churn.positive_scores(pyfunc.predict(churn.matrix(holdout, inputs)))
@@ -99,10 +100,10 @@ def _calibration(model: str, metrics: dict, config: EvaluationConfig) -> gate.Ch
 def evaluate_model(model: str, client, config: EvaluationConfig, workdir) -> dict | None:
     """The challenger and champion of ``model`` on the challenger's holdout, the blocking
     checks on the challenger, and the gate's verdict. ``None`` without a challenger."""
-    challenger = registry.by_alias(client, model, registry.CHALLENGER)
+    challenger = model_registry.by_alias(client, model, model_registry.CHALLENGER)
     if challenger is None:
         return None
-    champion = registry.by_alias(client, model, registry.CHAMPION)
+    champion = model_registry.by_alias(client, model, model_registry.CHAMPION)
     holdout = pl.read_parquet(holdout_path(model))
     policy = _policies(config)[model]
     result = {
@@ -111,12 +112,12 @@ def evaluate_model(model: str, client, config: EvaluationConfig, workdir) -> dic
         "policy": policy.as_dict(),
     }
     result["challenger"].update(
-        _score(model, registry.fetch(client, model, challenger.version, workdir), holdout)
+        _score(model, model_registry.fetch(client, model, challenger.version, workdir), holdout)
     )
     if champion is not None:
         result["champion"] = {"version": champion.version}
         result["champion"].update(
-            _score(model, registry.fetch(client, model, champion.version, workdir), holdout)
+            _score(model, model_registry.fetch(client, model, champion.version, workdir), holdout)
         )
     scored = result["challenger"]
     value = scored["metrics"].get(policy.metric, float("nan"))

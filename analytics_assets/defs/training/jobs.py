@@ -4,9 +4,9 @@ import tempfile
 
 import dagster as dg
 
-from analytics_assets.defs.training import registry
 from analytics_assets.defs.training.evaluation import MODELS
 from analytics_assets.defs.training.promotion import promote
+from analytics_assets.lib import model_registry
 from analytics_assets.resources import MODEL_REGISTRY_POOL, BentoModelStore, MlflowTracking
 
 EXCLUSIVE_TAG = "analytics/exclusive"
@@ -44,14 +44,14 @@ def rollback(
         raise dg.Failure(f"unknown model {config.model!r}: one of {list(MODELS)}")
     mlflow.activate()
     client = mlflow.client()
-    current = registry.by_alias(client, config.model, registry.CHAMPION)
+    current = model_registry.by_alias(client, config.model, model_registry.CHAMPION)
     target = config.version
     if target is None:
-        if current is None or registry.PREVIOUS_CHAMPION_TAG not in current.tags:
+        if current is None or model_registry.PREVIOUS_CHAMPION_TAG not in current.tags:
             raise dg.Failure(
                 f"{config.model} has no earlier champion to roll back to; name a version"
             )
-        target = current.tags[registry.PREVIOUS_CHAMPION_TAG]
+        target = current.tags[model_registry.PREVIOUS_CHAMPION_TAG]
     if current is not None and current.version == target:
         raise dg.Failure(f"{config.model} version {target} is already the champion")
     reason = f"rollback from version {current.version if current else None}"

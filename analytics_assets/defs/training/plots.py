@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from analytics_assets.plotting import figure, png
+from analytics_assets.lib.plotting import figure, png
 
 
 def calibration(table: pl.DataFrame, p: np.ndarray, title: str) -> bytes:

@@ -1,6 +1,6 @@
 """Moving the ``champion``: MLflow alias and BentoML model store together (gate or rollback)."""
 
-from analytics_assets.defs.training import registry, serving_store
+from analytics_assets.lib import bento_store, model_registry
 from analytics_assets.resources import BentoModelStore
 
 
@@ -15,21 +15,21 @@ def promote(
 ) -> str:
     """Point ``champion`` at ``version`` in MLflow and in the BentoML model store (verified
     copy); returns the BentoML tag. Remembers the champion it replaces, for rollbacks."""
-    previous = registry.by_alias(client, name, registry.CHAMPION)
+    previous = model_registry.by_alias(client, name, model_registry.CHAMPION)
     tag = _to_store(
-        serving_store.save_champion, client, models, name, version, workdir, labels, reason
+        bento_store.save_champion, client, models, name, version, workdir, labels, reason
     )
-    client.set_registered_model_alias(name, registry.CHAMPION, version)
+    client.set_registered_model_alias(name, model_registry.CHAMPION, version)
     # the store serves as challenger only what MLflow's alias points at now, and never the
     # champion itself (v3 rejected, then v4 promoted: v3 challenges nothing any more)
-    challenger = registry.by_alias(client, name, registry.CHALLENGER)
+    challenger = model_registry.by_alias(client, name, model_registry.CHALLENGER)
     keep = challenger.version if challenger is not None and challenger.version != version else None
-    serving_store.drop_challengers(models, name, keep=keep)
+    bento_store.drop_challengers(models.store(), name, keep=keep)
     if previous is not None and previous.version != version:
         client.set_model_version_tag(
-            name, version, registry.PREVIOUS_CHAMPION_TAG, previous.version
+            name, version, model_registry.PREVIOUS_CHAMPION_TAG, previous.version
         )
-    client.set_model_version_tag(name, version, registry.DECISION_TAG, f"promoted: {reason}")
+    client.set_model_version_tag(name, version, model_registry.DECISION_TAG, f"promoted: {reason}")
     return tag
 
 
@@ -39,25 +39,30 @@ def keep_challenger(
     """Record the gate's rejection in MLflow and put the challenger beside the champion in the
     BentoML model store (verified copy), where the scoring service can send it a share of the
     traffic; returns the BentoML tag."""
-    labels = {**window_labels(registry.get(client, name, version).tags), "promotion": "challenger"}
+    labels = {
+        **window_labels(model_registry.get(client, name, version).tags),
+        "promotion": "challenger",
+    }
     tag = _to_store(
-        serving_store.save_challenger, client, models, name, version, workdir, labels, reason
+        bento_store.save_challenger, client, models, name, version, workdir, labels, reason
     )
-    client.set_model_version_tag(name, version, registry.DECISION_TAG, f"rejected: {reason}")
+    client.set_model_version_tag(name, version, model_registry.DECISION_TAG, f"rejected: {reason}")
     return tag
 
 
 def _to_store(save, client, models, name, version, workdir, labels, reason) -> str:
     """Fetch a registered version (verified) and ``save`` it into the BentoML model store with
     its MLflow run and feature service among the labels; returns the BentoML tag."""
-    fetched = registry.fetch(client, name, version, workdir)
-    entry = registry.get(client, name, version)
+    fetched = model_registry.fetch(client, name, version, workdir)
+    entry = model_registry.get(client, name, version)
     labels = {
         "mlflow_run_id": entry.run_id,
-        registry.FEATURE_SERVICE_TAG: fetched.tags.get(registry.FEATURE_SERVICE_TAG, ""),
+        model_registry.FEATURE_SERVICE_TAG: fetched.tags.get(
+            model_registry.FEATURE_SERVICE_TAG, ""
+        ),
         **labels,
     }
-    return save(models, fetched, labels, {"mlflow_run_id": entry.run_id, "reason": reason})
+    return save(models.store(), fetched, labels, {"mlflow_run_id": entry.run_id, "reason": reason})
 
 
 def window_labels(tags: dict[str, str]) -> dict[str, str]:

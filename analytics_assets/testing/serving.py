@@ -10,8 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from analytics_assets import settings
-from analytics_assets.artifacts import CHURN_MODEL, CLV_MODEL, directory_sha256
-from analytics_assets.resources import BentoModelStore
+from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL, directory_sha256
 
 CHURN_FEATURE_SERVICE, CLV_FEATURE_SERVICE = "churn_v1", "clv_v1"
 CDNOW_SAMPLE_PARAMS = dict(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44)
@@ -22,9 +21,9 @@ def online_features(customers: int, seed: int = 7) -> None:
     """Apply the Feast repo and write a synthetic snapshot of ``customers`` into its online
     store (what the ``online_features`` asset does with real snapshots)."""
     from analytics_assets.defs.features import offline
-    from analytics_assets.feast_repo import apply, open_store
-    from analytics_assets.lib import feast_online
-    from analytics_assets.producers.feature_snapshot import write_snapshot
+    from analytics_assets.lib import feast_online, snapshots
+    from analytics_assets.lib.feast_repo import apply, open_store
+    from analytics_assets.testing.feature_snapshot import write_snapshot
 
     settings.ensure_dirs()
     directory = settings.feature_snapshots_dir()
@@ -33,7 +32,7 @@ def online_features(customers: int, seed: int = 7) -> None:
     apply(store, settings.feature_repo_path())
     views = offline.views_over_snapshots(store)
     feast_online.record_layout(store, views, settings.online_layout_path())
-    until = offline.newest_timestamp(directory) + timedelta(seconds=1)
+    until = snapshots.newest_timestamp(directory) + timedelta(seconds=1)
     feast_online.write_latest(store, offline.latest_rows_by_view(directory, views, until))
 
 
@@ -44,8 +43,8 @@ def churn_folder(destination: Path, seed: int = 42, max_iter: int = 200) -> Path
 
     from analytics_assets.defs.features.offline import feature_names
     from analytics_assets.defs.training import churn
-    from analytics_assets.feast_repo import open_store
-    from analytics_assets.producers.training_set import synthetic_training_set
+    from analytics_assets.lib.feast_repo import open_store
+    from analytics_assets.testing.training_set import synthetic_training_set
 
     frame = synthetic_training_set()
     features = feature_names(open_store(settings.feature_repo_path()), CHURN_FEATURE_SERVICE)
@@ -81,13 +80,13 @@ def value_folder(destination: Path, **params: float) -> Path:
 
 def promote(folder: Path, name: str, version: str, feature_service: str, challenger=False) -> str:
     """Save a model folder to the BentoML model store as promotion does; returns the tag."""
-    from analytics_assets.defs.training import serving_store
-    from analytics_assets.defs.training.registry import Fetched
+    from analytics_assets.lib import bento_store
+    from analytics_assets.lib.model_registry import Fetched
 
     fetched = Fetched(name, version, folder, directory_sha256(folder), {})
-    save = serving_store.save_challenger if challenger else serving_store.save_champion
+    save = bento_store.save_challenger if challenger else bento_store.save_champion
     labels = {"feature_service": feature_service, "promotion": "fixture"}
-    return save(BentoModelStore(home=str(settings.bentoml_home())), fetched, labels, {})
+    return save(bento_store.open_store(settings.bentoml_home()), fetched, labels, {})
 
 
 def prepare(customers: int, workdir: Path) -> None:

@@ -1,35 +1,60 @@
 """Champions in the BentoML model store: one BentoML model per promoted MLflow version, and
 ``<name>:latest`` is always the current champion (what the scoring service loads). The
-challenger the gate kept is ``<name>_challenger:latest``, for the service's traffic split."""
+challenger the gate kept is ``<name>_challenger:latest``, for the service's traffic split.
+
+The only module that touches BentoML's private ``bentoml._internal`` (the model store class and
+its container): BentoML's public functions take a ``_model_store`` but offer no public way to
+open one at a chosen folder, and ``BENTOML_HOME`` is read once per process. ``bentoml<1.5`` in
+``pyproject.toml`` covers it; ``tests/lib/test_bento_store.py`` shows a change at once."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from analytics_assets.artifacts import BENTO_MODEL_FOLDER, CHALLENGER_SUFFIX, verify
-from analytics_assets.defs.training.registry import Fetched
-from analytics_assets.resources import BentoModelStore
+from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER, CHALLENGER_SUFFIX, verify
+from analytics_assets.lib.model_registry import Fetched
+
+if TYPE_CHECKING:
+    from bentoml._internal.models import ModelStore
+
+
+def open_store(home: str | Path) -> ModelStore:
+    """The model store under ``<home>/models`` (a ``BENTOML_HOME`` layout)."""
+    from bentoml._internal.models import ModelStore
+
+    return ModelStore(str(Path(home) / "models"))
+
+
+def serving_store(default_home: Path) -> ModelStore:
+    """BentoML's own store when ``$BENTOML_HOME`` is set (inside a built bento, its models),
+    else the one under ``default_home``, where the pipeline promotes to."""
+    if os.environ.get("BENTOML_HOME"):
+        from bentoml._internal.container import BentoMLContainer
+
+        return BentoMLContainer.model_store.get()
+    return open_store(default_home)
 
 
 def save_champion(
-    models: BentoModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
+    store: ModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
 ) -> str:
     """Save a verified MLflow model folder as ``<name>:v<version>``, replacing an earlier copy
     of the same version (a rollback re-promotes it), so that it becomes ``<name>:latest``.
     Returns the tag."""
-    return _save(models, fetched.name, fetched, labels, metadata)
+    return _save(store, fetched.name, fetched, labels, metadata)
 
 
-def drop_challengers(models: BentoModelStore, name: str, keep: str | None = None) -> list[str]:
+def drop_challengers(store: ModelStore, name: str, keep: str | None = None) -> list[str]:
     """Delete every ``<name>_challenger`` version but ``keep`` (an MLflow version) from the
     store; returns their tags."""
     import bentoml
     from bentoml.exceptions import NotFound
 
-    store = models.store()
     try:
         found = store.list(f"{name}{CHALLENGER_SUFFIX}")
     except NotFound:
@@ -45,19 +70,18 @@ def drop_challengers(models: BentoModelStore, name: str, keep: str | None = None
 
 
 def save_challenger(
-    models: BentoModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
+    store: ModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
 ) -> str:
     """Save the challenger the gate kept as ``<name>_challenger:v<version>`` (its latest)."""
-    return _save(models, fetched.name + CHALLENGER_SUFFIX, fetched, labels, metadata)
+    return _save(store, fetched.name + CHALLENGER_SUFFIX, fetched, labels, metadata)
 
 
 def _save(
-    models: BentoModelStore, name: str, fetched: Fetched, labels: dict[str, str], metadata: dict
+    store: ModelStore, name: str, fetched: Fetched, labels: dict[str, str], metadata: dict
 ) -> str:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    store = models.store()
     tag = f"{name}:v{fetched.version}"
     with contextlib.suppress(NotFound):
         bentoml.models.delete(tag, _model_store=store)
@@ -70,13 +94,13 @@ def _save(
     return str(saved.tag)
 
 
-def current(models: BentoModelStore, name: str):
+def current(store: ModelStore, name: str):
     """The BentoML model ``<name>:latest`` (the serving champion), or ``None``."""
     import bentoml
     from bentoml.exceptions import NotFound
 
     try:
-        return bentoml.models.get(f"{name}:latest", _model_store=models.store())
+        return bentoml.models.get(f"{name}:latest", _model_store=store)
     except NotFound:
         return None
 

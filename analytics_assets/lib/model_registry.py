@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from analytics_assets.artifacts import directory_sha256, verify
+from analytics_assets.lib.artifacts import directory_sha256, verify
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"

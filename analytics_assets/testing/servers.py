@@ -8,34 +8,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
+from analytics_assets.lib.processes import stop
 
-def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout_s``. A process started with
-    ``start_new_session=True`` is signalled with its whole group (dagster-daemon, ``dagster
-    dev`` and ``bentoml serve`` have children)."""
-    import os
-    import signal
-
-    if proc.poll() is not None:
-        return
-    group = os.getpgid(proc.pid) == proc.pid
-
-    def send(sig: int) -> None:
-        with suppress(ProcessLookupError):  # it may have exited meanwhile
-            if group:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-
-    send(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
-        proc.wait()
+__all__ = ["free_port", "postgres_server", "redis_server", "stop"]
 
 
 def free_port() -> int:
