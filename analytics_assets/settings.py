@@ -88,7 +88,7 @@ def sensor_interval_seconds() -> int:
 
 
 def analytics_interval_seconds() -> int:
-    """Minimum seconds between ``analytics_sensor`` ticks (``$ANALYTICS_REBUILD_INTERVAL_S``):
+    """Minimum seconds between ``events_sensor`` ticks (``$ANALYTICS_REBUILD_INTERVAL_S``):
     batches committed meanwhile are rebuilt together, so a busy stream is not a run per batch."""
     return int(_env("ANALYTICS_REBUILD_INTERVAL_S") or 60)
 

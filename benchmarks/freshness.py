@@ -226,7 +226,7 @@ def prepare_serving(home: Path) -> None:
     from analytics_assets import settings
     from analytics_assets.defs.features import offline
     from analytics_assets.lib import feast_online, feast_repo
-    from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL
+    from analytics_assets.lib.names import CHURN_FEATURES, CHURN_MODEL, CLV_FEATURES, CLV_MODEL
     from analytics_assets.testing import serving
 
     store = feast_repo.open_store(settings.feature_repo_path())
@@ -234,9 +234,9 @@ def prepare_serving(home: Path) -> None:
     views = offline.views_over_snapshots(store)
     feast_online.record_layout(store, views, settings.online_layout_path())
     models = home / "fixture-models"
-    serving.promote(serving.churn_folder(models / "churn"), CHURN_MODEL, "1", "churn_v1")
-    serving.promote(serving.value_folder(models / "clv"), CLV_MODEL, "1", "clv_v1")
-    # say so in Dagster too, or retraining_sensor would ask for a first champion meanwhile
+    serving.promote(serving.churn_folder(models / "churn"), CHURN_MODEL, "1", CHURN_FEATURES)
+    serving.promote(serving.value_folder(models / "clv"), CLV_MODEL, "1", CLV_FEATURES)
+    # say so in Dagster too, or model_health_sensor would ask for a first champion meanwhile
     dg.DagsterInstance.get().report_runless_asset_event(
         dg.AssetMaterialization(
             "promoted_models",

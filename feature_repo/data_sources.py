@@ -4,9 +4,10 @@ from feast import FileSource
 from feast.data_format import ParquetFormat
 
 from analytics_assets import settings
+from analytics_assets.lib.names import SNAPSHOT_SOURCE
 
 customer_features_source = FileSource(
-    name="customer_features_snapshots",
+    name=SNAPSHOT_SOURCE,
     path=str(settings.feature_snapshots_dir() / "*.parquet"),
     file_format=ParquetFormat(),
     # a snapshot is valid from the end of its as-of day: it holds only events before then

@@ -4,8 +4,10 @@ new service version, never an edit of one in use."""
 from feast import FeatureService
 from feature_views import engagement, purchase_behaviour
 
+from analytics_assets.lib.names import CHURN_FEATURES, CLV_FEATURES
+
 churn_v1 = FeatureService(
-    name="churn_v1",
+    name=CHURN_FEATURES,
     features=[
         purchase_behaviour[
             [
@@ -31,7 +33,7 @@ churn_v1 = FeatureService(
 )
 
 clv_v1 = FeatureService(
-    name="clv_v1",
+    name=CLV_FEATURES,
     features=[
         purchase_behaviour[
             [

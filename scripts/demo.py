@@ -85,7 +85,7 @@ def loop_progress(dagster: str, landed: int, settings):
         failed = sum(1 for r in found if r["status"] == "FAILURE")
         promoted = done.get("promoted_models", 0.0)
         monitored = [k for k in ("drift_report", "model_performance") if done.get(k, 0) > promoted]
-        analytics = sum(1 for r in found if demo_check.sensor_of(r) == "analytics_sensor")
+        analytics = sum(1 for r in found if demo_check.sensor_of(r) == "events_sensor")
         retraining = [r["status"].lower() for r in found if r["jobName"] == "retrain_models"]
         steps = [
             f"batches ingested {ingested}/{landed}",

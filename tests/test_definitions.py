@@ -113,7 +113,7 @@ def test_sensor_targets_the_ingest_assets() -> None:
 
 
 def test_analytics_sensor_targets_the_day_tables() -> None:
-    sensor = defs.resolve_sensor_def("analytics_sensor")
+    sensor = defs.resolve_sensor_def("events_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     job = defs.resolve_job_def(sensor.job_name)
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
@@ -172,6 +172,6 @@ def test_daily_analytics_builds_the_day_that_just_ended() -> None:
 
 
 def test_monitoring_sensors_run_by_default() -> None:
-    for name in ("retraining_sensor", "run_failure_alerts", "monitoring_automation"):
+    for name in ("model_health_sensor", "run_failure_sensor", "monitoring_automation"):
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
-    assert defs.resolve_sensor_def("retraining_sensor").job_name == "retrain_models"
+    assert defs.resolve_sensor_def("model_health_sensor").job_name == "retrain_models"

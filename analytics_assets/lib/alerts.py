@@ -1,7 +1,7 @@
 """Alerts: one JSON line each in ``<home>/alerts/run_failures.jsonl``, and a POST to a webhook
 when one is configured (a Slack-style ``text`` plus the structured fields).
 
-Run failures (``run_failure_alerts``) and problems a run finds without failing (a re-sent
+Run failures (``run_failure_sensor``) and problems a run finds without failing (a re-sent
 batch name) are alerts. The file is append-only and survives torn lines (a crash mid-write): a
 line that is not JSON is skipped, and the next alert starts on a line of its own. It is rotated
 at ``MAX_BYTES`` (``run_failures.jsonl.1`` .. ``.3``).

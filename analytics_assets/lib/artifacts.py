@@ -6,13 +6,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-CHURN_MODEL, CLV_MODEL = "churn_model", "clv_model"
-"""Registered model names (MLflow) and BentoML model names of the two models."""
-
-CHALLENGER_SUFFIX = "_challenger"
-"""BentoML model ``<name>_challenger`` holds the challenger the gate kept, for live traffic
-splits; ``<name>`` itself is always the champion."""
-
 BENTO_MODEL_FOLDER = "mlflow_model"
 """Where a BentoML model of ours keeps the MLflow model folder it was promoted from."""
 

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER, CHALLENGER_SUFFIX, verify
+from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER, verify
 from analytics_assets.lib.model_registry import Fetched
+from analytics_assets.lib.names import CHALLENGER_SUFFIX
 
 if TYPE_CHECKING:
     from bentoml._internal.models import ModelStore

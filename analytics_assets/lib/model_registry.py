@@ -15,6 +15,21 @@ SHA256_TAG = "artifact_sha256"
 FEATURE_SERVICE_TAG = "feature_service"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
 DECISION_TAG = "gate_decision"
+AS_OF_DAYS_TAG = "as_of_days"
+"""The feature snapshot days a version learnt from (comma-separated ISO days): what drift is
+measured against."""
+
+
+def as_of_days_tag(days) -> str:
+    return ",".join(d.isoformat() for d in sorted(days))
+
+
+def as_of_days(tags: dict[str, str]) -> list:
+    """The days of :data:`AS_OF_DAYS_TAG` (none when the version lacks it)."""
+    from datetime import date
+
+    value = tags.get(AS_OF_DAYS_TAG, "")
+    return [date.fromisoformat(d) for d in value.split(",") if d]
 
 
 @dataclass(frozen=True)

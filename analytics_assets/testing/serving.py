@@ -10,9 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from analytics_assets import settings
-from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL, directory_sha256
+from analytics_assets.lib.artifacts import directory_sha256
+from analytics_assets.lib.names import CHURN_FEATURES, CHURN_MODEL, CLV_FEATURES, CLV_MODEL
 
-CHURN_FEATURE_SERVICE, CLV_FEATURE_SERVICE = "churn_v1", "clv_v1"
 CDNOW_SAMPLE_PARAMS = dict(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44)
 """BG/NBD (Fader, Hardie and Lee, 2005) and Gamma-Gamma parameters of the CDNOW sample."""
 
@@ -47,7 +47,7 @@ def churn_folder(destination: Path, seed: int = 42, max_iter: int = 200) -> Path
     from analytics_assets.testing.training_set import synthetic_training_set
 
     frame = synthetic_training_set()
-    features = feature_names(open_store(settings.feature_repo_path()), CHURN_FEATURE_SERVICE)
+    features = feature_names(open_store(settings.feature_repo_path()), CHURN_FEATURES)
     split = churn.time_split(frame, 90)
     hyper = dict(max_iter=max_iter, learning_rate=0.08, max_leaf_nodes=31, random_state=seed)
     model = churn.fit(split.train, features, hyper)
@@ -92,5 +92,5 @@ def promote(folder: Path, name: str, version: str, feature_service: str, challen
 def prepare(customers: int, workdir: Path) -> None:
     """Online features for ``customers`` and version 1 of both models as champions."""
     online_features(customers)
-    promote(churn_folder(workdir / "churn_v1"), CHURN_MODEL, "1", CHURN_FEATURE_SERVICE)
-    promote(value_folder(workdir / "clv_v1"), CLV_MODEL, "1", CLV_FEATURE_SERVICE)
+    promote(churn_folder(workdir / "churn_v1"), CHURN_MODEL, "1", CHURN_FEATURES)
+    promote(value_folder(workdir / "clv_v1"), CLV_MODEL, "1", CLV_FEATURES)

@@ -16,13 +16,8 @@ import numpy as np
 
 from analytics_assets import settings
 from analytics_assets.lib import bento_store
-from analytics_assets.lib.artifacts import (
-    BENTO_MODEL_FOLDER,
-    CHALLENGER_SUFFIX,
-    CHURN_MODEL,
-    CLV_MODEL,
-    verify,
-)
+from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER, verify
+from analytics_assets.lib.names import CHALLENGER_SUFFIX, CHURN_MODEL, CLV_MODEL
 from analytics_assets.lib.online_reader import OnlineReader
 
 logger = logging.getLogger("bentoml.customer_scoring")

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from analytics_assets import settings
-from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL
+from analytics_assets.lib.names import CHURN_MODEL, CLV_MODEL
 from bentos.customer_scoring.champions import LoadedModel, Models, model_store
 from bentos.customer_scoring.middleware import RequestGuard
 from bentos.customer_scoring.prediction_log import PredictionLog

@@ -1,4 +1,4 @@
-"""analytics_sensor against real events materializations in an ephemeral instance."""
+"""events_sensor against real events materializations in an ephemeral instance."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import dagster as dg
 from analytics_assets.defs.analytics.sensors import (
     RANGE_END_TAG,
     RANGE_START_TAG,
-    build_analytics_sensor,
+    build_events_sensor,
     contiguous_ranges,
 )
 from analytics_assets.defs.ingest.assets import ingest_batch
@@ -30,7 +30,7 @@ def ingest(land, resources, instance, batch_id: str, days: list[str]) -> None:
 class Ticker:
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self.instance = instance
-        self.sensor = build_analytics_sensor(minimum_interval_seconds=1)
+        self.sensor = build_events_sensor(minimum_interval_seconds=1)
         self.cursor: str | None = None
 
     def ranges(self) -> list[tuple[str, str]]:

@@ -77,12 +77,12 @@ def test_analytics_follow_ingested_batches(daemon: dg.DagsterInstance, analytics
     write_atomic(landing, "day2.jsonl", jsonl([purchase(3, amount=7.5)]))
     wait_for_batches(daemon, {"day1", "day2"}, timeout=120)
     deadline = time.monotonic() + 120
-    while True:  # the analytics_sensor's range run over the days the batches touched
+    while True:  # the events_sensor's range run over the days the batches touched
         runs = wait_for_runs(daemon, 0, timeout=120)
-        analytics = [r for r in runs if r.tags.get("dagster/sensor_name") == "analytics_sensor"]
+        analytics = [r for r in runs if r.tags.get("dagster/sensor_name") == "events_sensor"]
         if analytics:
             break
-        assert time.monotonic() < deadline, "analytics_sensor requested no run"
+        assert time.monotonic() < deadline, "events_sensor requested no run"
         time.sleep(0.5)
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:

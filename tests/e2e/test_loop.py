@@ -66,7 +66,7 @@ def test_the_loop_closes_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         retraining = [r for r in runs if r.job_name == "retrain_models"]
         # the first champion was asked for by the retraining sensor, not by anyone's hand
         assert retraining and all(
-            r.tags.get("dagster/sensor_name") == "retraining_sensor" for r in retraining
+            r.tags.get("dagster/sensor_name") == "model_health_sensor" for r in retraining
         )
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
         drift = instance.get_latest_materialization_event(dg.AssetKey("drift_report"))

@@ -35,7 +35,7 @@ HISTORY = [
 
 
 def roll_up(resources: dict, first: date = FIRST, last: date = LAST) -> None:
-    """sessions and customer_daily for the days, as the analytics_sensor's runs build them."""
+    """sessions and customer_daily for the days, as the events_sensor's runs build them."""
     with dg.DagsterInstance.ephemeral() as instance:
         assert dg.materialize(
             [sessions, customer_daily],

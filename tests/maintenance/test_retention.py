@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analytics_assets import settings
-from analytics_assets.defs.maintenance.retention import apply_retention
+from analytics_assets.defs.maintenance.jobs import apply_retention
 from analytics_assets.lib import model_registry
 from analytics_assets.lib.retention import old_day_folders, versions_to_drop
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import polars as pl
 
 from analytics_assets.defs.monitoring import drift, predictions, windows
+from analytics_assets.lib import model_registry
 from analytics_assets.lib.alerts import read, record
 
 
@@ -47,20 +48,33 @@ def test_column_drift_flags_by_either_threshold_and_reports_nulls() -> None:
     assert png.startswith(b"\x89PNG")
 
 
-def test_training_days_follow_the_training_sets_grid() -> None:
-    available = [date(2024, 1, 1) + (date(2024, 1, 2) - date(2024, 1, 1)) * n for n in range(200)]
-    churn = {"train_start": "2024-01-02T00:00:00+00:00", "train_end": "2024-03-27T00:00:00+00:00"}
-    # the snapshot valid from an instant is the day before it; then every 28 days back
-    assert windows.training_days(churn, available) == [
-        date(2024, 1, 2),
-        date(2024, 1, 30),
-        date(2024, 2, 27),
-        date(2024, 3, 26),
-    ]
-    assert windows.training_days(churn, available[:40]) == [date(2024, 1, 2), date(2024, 1, 30)]
-    assert windows.training_days({"calibration_day": "2024-02-01"}, available) == [date(2024, 2, 1)]
-    assert windows.training_days({"calibration_day": "2030-01-01"}, available) == []
+def test_training_days_are_the_versions_recorded_as_of_days() -> None:
+    """Drift compares with the days a version's tag names, whatever their spacing; days whose
+    snapshot file is gone drop out."""
+    available = [date(2024, 1, 1) + timedelta(days=n) for n in range(40)]
+    days = [date(2024, 1, 2), date(2024, 1, 16), date(2024, 1, 30), date(2024, 3, 1)]
+    tags = {model_registry.AS_OF_DAYS_TAG: model_registry.as_of_days_tag(days)}
+    assert windows.training_days(tags, available) == days[:3]
+    assert windows.training_days({"as_of_days": "2024-02-01"}, available) == [date(2024, 2, 1)]
+    assert windows.training_days({"as_of_days": "2030-01-01"}, available) == []
     assert windows.training_days({}, available) == []
+
+
+def test_churn_split_reports_its_as_of_days() -> None:
+    """What the churn model's version is tagged with: the snapshot days of its training rows."""
+    from analytics_assets.defs.training import churn
+    from analytics_assets.lib.days import snapshot_instant
+
+    grid = [date(2024, 1, 1) + timedelta(days=14 * n) for n in range(12)]
+    frame = pl.DataFrame(
+        {
+            churn.TIMESTAMP: [snapshot_instant(d) for d in grid for _ in range(2)],
+            churn.LABEL: [True, False] * len(grid),
+        }
+    )
+    split = churn.time_split(frame, 90)
+    assert split.as_of_days() == [d for d in grid if snapshot_instant(d) <= split.train_end]
+    assert split.as_of_days()[-1] == date(2024, 2, 26)
 
 
 def _log(root, model, day, version, values, role="champion", known=True) -> None:

@@ -16,8 +16,8 @@ from analytics_assets import settings
 from analytics_assets.definitions import defs
 from analytics_assets.defs.monitoring.sensors import (
     REASON_TAG,
-    retraining_sensor,
-    run_failure_alerts,
+    model_health_sensor,
+    run_failure_sensor,
 )
 from analytics_assets.lib import alerts
 
@@ -38,7 +38,7 @@ def with_champion(instance) -> None:
 
 def tick(instance, cursor: str | None = None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-    result = retraining_sensor.evaluate_tick(context)
+    result = model_health_sensor.evaluate_tick(context)
     return result, result.cursor
 
 
@@ -157,12 +157,12 @@ def test_run_failures_are_recorded_and_posted(instance, monkeypatch) -> None:
             result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
         ).records
         context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alerts",
+            sensor_name="run_failure_sensor",
             dagster_event=failure.event_log_entry.dagster_event,
             dagster_instance=instance,
             dagster_run=run,
         ).for_run_failure()
-        run_failure_alerts(context)
+        run_failure_sensor(context)
     finally:
         server.shutdown()
     (recorded,) = alerts.read(settings.alerts_path())

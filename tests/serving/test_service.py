@@ -10,7 +10,7 @@ import time
 import numpy as np
 import polars as pl
 
-from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL
+from analytics_assets.lib.names import CHURN_MODEL, CLV_MODEL
 from analytics_assets.testing import serving
 from analytics_assets.testing.feature_snapshot import customer_id
 from bentos.customer_scoring.routing import bucket

@@ -8,7 +8,7 @@ import time
 import polars as pl
 import pytest
 
-from analytics_assets.lib.artifacts import CHURN_MODEL
+from analytics_assets.lib.names import CHURN_MODEL
 from analytics_assets.testing import serving
 from analytics_assets.testing.feature_snapshot import customer_id
 from tests.serving.conftest import home_env, run_server

@@ -4,20 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from analytics_assets.defs.analytics.partitions import days
-from analytics_assets.defs.analytics.sensors import ANALYTICS_ASSETS
-
-build_day = dg.define_asset_job(
-    "build_day",
-    selection=ANALYTICS_ASSETS,
-    partitions_def=days,
-    description="Sessions, customer_daily, KPIs and the feature snapshot of one day.",
-)
-refresh_audit = dg.define_asset_job(
-    "refresh_audit",
-    selection=["customer_base_audit"],
-    description="The customer-base audit over every day so far.",
-)
+from analytics_assets.defs.analytics.jobs import build_day, refresh_audit
 
 
 @dg.schedule(

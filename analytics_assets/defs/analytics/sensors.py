@@ -1,18 +1,15 @@
-"""``analytics_sensor``: rebuilds exactly the days that new batches touched, coalesced."""
+"""``events_sensor``: rebuilds exactly the days that new batches touched, coalesced."""
 
 from datetime import date, timedelta
 
 import dagster as dg
 
 from analytics_assets import settings
-from analytics_assets.defs.analytics.assets import customer_daily, kpis_daily, kpis_hourly, sessions
+from analytics_assets.defs.analytics.jobs import ANALYTICS_ASSETS
 from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.defs.analytics.transforms import session_days_affected
-from analytics_assets.defs.features.assets import customer_features
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 
-# customer_features rides along: a day's snapshot needs that day's sessions and activity
-ANALYTICS_ASSETS = [sessions, customer_daily, kpis_hourly, kpis_daily, customer_features]
 _PAGE = 1_000
 
 
@@ -33,9 +30,9 @@ def _days_of(record: dg.EventLogRecord) -> list[date]:
     return [date.fromisoformat(d) for d in (entry.value if entry else [])]
 
 
-def build_analytics_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+def build_events_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
-        name="analytics_sensor",
+        name="events_sensor",
         target=ANALYTICS_ASSETS,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -45,7 +42,7 @@ def build_analytics_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
             "snapshots), one run per range of days."
         ),
     )
-    def analytics_sensor(context: dg.SensorEvaluationContext):
+    def events_sensor(context: dg.SensorEvaluationContext):
         touched: set[date] = set()
         cursor = context.cursor
         while True:
@@ -72,7 +69,7 @@ def build_analytics_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
             for start, end in contiguous_ranges(affected)
         ]
 
-    return analytics_sensor
+    return events_sensor
 
 
 @dg.definitions
@@ -85,4 +82,4 @@ def defs() -> dg.Definitions:
         minimum_interval_seconds=interval,
         description="Evaluates the analytics assets' automation conditions (the audit).",
     )
-    return dg.Definitions(sensors=[build_analytics_sensor(interval), automation])
+    return dg.Definitions(sensors=[build_events_sensor(interval), automation])

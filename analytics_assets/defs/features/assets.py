@@ -14,6 +14,7 @@ from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.lib import feast_online, feast_repo, online_store, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import day_range
+from analytics_assets.lib.names import FEATURE_SERVICES
 from analytics_assets.metadata import preview
 from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
 
@@ -250,7 +251,7 @@ class TrainingSetConfig(dg.Config):
     """Future value label: revenue within this many days after the as-of date."""
     every_days: int = 28
     """Spacing of the as-of dates, counted back from the newest one whose labels are complete."""
-    feature_services: list[str] = ["churn_v1", "clv_v1"]
+    feature_services: list[str] = list(FEATURE_SERVICES)
 
 
 @dg.asset(

@@ -11,13 +11,11 @@ import duckdb
 import pyarrow as pa
 
 from analytics_assets.lib.days import snapshot_instant, utc_midnight
+from analytics_assets.lib.names import SNAPSHOT_SOURCE
 from analytics_assets.lib.snapshots import latest_rows, snapshot_days
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
-
-SNAPSHOT_SOURCE = "customer_features_snapshots"
-"""The Feast data source over the snapshot files (``feature_repo/data_sources.py``)."""
 
 
 def latest_rows_by_view(

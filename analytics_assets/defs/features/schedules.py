@@ -2,11 +2,7 @@
 
 import dagster as dg
 
-refresh_online_features = dg.define_asset_job(
-    "refresh_online_features",
-    selection=["feast_definitions", "online_features"],
-    description="feast apply, then the newest snapshots into the online store.",
-)
+from analytics_assets.defs.features.jobs import refresh_online_features
 
 daily_online_features = dg.ScheduleDefinition(
     name="daily_online_features",

@@ -9,7 +9,7 @@ import dagster as dg
 
 from analytics_assets import settings
 from analytics_assets.lib import retention
-from analytics_assets.lib.artifacts import CHALLENGER_SUFFIX, CHURN_MODEL, CLV_MODEL
+from analytics_assets.lib.names import CHALLENGER_SUFFIX, CHURN_MODEL, CLV_MODEL
 from analytics_assets.resources import MODEL_REGISTRY_POOL, BentoModelStore, MlflowTracking
 
 MODELS = (CHURN_MODEL, CLV_MODEL)
@@ -138,26 +138,3 @@ def old_runs(instance: dg.DagsterInstance, keep_days: int, now: datetime) -> int
         instance.delete_run(run_id)
         deleted += 1
     return deleted
-
-
-@dg.job(
-    description="Retention: old archive files, prediction logs, reports, runs and model "
-    "versions removed, by the limits in the environment (README, Retention)."
-)
-def apply_retention():
-    apply_retention_op()
-
-
-daily_retention = dg.ScheduleDefinition(
-    name="daily_retention",
-    job=apply_retention,
-    cron_schedule="30 3 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="03:30 UTC: apply the retention limits.",
-)
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return dg.Definitions(jobs=[apply_retention], schedules=[daily_retention])

@@ -13,10 +13,11 @@ from analytics_assets.defs.features import offline
 from analytics_assets.defs.features.transforms import labels
 from analytics_assets.defs.monitoring import drift, predictions, windows
 from analytics_assets.defs.training import churn, plots
-from analytics_assets.defs.training.evaluation import CHURN, MODELS
 from analytics_assets.lib import model_registry, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import snapshot_instant
+from analytics_assets.lib.names import CHURN_MODEL as CHURN
+from analytics_assets.lib.names import MODELS
 from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.lib.snapshots import file_for
 from analytics_assets.metadata import preview

@@ -7,11 +7,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from analytics_assets.lib.names import CHURN_MODEL, CLV_MODEL
+
 # what each model's answers are compared on: outputs that do not depend on request parameters
 # (a CLV request's horizon changes expected purchases and revenue, not P(alive) or spend)
 MONITORED_OUTPUTS = {
-    "churn_model": ["churn_probability"],
-    "clv_model": ["probability_alive", "expected_average_spend"],
+    CHURN_MODEL: ["churn_probability"],
+    CLV_MODEL: ["probability_alive", "expected_average_spend"],
 }
 
 

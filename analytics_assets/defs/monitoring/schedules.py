@@ -2,11 +2,7 @@
 
 import dagster as dg
 
-check_models = dg.define_asset_job(
-    "check_models",
-    selection=dg.AssetSelection.groups("monitoring"),
-    description="drift_report and model_performance.",
-)
+from analytics_assets.defs.monitoring.jobs import check_models
 
 daily_monitoring = dg.ScheduleDefinition(
     name="daily_monitoring",

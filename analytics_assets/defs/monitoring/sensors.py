@@ -95,7 +95,7 @@ def last_retraining(instance: dg.DagsterInstance) -> float | None:
 
 
 @dg.sensor(
-    name="retraining_sensor",
+    name="model_health_sensor",
     job=jobs.retrain_models,
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
@@ -105,7 +105,7 @@ def last_retraining(instance: dg.DagsterInstance) -> float | None:
         "cool-down ($ANALYTICS_RETRAIN_COOLDOWN_S) of the last retraining run."
     ),
 )
-def retraining_sensor(context: dg.SensorEvaluationContext):
+def model_health_sensor(context: dg.SensorEvaluationContext):
     signals = Signals.parse(context.cursor)
     instance = context.instance
     reasons = [
@@ -155,14 +155,14 @@ def _error_text(error) -> str:
 
 
 @dg.run_failure_sensor(
-    name="run_failure_alerts",
+    name="run_failure_sensor",
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Records every failed run in <home>/alerts/run_failures.jsonl and posts it to "
         "$ANALYTICS_ALERT_WEBHOOK_URL when that is set."
     ),
 )
-def run_failure_alerts(context: dg.RunFailureSensorContext):
+def run_failure_sensor(context: dg.RunFailureSensorContext):
     run = context.dagster_run
     steps = context.get_step_failure_events()
     errors = {
@@ -206,4 +206,4 @@ def defs() -> dg.Definitions:
             "model_performance after each promotion, drift_report as new features come online."
         ),
     )
-    return dg.Definitions(sensors=[retraining_sensor, run_failure_alerts, automation])
+    return dg.Definitions(sensors=[model_health_sensor, run_failure_sensor, automation])

@@ -1,32 +1,15 @@
-"""Which feature snapshots a model was trained on, and which are the latest."""
+"""Which feature snapshots a model was trained on."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date
 
-# training_set's default spacing of as-of dates (TrainingSetConfig.every_days)
-AS_OF_SPACING_DAYS = 28
-
-
-def _snapshot_day(instant: str) -> date:
-    """The snapshot day whose features are valid from ``instant`` (the end of that day)."""
-    return datetime.fromisoformat(instant).date() - timedelta(days=1)
+from analytics_assets.lib import model_registry
 
 
 def training_days(tags: dict[str, str], available: list[date]) -> list[date]:
-    """The snapshot days a registered version learnt from, by its window tags: the churn
-    model's as-of dates (``train_start`` .. ``train_end``, every 28 days back from the end),
-    or the customer value model's ``calibration_day``; only days whose file exists."""
+    """The snapshot days a registered version learnt from, as its ``as_of_days`` tag records
+    them (the churn model's training as-of days, the customer value model's calibration day);
+    only days whose file still exists."""
     present = set(available)
-    if "train_start" in tags and "train_end" in tags:
-        first, day = _snapshot_day(tags["train_start"]), _snapshot_day(tags["train_end"])
-        chosen = []
-        while day >= first:
-            if day in present:
-                chosen.append(day)
-            day -= timedelta(days=AS_OF_SPACING_DAYS)
-        return sorted(chosen)
-    if "calibration_day" in tags:
-        day = date.fromisoformat(tags["calibration_day"])
-        return [day] if day in present else []
-    return []
+    return [d for d in model_registry.as_of_days(tags) if d in present]

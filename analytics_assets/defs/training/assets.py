@@ -10,11 +10,10 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline, transforms
-from analytics_assets.defs.training import churn, clv, plots
+from analytics_assets.defs.training import churn, clv, plots, tracking
 from analytics_assets.defs.training.evaluation import (
     CHURN,
     CLV,
-    MODELS,
     EvaluationConfig,
     evaluate_model,
     evaluation_path,
@@ -26,6 +25,7 @@ from analytics_assets.defs.training.promotion import keep_challenger, promote, w
 from analytics_assets.lib import model_registry, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import snapshot_instant
+from analytics_assets.lib.names import CHURN_FEATURES, CLV_FEATURES, MODELS
 from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.metadata import preview
 from analytics_assets.resources import (
@@ -36,27 +36,9 @@ from analytics_assets.resources import (
     MlflowTracking,
 )
 from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
+from analytics_assets.scoring.customer_value import OUTPUTS as CLV_OUTPUTS
 
 GROUP = "training"
-
-
-def _registered(run, version: model_registry.Version, feature_service: str, window: dict) -> dict:
-    """Materialization metadata naming the MLflow run and registered version of a model."""
-    return {
-        "mlflow_run_id": run.info.run_id,
-        "model_version": version.version,
-        "feature_service": feature_service,
-        "training_window": window,
-    }
-
-
-def _timings(fit_seconds: float, mlflow_seconds: float) -> dict:
-    return {"fit_seconds": round(fit_seconds, 3), "mlflow_seconds": round(mlflow_seconds, 3)}
-
-
-def _run_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
-    asset = context.asset_key.to_user_string()
-    return {"dagster_run_id": context.run.run_id, "dagster_asset": asset}
 
 
 def _image(name: str, png: bytes) -> dg.MetadataValue:
@@ -68,7 +50,7 @@ def _round(metrics: dict[str, float]) -> dict[str, float]:
 
 
 class ChurnModelConfig(dg.Config):
-    feature_service: str = "churn_v1"
+    feature_service: str = CHURN_FEATURES
     """The Feast feature service whose features the model reads (and the service serves)."""
     label_days: int = 90
     """The churn label's window (``training_set``'s ``churn_days``): training rows whose window
@@ -92,9 +74,6 @@ def churn_model(
     """A gradient-boosted classifier of the probability that a customer makes no purchase in the
     next 90 days, from the ``churn_v1`` features; trained on older as-of dates, scored on the
     newest. Registered in MLflow as the ``challenger`` version of ``churn_model``."""
-    import mlflow as mlf
-    from mlflow.models import infer_signature
-
     frame = pl.read_parquet(settings.training_set_path())
     features = offline.feature_names(feast.store(), config.feature_service)
     split = churn.time_split(frame, config.label_days)
@@ -113,64 +92,54 @@ def churn_model(
     metrics = churn.metrics(y, p)
     calibration = churn.calibration_table(y, p)
     lift = churn.decile_lift(y, p)
-    calibration_png = plots.calibration(calibration, p, "Calibration on the holdout")
-    lift_png = plots.lift(lift)
+    plots_png = {
+        "calibration.png": plots.calibration(calibration, p, "Calibration on the holdout"),
+        "decile_lift.png": plots.lift(lift),
+    }
     window = {
         "train_start": split.train_start.isoformat(),
         "train_end": split.train_end.isoformat(),
         "holdout_at": split.holdout_at.isoformat(),
     }
-    started = time.perf_counter()
-    with mlflow.start_run(CHURN, f"churn {split.holdout_at:%Y-%m-%d}", _run_tags(context)) as run:
-        mlf.log_params(
-            {
-                **hyperparameters,
-                "feature_service": config.feature_service,
-                "features": ",".join(features),
-                "label_days": config.label_days,
-                "train_rows": split.train.height,
-                "holdout_rows": split.holdout.height,
-                **window,
-            }
-        )
-        mlf.log_metrics({**metrics, "fit_seconds": fit_seconds})
-        _log_png(calibration_png, "calibration.png")
-        _log_png(lift_png, "decile_lift.png")
-        mlf.log_text(calibration.write_csv(), "tables/calibration.csv")
-        mlf.log_text(lift.write_csv(), "tables/decile_lift.csv")
-        example = x_holdout.head(5)
-        logged = mlf.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(example, model.predict_proba(example)),
-            input_example=example,
-            pyfunc_predict_fn="predict_proba",
-            # the trees' node arrays, which skops will not load unless trusted; we load only
-            # artifacts whose sha256 we recorded (model_registry.fetch)
-            skops_trusted_types=[
-                "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
-            ],
-            pip_requirements=_requirements("scikit-learn", "skops"),
-        )
-        version = model_registry.register(
-            mlflow.client(),
-            CHURN,
-            logged.model_uri,
-            {model_registry.FEATURE_SERVICE_TAG: config.feature_service, **window},
-        )
-    mlflow_seconds = time.perf_counter() - started
+    report = tracking.Report(
+        params={
+            **hyperparameters,
+            "feature_service": config.feature_service,
+            "features": ",".join(features),
+            "label_days": config.label_days,
+            "train_rows": split.train.height,
+            "holdout_rows": split.holdout.height,
+            **window,
+        },
+        metrics={**metrics, "fit_seconds": fit_seconds},
+        plots=plots_png,
+        tables={"calibration": calibration, "decile_lift": lift},
+    )
+    tracked = tracking.track(
+        mlflow,
+        CHURN,
+        f"churn {split.holdout_at:%Y-%m-%d}",
+        tracking.run_tags(context),
+        report,
+        lambda: tracking.log_classifier(model, x_holdout.head(5)),
+        {
+            model_registry.FEATURE_SERVICE_TAG: config.feature_service,
+            model_registry.AS_OF_DAYS_TAG: model_registry.as_of_days_tag(split.as_of_days()),
+            **window,
+        },
+    )
     write_parquet(split.holdout, holdout_path(CHURN))
-    context.log.info(f"registered {CHURN} version {version.version}: {_round(metrics)}")
+    context.log.info(f"registered {CHURN} version {tracked.version.version}: {_round(metrics)}")
     return dg.MaterializeResult(
         metadata={
             **{k: dg.MetadataValue.float(v) for k, v in _round(metrics).items()},
-            **_registered(run, version, config.feature_service, window),
-            **_timings(fit_seconds, mlflow_seconds),
+            **tracked.metadata(config.feature_service, window),
+            "fit_seconds": round(fit_seconds, 3),
             "features": features,
             "train_rows": split.train.height,
             "holdout_rows": split.holdout.height,
-            "calibration": _image("calibration", calibration_png),
-            "decile_lift": _image("decile lift", lift_png),
+            "calibration": _image("calibration", plots_png["calibration.png"]),
+            "decile_lift": _image("decile lift", plots_png["decile_lift.png"]),
             "decile_lift_table": preview(lift),
             "tracking_uri": settings.redacted(mlflow.tracking_uri),
         }
@@ -183,7 +152,7 @@ class CustomerValueConfig(dg.Config):
     as in Fader, Hardie and Lee, 2005: CDNOW calibrates on weeks 1-39, holds out 40-78)."""
     horizon_days: int = 180
     """The default horizon of the logged model's predictions (a request may ask another)."""
-    feature_service: str = "clv_v1"
+    feature_service: str = CLV_FEATURES
 
 
 @dg.asset(
@@ -205,9 +174,6 @@ def clv_model(
     purchase), fitted by maximum likelihood on the pipeline's own recency / frequency / tenure /
     monetary snapshot, checked on the purchases of the following 39 weeks. Registered in MLflow
     as the ``challenger`` version of ``clv_model``."""
-    import mlflow as mlf
-    from mlflow.models import infer_signature
-
     directory = settings.feature_snapshots_dir()
     with warehouse.get_connection() as conn:
         observed_until = offline.observed_until(conn)
@@ -255,54 +221,50 @@ def clv_model(
     params_file = models_dir / "clv_params.json"
     fitted.params.save(params_file)
     example = holdout.select(CLV_INPUTS).head(5).to_pandas()
-    started = time.perf_counter()
-    with mlflow.start_run(CLV, f"clv {calibration_day}", _run_tags(context)) as run:
-        mlf.log_params(
-            {
-                **window,
-                "feature_service": config.feature_service,
-                "customers": fitted.customers,
-                "repeat_customers": fitted.repeat_customers,
-                "period_days": fitted.params.period_days,
-            }
-        )
-        mlf.log_metrics({**estimates, **metrics, "fit_seconds": fit_seconds})
-        _log_png(expectations_png, "conditional_expectations.png")
-        mlf.log_text(by_frequency.write_csv(), "tables/conditional_expectations.csv")
-        from analytics_assets.scoring import clv_pyfunc
-
-        example_output = clv.score(fitted.params, holdout.head(5), config.horizon_days)
-        logged = mlf.pyfunc.log_model(
-            name="model",
-            python_model=clv_pyfunc.__file__,
-            artifacts={"params": str(params_file)},
-            signature=infer_signature(
-                example,
-                example_output.select(clv_pyfunc_outputs()).to_pandas(),
-                params={"horizon_days": float(config.horizon_days)},
-            ),
-            input_example=example,
-            pip_requirements=_requirements("lifetimes", "pandas"),
-        )
-        version = model_registry.register(
-            mlflow.client(),
-            CLV,
-            logged.model_uri,
-            {model_registry.FEATURE_SERVICE_TAG: config.feature_service, **_strings(window)},
-        )
-    mlflow_seconds = time.perf_counter() - started
+    example_output = clv.score(fitted.params, holdout.head(5), config.horizon_days)
+    report = tracking.Report(
+        params={
+            **window,
+            "feature_service": config.feature_service,
+            "customers": fitted.customers,
+            "repeat_customers": fitted.repeat_customers,
+            "period_days": fitted.params.period_days,
+        },
+        metrics={**estimates, **metrics, "fit_seconds": fit_seconds},
+        plots={"conditional_expectations.png": expectations_png},
+        tables={"conditional_expectations": by_frequency},
+    )
+    tracked = tracking.track(
+        mlflow,
+        CLV,
+        f"clv {calibration_day}",
+        tracking.run_tags(context),
+        report,
+        lambda: tracking.log_customer_value(
+            params_file,
+            example,
+            example_output.select(CLV_OUTPUTS).to_pandas(),
+            config.horizon_days,
+        ),
+        {
+            model_registry.FEATURE_SERVICE_TAG: config.feature_service,
+            model_registry.AS_OF_DAYS_TAG: calibration_day.isoformat(),
+            **{k: str(v) for k, v in window.items()},
+        },
+    )
     write_parquet(
         holdout.with_columns(pl.lit(config.holdout_days).alias("holdout_days")), holdout_path(CLV)
     )
     context.log.info(
-        f"registered {CLV} version {version.version}: {estimates}; holdout {_round(metrics)}"
+        f"registered {CLV} version {tracked.version.version}: {estimates}; "
+        f"holdout {_round(metrics)}"
     )
     return dg.MaterializeResult(
         metadata={
             **{k: dg.MetadataValue.float(round(v, 4)) for k, v in estimates.items()},
             **{k: dg.MetadataValue.float(v) for k, v in _round(metrics).items()},
-            **_registered(run, version, config.feature_service, window),
-            **_timings(fit_seconds, mlflow_seconds),
+            **tracked.metadata(config.feature_service, window),
+            "fit_seconds": round(fit_seconds, 3),
             "conditional_expectations": _image("conditional expectations", expectations_png),
             "conditional_expectations_table": preview(by_frequency),
             "tracking_uri": settings.redacted(mlflow.tracking_uri),
@@ -310,13 +272,27 @@ def clv_model(
     )
 
 
-def clv_pyfunc_outputs() -> list[str]:
-    from analytics_assets.scoring.customer_value import OUTPUTS
+# the gate's blocking checks: a failed one stops promoted_models in the same run (and the
+# promotion itself refuses a challenger that failed one)
+GATE_CHECKS = {
+    "predictions_valid": "Every challenger prediction on the holdout is finite and in range "
+    "(probabilities in [0, 1], purchases and revenue non-negative).",
+    "calibration_within_bounds": "Churn: expected calibration error within its bound. CLV: "
+    "predicted / actual holdout purchases within bounds.",
+    "metric_above_floor": "The deciding holdout metric (churn ROC AUC, CLV purchases "
+    "correlation) is above its floor.",
+}
 
-    return OUTPUTS
 
-
-@dg.asset(deps=[CHURN, CLV], group_name=GROUP, kinds={"mlflow"})
+@dg.asset(
+    deps=[CHURN, CLV],
+    group_name=GROUP,
+    kinds={"mlflow"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="model_evaluation", blocking=True, description=text)
+        for name, text in GATE_CHECKS.items()
+    ],
+)
 def model_evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, mlflow: MlflowTracking
 ) -> dg.MaterializeResult:
@@ -337,7 +313,6 @@ def model_evaluation(
             evaluation[model] = result
             context.log.info(f"{model}: {result['verdict']['reason']}")
     write_evaluation(evaluation)
-    path = evaluation_path()
     rows = [
         {
             "model": model,
@@ -355,8 +330,18 @@ def model_evaluation(
         metadata={
             "comparison": preview(pl.DataFrame(rows) if rows else None),
             "verdicts": {m: r["verdict"] for m, r in evaluation.items()},
-            "path": dg.MetadataValue.path(str(path)),
-        }
+            "path": dg.MetadataValue.path(str(evaluation_path())),
+        },
+        check_results=[_gate_check(name, evaluation) for name in GATE_CHECKS],
+    )
+
+
+def _gate_check(name: str, evaluation: dict[str, dict]) -> dg.AssetCheckResult:
+    results = {model: result["checks"][name] for model, result in evaluation.items()}
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=all(r["passed"] for r in results.values()),
+        metadata={model: r["detail"] for model, r in results.items()},
     )
 
 
@@ -425,28 +410,3 @@ def promoted_models(
             "bentoml_home": dg.MetadataValue.path(bento_store.home),
         }
     )
-
-
-def _log_png(png: bytes, name: str) -> None:
-    """A plot into the active MLflow run's ``plots/``."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow as mlf
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(png)
-        mlf.log_artifact(str(path), artifact_path="plots")
-
-
-def _requirements(*packages: str) -> list[str]:
-    """Pinned requirements of a logged model, from the installed versions (MLflow would
-    otherwise infer them by loading the model in a subprocess)."""
-    from importlib.metadata import version
-
-    return [f"{p}=={version(p)}" for p in ("mlflow", *packages)]
-
-
-def _strings(values: dict) -> dict[str, str]:
-    return {k: str(v) for k, v in values.items()}

@@ -11,10 +11,12 @@ fixed ``random_state``, and serialized by MLflow with skops rather than pickle. 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
+
+from analytics_assets.lib.days import snapshot_day
 
 LABEL = "churned"
 TIMESTAMP = "event_timestamp"
@@ -27,6 +29,10 @@ class Split:
     train_start: datetime
     train_end: datetime
     holdout_at: datetime
+
+    def as_of_days(self) -> list[date]:
+        """The snapshot days the training rows come from."""
+        return sorted({snapshot_day(t) for t in self.train[TIMESTAMP].unique().to_list()})
 
 
 def time_split(frame: pl.DataFrame, label_days: int) -> Split:

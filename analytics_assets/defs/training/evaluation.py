@@ -10,12 +10,11 @@ import polars as pl
 from analytics_assets import settings
 from analytics_assets.defs.training import churn, clv, gate
 from analytics_assets.lib import model_registry
-from analytics_assets.lib.artifacts import CHURN_MODEL, CLV_MODEL
 from analytics_assets.lib.atomic_files import write_text
+from analytics_assets.lib.names import CHURN_MODEL, CLV_MODEL
 from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
 
 CHURN, CLV = CHURN_MODEL, CLV_MODEL
-MODELS = (CHURN, CLV)
 
 
 def holdout_path(model: str):

@@ -4,9 +4,9 @@ import tempfile
 
 import dagster as dg
 
-from analytics_assets.defs.training.evaluation import MODELS
 from analytics_assets.defs.training.promotion import promote
 from analytics_assets.lib import model_registry
+from analytics_assets.lib.names import CHURN_MODEL, MODELS
 from analytics_assets.resources import MODEL_REGISTRY_POOL, BentoModelStore, MlflowTracking
 
 EXCLUSIVE_TAG = "analytics/exclusive"
@@ -15,7 +15,7 @@ EXCLUSIVE_TAG = "analytics/exclusive"
 retrain_models = dg.define_asset_job(
     "retrain_models",
     selection=dg.AssetSelection.assets(
-        "training_set", "churn_model", "clv_model", "model_evaluation", "promoted_models"
+        "training_set", *MODELS, "model_evaluation", "promoted_models"
     ),
     description="A fresh training set, both models retrained, evaluated against their "
     "champions, and promoted where they pass the gate. One run at a time (dagster.yaml).",
@@ -25,8 +25,8 @@ retrain_models = dg.define_asset_job(
 
 
 class RollbackConfig(dg.Config):
-    model: str = "churn_model"
-    """``churn_model`` or ``clv_model``."""
+    model: str = CHURN_MODEL
+    """One of :data:`~analytics_assets.lib.names.MODELS`."""
     version: str | None = None
     """The registered version to make champion again; default: the champion the current one
     replaced."""

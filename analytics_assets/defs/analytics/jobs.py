@@ -1,0 +1,23 @@
+"""Jobs of the analytics domain: a day's tables and snapshot, and the audit."""
+
+import dagster as dg
+
+from analytics_assets.defs.analytics.partitions import days
+
+# customer_features (features domain) rides along: a day's snapshot needs that day's sessions
+# and activity. Selected by key, so this domain imports nothing from the features domain.
+ANALYTICS_ASSETS = dg.AssetSelection.assets(
+    "sessions", "customer_daily", "kpis_hourly", "kpis_daily", "customer_features"
+)
+
+build_day = dg.define_asset_job(
+    "build_day",
+    selection=ANALYTICS_ASSETS,
+    partitions_def=days,
+    description="Sessions, customer_daily, KPIs and the feature snapshot of one day.",
+)
+refresh_audit = dg.define_asset_job(
+    "refresh_audit",
+    selection=["customer_base_audit"],
+    description="The customer-base audit over every day so far.",
+)
