@@ -25,6 +25,8 @@ DEMO_SIM_START ?= 1997-01-01
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --locked
+	@# where feature_repo/feature_store.yaml's defaults live, so `cd feature_repo && feast plan` works as it is
+	@mkdir -p $(CURDIR)/.analytics/feast
 
 lint: env
 	$(UV) run --locked ruff format --check .

@@ -136,11 +136,14 @@ def dagster_home_command() -> None:
 
 @main.command("feast-env")
 def feast_env() -> None:
-    """Print ``export`` lines for the variables feature_store.yaml reads (set ones kept, the rest
-    defaulted): eval "$(uv run analytics feast-env)"; cd feature_repo; feast plan"""
+    """Point the feast CLI at the stores the code location uses, when they are not the
+    defaults feature_store.yaml names: eval "$(uv run analytics feast-env)"; cd feature_repo;
+    feast plan. Writes <home>/feast/feature_store.yaml and exports FEAST_FS_YAML_FILE_PATH."""
+    from analytics_assets.lib.feast_repo import write_cli_config
+
     settings.ensure_dirs()
-    for name, value in settings.feast_environment().items():
-        click.echo(f"export {name}={shlex.quote(value)}")
+    path = write_cli_config(settings.feature_repo_path())
+    click.echo(f"export FEAST_FS_YAML_FILE_PATH={shlex.quote(str(path))}")
 
 
 if __name__ == "__main__":

@@ -301,9 +301,9 @@ def reports_dir() -> Path:
 
 
 def feast_environment() -> dict[str, str]:
-    """The variables ``feature_repo/feature_store.yaml`` reads, with their embedded defaults
-    (Feast's SQL registry on a SQLite file and the SQLite online store under ``<home>/feast``);
-    set ones win.
+    """The Feast stores the code location uses, from the environment with embedded defaults
+    (Feast's SQL registry on a SQLite file and the SQLite online store under ``<home>/feast``,
+    which is what ``feature_repo/feature_store.yaml`` names as it is); set ones win.
 
     The registry is SQL by default, not Feast's file registry: several processes use it (the
     code location, the ``feast`` CLI, the scoring service), and the file registry is rewritten
@@ -317,7 +317,6 @@ def feast_environment() -> dict[str, str]:
     """
     feast_home = analytics_home() / "feast"
     defaults = {
-        "ANALYTICS_HOME": str(analytics_home()),
         "FEAST_REGISTRY_TYPE": "sql",
         "FEAST_REGISTRY_PATH": f"sqlite:///{feast_home / 'registry.sqlite'}",
         "FEAST_ONLINE_STORE": f'{{type: sqlite, path: "{feast_home / "online.db"}"}}',

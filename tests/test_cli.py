@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from analytics_assets import settings
@@ -26,19 +28,21 @@ def test_bad_option_is_a_clear_error(analytics_home) -> None:
     assert "--customers" in result.output
 
 
-def test_feast_env_defaults_under_home_and_keeps_what_is_set(analytics_home, monkeypatch) -> None:
+def test_feast_env_points_the_cli_at_the_code_locations_stores(analytics_home, monkeypatch) -> None:
     import shlex
+
+    import yaml
 
     monkeypatch.setenv("FEAST_ONLINE_STORE", '{type: redis, connection_string: "127.0.0.1:6379"}')
     monkeypatch.delenv("FEAST_REGISTRY_PATH", raising=False)
     monkeypatch.delenv("FEAST_REGISTRY_TYPE", raising=False)
     result = CliRunner().invoke(main, ["feast-env"])
     assert result.exit_code == 0, result.output
-    exported = dict(
-        shlex.split(line.removeprefix("export "))[0].split("=", 1)
-        for line in result.output.splitlines()
-    )
+    name, value = shlex.split(result.output.strip().removeprefix("export "))[0].split("=", 1)
+    assert name == "FEAST_FS_YAML_FILE_PATH"
+    config = yaml.safe_load(Path(value).read_text())
     registry = analytics_home / "feast" / "registry.sqlite"
-    assert exported["FEAST_REGISTRY_PATH"] == f"sqlite:///{registry}"
-    assert exported["FEAST_REGISTRY_TYPE"] == "sql"
-    assert exported["FEAST_ONLINE_STORE"] == '{type: redis, connection_string: "127.0.0.1:6379"}'
+    assert config["registry"]["path"] == f"sqlite:///{registry}"
+    assert config["registry"]["registry_type"] == "sql"
+    assert config["online_store"] == {"type": "redis", "connection_string": "127.0.0.1:6379"}
+    assert config["project"] == "customer_analytics"

@@ -1,15 +1,16 @@
 """Opening the Feast repo in ``feature_repo/`` from Python, the way the ``feast`` CLI does.
 
-``feature_store.yaml`` reads its stores from environment variables; here they are filled from
-:func:`analytics_assets.settings.feast_environment`, so the embedded defaults apply without
-exporting anything. Feast is imported lazily: it is heavy, and most runs never touch it.
+``feature_store.yaml`` names the default stores as they are; the code location puts in the
+ones :func:`analytics_assets.settings.feast_environment` chooses (equal to those by default,
+``tests/features/test_feast_cli.py``), and :func:`write_cli_config` writes that configuration
+for the CLI (Feast's ``FEAST_FS_YAML_FILE_PATH``). Feast is imported lazily: it is heavy, and
+most runs never touch it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import string
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,15 +27,40 @@ if TYPE_CHECKING:
     from feast.repo_contents import RepoContents
 
 
+def config_dict(repo_path: Path) -> dict:
+    """``feature_store.yaml`` with the registry and online store the environment chooses."""
+    config = yaml.safe_load((repo_path / "feature_store.yaml").read_text())
+    env = settings.feast_environment()
+    config["registry"] = {
+        **config.get("registry", {}),
+        "registry_type": env["FEAST_REGISTRY_TYPE"],
+        "path": env["FEAST_REGISTRY_PATH"],
+    }
+    online = yaml.safe_load(env["FEAST_ONLINE_STORE"])
+    config["online_store"] = {"type": online} if isinstance(online, str) else online
+    return config
+
+
 def repo_config(repo_path: Path) -> RepoConfig:
-    """``feature_store.yaml`` with ``$VARS`` expanded from the environment and the defaults."""
     from feast import RepoConfig
 
-    text = (repo_path / "feature_store.yaml").read_text()
-    expanded = string.Template(text).safe_substitute(settings.feast_environment())
-    config = RepoConfig(**yaml.safe_load(expanded))
+    config = RepoConfig(**config_dict(repo_path))
     config.repo_path = repo_path
     return config
+
+
+def write_cli_config(repo_path: Path) -> Path:
+    """The configuration the code location uses, as a ``feature_store.yaml`` under
+    ``<home>/feast/``, for the CLI (``FEAST_FS_YAML_FILE_PATH``); returns its path."""
+    from analytics_assets.lib.atomic_files import write_text
+
+    path = settings.analytics_home() / "feast" / "feature_store.yaml"
+    header = (
+        "# written by `analytics feast-env` from feature_repo/feature_store.yaml and the "
+        "environment; do not edit\n"
+    )
+    write_text(path, header + yaml.safe_dump(config_dict(repo_path), sort_keys=False))
+    return path
 
 
 def open_store(repo_path: Path) -> FeatureStore:

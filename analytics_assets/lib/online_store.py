@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import string
 import struct
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from analytics_assets import settings
 
@@ -87,12 +85,12 @@ class Layout:
 
 
 def online_store_config() -> dict:
-    """The ``online_store`` mapping of ``feature_store.yaml``, its variables filled in the way
-    :func:`analytics_assets.lib.feast_repo.repo_config` fills them (no Feast import)."""
+    """The online store the code location uses (:func:`feast_repo.config_dict`; no Feast
+    import)."""
+    from analytics_assets.lib.feast_repo import config_dict
+
     repo = settings.feature_repo_path()
-    config = yaml.safe_load(expand_feature_store_yaml(repo))["online_store"]
-    if isinstance(config, str):
-        config = {"type": config}
+    config = dict(config_dict(repo)["online_store"])
     if config.get("type") == "sqlite":
         path = Path(config.get("path", "data/online.db"))
         config["path"] = str(path if path.is_absolute() else repo / path)
@@ -109,12 +107,6 @@ def registry_may_exist() -> bool:
     if path.startswith("sqlite:///"):
         return Path(path.removeprefix("sqlite:///")).exists()
     return True
-
-
-def expand_feature_store_yaml(repo_path: Path) -> str:
-    """``feature_store.yaml`` with ``${VARS}`` from the environment and the embedded defaults."""
-    text = (repo_path / "feature_store.yaml").read_text()
-    return string.Template(text).safe_substitute(settings.feast_environment())
 
 
 def _varint(value: int) -> bytes:

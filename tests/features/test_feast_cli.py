@@ -12,14 +12,16 @@ import dagster as dg
 
 from analytics_assets import settings
 from analytics_assets.defs.features.assets import customer_features
-from analytics_assets.lib.feast_repo import open_store
+from analytics_assets.lib.feast_repo import config_dict, open_store, write_cli_config
 from tests.features.conftest import FIRST, LAST, range_tags
 
 FEAST = str(Path(sys.executable).parent / "feast")
 
 
 def feast(repo: Path, *args: str) -> str:
-    env = {**os.environ, **settings.feast_environment()}
+    """The CLI in ``repo``, configured the way ``analytics feast-env`` says (this test's stores
+    are under its own ``ANALYTICS_HOME``)."""
+    env = {**os.environ, "FEAST_FS_YAML_FILE_PATH": str(write_cli_config(repo))}
     done = subprocess.run(
         [FEAST, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300
     )
@@ -74,3 +76,49 @@ def online(repo: Path) -> str:
         "-f",
         "engagement:sessions_28d",
     )
+
+
+def test_feature_store_yaml_as_it_is_names_the_code_locations_defaults(monkeypatch) -> None:
+    """With nothing set, the CLI in feature_repo/ and the code location share one registry and
+    one online store: the yaml's relative paths, resolved the way Feast resolves them (the
+    registry URL from the working directory, feature_repo/; the SQLite file from the repo),
+    are the embedded defaults under <repo>/.analytics."""
+    import yaml
+
+    for name in ("ANALYTICS_HOME", "FEAST_REGISTRY_TYPE", "FEAST_REGISTRY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("FEAST_ONLINE_STORE", raising=False)
+    repo = settings.REPO_ROOT / "feature_repo"
+    raw = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    used = config_dict(repo)
+    registry = Path(raw["registry"]["path"].removeprefix("sqlite:///"))
+    assert raw["registry"]["registry_type"] == used["registry"]["registry_type"] == "sql"
+    assert used["registry"]["path"] == f"sqlite:///{(repo / registry).resolve()}"
+    assert raw["online_store"]["type"] == used["online_store"]["type"] == "sqlite"
+    assert Path(used["online_store"]["path"]) == (repo / raw["online_store"]["path"]).resolve()
+    assert Path(used["online_store"]["path"]).parent == settings.REPO_ROOT / ".analytics" / "feast"
+
+
+def test_feast_cli_works_in_feature_repo_with_nothing_set(tmp_path) -> None:
+    """``cd feature_repo && feast plan`` in a fresh layout (feature_repo/ beside .analytics/,
+    as ``make env`` leaves it), with no Feast or ANALYTICS variable set."""
+    layout = tmp_path / "clone"
+    shutil.copytree(
+        settings.feature_repo_path(),
+        layout / "feature_repo",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (layout / ".analytics" / "feast").mkdir(parents=True)
+    unset = {"ANALYTICS_HOME", "FEAST_FS_YAML_FILE_PATH", "FEAST_ONLINE_STORE"}
+    env = {k: v for k, v in os.environ.items() if k not in unset and not k.startswith("FEAST_")}
+    done = subprocess.run(
+        [FEAST, "plan"],
+        cwd=layout / "feature_repo",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Created feature service churn_v1" in done.stdout
+    assert (layout / ".analytics" / "feast" / "registry.sqlite").exists()
