@@ -56,5 +56,26 @@ def test_build_offline(serving_home: Path) -> None:
     ):
         assert (bento / path).is_file(), path
     assert not list(bento.rglob("test_*.py"))
+    packed = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
+    assert not [p for p in packed if p.startswith("analytics_assets/defs")], packed
+    assert "analytics_assets/resources.py" not in packed
+    # the packed code alone imports the service (the repo's own copy kept off the path), and
+    # Dagster is never imported
+    probe = (
+        "import sys; src = sys.argv[1]; repo = sys.argv[2]\n"
+        "sys.path = [src] + [p for p in sys.path if p and p.rstrip('/') != repo]\n"
+        "import bentos.customer_scoring.service, analytics_assets\n"
+        "assert analytics_assets.__file__.startswith(src), analytics_assets.__file__\n"
+        "assert 'dagster' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(bento / "src"), str(settings.REPO_ROOT)],
+        cwd=bento / "src",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
     # the container listens beyond loopback, so it needs SCORING_API_KEY to start
     assert {(e["name"], e["value"]) for e in info["envs"]} == {("SCORING_HOST", "0.0.0.0")}
