@@ -18,7 +18,7 @@ from analytics_assets import settings
 from analytics_assets.defs.ingest import checks
 from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.partitions import batches
-from analytics_assets.defs.ingest.transforms import Reason
+from analytics_assets.defs.ingest.schema import Reason
 from tests.conftest import event, jsonl, purchase, quarantined
 
 CHECKS = [
@@ -154,7 +154,8 @@ KILLER = textwrap.dedent(
     import sys, time
     import duckdb, polars as pl
     from analytics_assets.defs.ingest import tables
-    from analytics_assets.defs.ingest.transforms import parse_batch, validate_batch
+    from analytics_assets.defs.ingest.parsing import parse_batch
+    from analytics_assets.defs.ingest.validation import validate_batch
 
     class PausingConnection:
         '''Pauses forever right after the batch's events are inserted, before COMMIT.'''

@@ -5,13 +5,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_schema
-from analytics_assets.defs.ingest.transforms import (
-    Reason,
-    UnreadableFileError,
-    parse_batch,
-    validate_batch,
-)
+from analytics_assets.defs.ingest.parsing import UnreadableFileError, parse_batch
+from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, Reason, event_schema
+from analytics_assets.defs.ingest.validation import validate_batch
 from tests.conftest import event, jsonl, purchase
 
 
@@ -138,7 +134,7 @@ def test_unreadable_files_raise_with_a_reason(name: str, data: bytes, message: s
 def test_fixture_corpus_file(tmp_path: Path) -> None:
     path = tmp_path / "b.jsonl"
     path.write_bytes(jsonl([event(1), "{oops", purchase(3, amount=-1)]))
-    from analytics_assets.defs.ingest.transforms import read_batch
+    from analytics_assets.defs.ingest.parsing import read_batch
 
     result = validate_batch(read_batch(path))
     assert result.clean.height == 1

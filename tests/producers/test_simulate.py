@@ -2,7 +2,8 @@ from datetime import datetime
 
 import polars as pl
 
-from analytics_assets.defs.ingest.transforms import parse_batch, validate_batch
+from analytics_assets.defs.ingest.parsing import parse_batch
+from analytics_assets.defs.ingest.validation import validate_batch
 from analytics_assets.producers import simulate
 from analytics_assets.producers.files import write_batch
 

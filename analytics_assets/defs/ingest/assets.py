@@ -13,8 +13,7 @@ from analytics_assets.defs.ingest import landing, tables
 from analytics_assets.defs.ingest.batch import BatchOutcome, Status, ingest_file, quarantine_whole
 from analytics_assets.defs.ingest.landing import Claim, claims_from_tags
 from analytics_assets.defs.ingest.partitions import batches
-from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_dtypes
-from analytics_assets.defs.ingest.transforms import Reason
+from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, Reason, event_dtypes
 from analytics_assets.lib import faults
 from analytics_assets.metadata import preview
 from analytics_assets.resources import WAREHOUSE_POOL, LandingZone

@@ -18,16 +18,9 @@ import polars as pl
 
 from analytics_assets.defs.ingest import tables
 from analytics_assets.defs.ingest.landing import Claim, file_sha256
-from analytics_assets.defs.ingest.schema import event_dtypes
-from analytics_assets.defs.ingest.transforms import (
-    QUARANTINE_SCHEMA,
-    FileTooLargeError,
-    Reason,
-    UnreadableFileError,
-    ValidatedBatch,
-    parse_batch,
-    validate_batch,
-)
+from analytics_assets.defs.ingest.parsing import FileTooLargeError, UnreadableFileError, parse_batch
+from analytics_assets.defs.ingest.schema import QUARANTINE_SCHEMA, Reason, event_dtypes
+from analytics_assets.defs.ingest.validation import ValidatedBatch, validate_batch
 
 
 class Status:

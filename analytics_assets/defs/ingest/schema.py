@@ -1,5 +1,6 @@
 """The one event model: every column's type and rules, declared once, and the Pandera schema
-(polars backend) built from them that every batch is checked against.
+(polars backend) built from them that every batch is checked against; and beside it, the
+reasons a row or a file is quarantined for, and the quarantine's columns.
 
 The declaration is plain data so that the code location does not import Pandera (which imports
 pandas: about 1.6 CPU-seconds of every run process); :func:`event_schema` builds the schema the
@@ -111,3 +112,32 @@ def event_schema() -> pa.DataFrameSchema:
         coerce=False,
         name="EventSchema",
     )
+
+
+class Reason:
+    """Quarantine reason codes: stable strings that users filter on."""
+
+    FILE_UNREADABLE = "file_unreadable"
+    UNPARSEABLE_LINE = "unparseable_line"
+    MISSING_REQUIRED_FIELD = "missing_required_field"
+    WRONG_TYPE = "wrong_type"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    NEGATIVE_VALUE = "negative_value"
+    IMPLAUSIBLE_TIMESTAMP = "implausible_timestamp"
+    INVALID_VALUE = "invalid_value"
+    DUPLICATE_IN_BATCH = "duplicate_event_id_in_batch"
+    DUPLICATE_STORED = "duplicate_event_id_already_stored"
+    FILE_TOO_LARGE = "file_too_large"
+    BATCH_NAME_RESENT = "batch_name_resent"
+    INGEST_FAILED = "ingest_failed"
+
+    FILE_LEVEL = (FILE_UNREADABLE, FILE_TOO_LARGE, BATCH_NAME_RESENT, INGEST_FAILED)
+    """Reasons that quarantine a whole file (one record, the file moved to quarantine)."""
+
+
+QUARANTINE_SCHEMA = {
+    "record_number": pl.Int64,
+    "reason": pl.String,
+    "detail": pl.String,
+    "raw": pl.String,
+}

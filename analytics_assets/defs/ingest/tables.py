@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 import duckdb
 import polars as pl
 
-from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, event_dtypes
-from analytics_assets.defs.ingest.transforms import Reason
+from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, EVENT_MODEL, Reason, event_dtypes
 from analytics_assets.lib import faults
 from analytics_assets.lib.warehouse import transaction
 
@@ -24,22 +23,20 @@ _SQL_TYPES = {
     "Datetime(time_unit='us', time_zone='UTC')": "TIMESTAMPTZ",
 }
 
-DDL = """
-CREATE TABLE IF NOT EXISTS events (
-    event_id     VARCHAR NOT NULL,
-    event_type   VARCHAR NOT NULL,
-    customer_id  VARCHAR NOT NULL,
-    session_id   VARCHAR,
-    occurred_at  TIMESTAMPTZ NOT NULL,
-    product_id   VARCHAR,
-    quantity     BIGINT,
-    amount       DOUBLE,
-    currency     VARCHAR,
-    device       VARCHAR,
-    properties   VARCHAR,
-    batch_id     VARCHAR NOT NULL,
-    ingested_at  TIMESTAMPTZ NOT NULL
-);
+
+
+def _events_ddl() -> str:
+    """``events``: the event model's columns (:data:`EVENT_MODEL`, types and nullability),
+    then where each row came from."""
+    columns = [
+        f"{name} {_SQL_TYPES[str(rule.dtype)]}{'' if rule.nullable else ' NOT NULL'}"
+        for name, rule in EVENT_MODEL.items()
+    ]
+    columns += ["batch_id VARCHAR NOT NULL", "ingested_at TIMESTAMPTZ NOT NULL"]
+    return "CREATE TABLE IF NOT EXISTS events (\n    " + ",\n    ".join(columns) + "\n);\n"
+
+
+DDL = _events_ddl() + """
 CREATE TABLE IF NOT EXISTS quarantined_events (
     batch_id       VARCHAR NOT NULL,
     record_number  BIGINT,

@@ -1,48 +1,21 @@
-"""Pure functions from a landed file to clean events and quarantined rows (polars in and out)."""
+"""Typing and validating a parsed batch against the event schema: clean events, and each bad
+row quarantined under one reason with a detail (polars in and out)."""
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
+from analytics_assets.defs.ingest.parsing import RawBatch
 from analytics_assets.defs.ingest.schema import (
     EVENT_COLUMNS,
     EVENT_TYPES,
-    REQUIRED_COLUMNS,
+    QUARANTINE_SCHEMA,
+    Reason,
     event_dtypes,
     event_schema,
 )
-
-RAW_LIMIT = 4_000
-"""Longest raw text kept with a quarantined row."""
-
-
-class Reason:
-    """Quarantine reason codes: stable strings that users filter on."""
-
-    FILE_UNREADABLE = "file_unreadable"
-    UNPARSEABLE_LINE = "unparseable_line"
-    MISSING_REQUIRED_FIELD = "missing_required_field"
-    WRONG_TYPE = "wrong_type"
-    UNKNOWN_EVENT_TYPE = "unknown_event_type"
-    NEGATIVE_VALUE = "negative_value"
-    IMPLAUSIBLE_TIMESTAMP = "implausible_timestamp"
-    INVALID_VALUE = "invalid_value"
-    DUPLICATE_IN_BATCH = "duplicate_event_id_in_batch"
-    DUPLICATE_STORED = "duplicate_event_id_already_stored"
-    FILE_TOO_LARGE = "file_too_large"
-    BATCH_NAME_RESENT = "batch_name_resent"
-    INGEST_FAILED = "ingest_failed"
-
-    FILE_LEVEL = (FILE_UNREADABLE, FILE_TOO_LARGE, BATCH_NAME_RESENT, INGEST_FAILED)
-    """Reasons that quarantine a whole file (one record, the file moved to quarantine)."""
-
 
 # When a row fails several ways, the first reason here is the one it is filed under.
 _PRIORITY = (
@@ -54,44 +27,7 @@ _PRIORITY = (
     Reason.INVALID_VALUE,
 )
 
-QUARANTINE_SCHEMA = {
-    "record_number": pl.Int64,
-    "reason": pl.String,
-    "detail": pl.String,
-    "raw": pl.String,
-}
-
-_RAW_SCHEMA = dict.fromkeys(EVENT_COLUMNS, pl.String)
-# Fast path: numbers read as numbers. A file where any value does not fit is read again with
-# _RAW_SCHEMA, so the bad values can be named row by row.
-_NUMERIC_SCHEMA = {**_RAW_SCHEMA, "quantity": pl.Int64, "amount": pl.Float64}
 _NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
-
-
-class UnreadableFileError(Exception):
-    """The file as a whole cannot be read; it is quarantined with this reason."""
-
-    reason = Reason.FILE_UNREADABLE
-
-
-class FileTooLargeError(UnreadableFileError):
-    """The file, or what it decompresses to, is over ``ANALYTICS_MAX_FILE_BYTES``."""
-
-    reason = Reason.FILE_TOO_LARGE
-
-
-@dataclass
-class RawBatch:
-    """A batch as read: every event column, untyped where the format allows, plus rejects."""
-
-    frame: pl.DataFrame
-    unparseable: pl.DataFrame
-    extra_columns: list[str]
-
-    @property
-    def records(self) -> int:
-        """Records read from the file: parsed rows plus lines that could not be parsed."""
-        return self.frame.height + self.unparseable.height
 
 
 @dataclass
@@ -104,150 +40,6 @@ class ValidatedBatch:
     @property
     def rows_in(self) -> int:
         return self.clean.height + self.quarantined.height
-
-
-def _decompress(data: bytes, limit: int | None = None) -> bytes:
-    """gzip (one or more members) decompressed, never more than ``limit`` bytes of output: a
-    small file that inflates past it (a "zip bomb" or just a huge batch) is refused before it
-    is held in memory."""
-    if limit is None:
-        try:
-            return gzip.decompress(data)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise UnreadableFileError(f"truncated or corrupt gzip: {exc}") from exc
-    parts: list[bytes] = []
-    total = 0
-    pending = data
-    try:
-        while pending:
-            inflater = zlib.decompressobj(wbits=31)  # a gzip member
-            while True:
-                chunk = inflater.decompress(pending, limit + 1 - total)
-                total += len(chunk)
-                parts.append(chunk)
-                if total > limit:
-                    raise FileTooLargeError(
-                        f"decompresses to more than {limit:,} bytes "
-                        "(ANALYTICS_MAX_FILE_BYTES); not read"
-                    )
-                if inflater.eof:
-                    pending = inflater.unused_data.lstrip(b"\0")  # gzip's trailing padding
-                    break
-                if not inflater.unconsumed_tail:
-                    raise UnreadableFileError("truncated gzip: the file ends inside a member")
-                pending = inflater.unconsumed_tail
-    except zlib.error as exc:
-        raise UnreadableFileError(f"corrupt gzip: {exc}") from exc
-    return b"".join(parts)
-
-
-def _empty_quarantine() -> pl.DataFrame:
-    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "..."
-
-
-def _parse_lines_one_by_one(data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Slow path for files with broken lines: keep every good line, quarantine the others."""
-    good: list[bytes] = []
-    numbers: list[int] = []
-    bad: list[dict] = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            bad.append(_bad_line(number, "not UTF-8", line.decode("utf-8", "replace")))
-            continue
-        try:
-            record = json.loads(text)
-        except ValueError as exc:
-            bad.append(_bad_line(number, f"not JSON: {exc}", text))
-            continue
-        if not isinstance(record, dict):
-            bad.append(_bad_line(number, "not a JSON object", text))
-            continue
-        good.append(line)
-        numbers.append(number)
-    if good:
-        frame = pl.read_ndjson(io.BytesIO(b"\n".join(good)), schema=_RAW_SCHEMA)
-        frame = frame.with_columns(record_number=pl.Series(numbers, dtype=pl.Int64))
-    else:
-        frame = pl.DataFrame(schema={**_RAW_SCHEMA, "record_number": pl.Int64})
-    unparseable = pl.DataFrame(bad, schema=QUARANTINE_SCHEMA) if bad else _empty_quarantine()
-    return frame, unparseable
-
-
-def _bad_line(number: int, detail: str, raw: str) -> dict:
-    return {
-        "record_number": number,
-        "reason": Reason.UNPARSEABLE_LINE,
-        "detail": detail,
-        "raw": _clip(raw),
-    }
-
-
-def _read_json_lines(data: bytes) -> RawBatch:
-    if not data or data.isspace():  # isspace() stops at the first non-blank byte
-        raise UnreadableFileError("empty file")
-    try:
-        try:
-            frame = pl.read_ndjson(io.BytesIO(data), schema=_NUMERIC_SCHEMA)
-        except pl.exceptions.ComputeError:
-            frame = pl.read_ndjson(io.BytesIO(data), schema=_RAW_SCHEMA)
-        unparseable = _empty_quarantine()
-        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        if frame.height == lines:  # no blank lines: record n is line n
-            frame = frame.with_row_index("record_number", offset=1).with_columns(
-                pl.col("record_number").cast(pl.Int64)
-            )
-            frame = frame.select(*EVENT_COLUMNS, "record_number")
-        else:
-            numbers = [i for i, line in enumerate(data.split(b"\n"), 1) if line.strip()]
-            frame = frame.with_columns(record_number=pl.Series(numbers, dtype=pl.Int64))
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, ValueError):
-        frame, unparseable = _parse_lines_one_by_one(data)
-    if frame.height == 0:
-        reasons = unparseable["detail"].unique().sort().to_list()
-        if any(r == "not UTF-8" for r in reasons):
-            raise UnreadableFileError("not UTF-8 text")
-        raise UnreadableFileError("no line is a JSON object (not JSON lines)")
-    return RawBatch(frame=frame, unparseable=unparseable, extra_columns=[])
-
-
-def _read_parquet(data: bytes) -> RawBatch:
-    try:
-        frame = pl.read_parquet(io.BytesIO(data))
-    except Exception as exc:  # polars raises several error types for corrupt files
-        raise UnreadableFileError(f"not a readable Parquet file: {exc}") from exc
-    if frame.height == 0:
-        raise UnreadableFileError("empty file")
-    extra = [c for c in frame.columns if c not in EVENT_COLUMNS]
-    missing = [pl.lit(None, dtype=pl.String).alias(c) for c in EVENT_COLUMNS if c not in frame]
-    frame = frame.with_columns(missing).select(EVENT_COLUMNS)
-    frame = frame.with_row_index("record_number", offset=1).with_columns(
-        pl.col("record_number").cast(pl.Int64)
-    )
-    return RawBatch(frame=frame, unparseable=_empty_quarantine(), extra_columns=extra)
-
-
-def read_batch(path: Path) -> RawBatch:
-    """Read a landed file schema-on-read. Raises :class:`UnreadableFileError` for a bad file."""
-    return parse_batch(path.read_bytes(), path.name)
-
-
-def parse_batch(data: bytes, file_name: str, max_bytes: int | None = None) -> RawBatch:
-    """Parse the bytes of a batch file; the name's suffix says the format. A compressed file
-    may decompress to ``max_bytes`` at most (:class:`FileTooLargeError`)."""
-    name = file_name.lower()
-    if name.endswith(".gz"):
-        data = _decompress(data, max_bytes)
-    if name.endswith(".parquet"):
-        return _read_parquet(data)
-    return _read_json_lines(data)
 
 
 def _typed(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
@@ -444,16 +236,3 @@ def validate_batch(raw: RawBatch) -> ValidatedBatch:
     return ValidatedBatch(
         clean=clean.select(*EVENT_COLUMNS, "record_number"), quarantined=quarantined
     )
-
-
-__all__ = [
-    "EVENT_TYPES",
-    "REQUIRED_COLUMNS",
-    "RawBatch",
-    "Reason",
-    "UnreadableFileError",
-    "ValidatedBatch",
-    "parse_batch",
-    "read_batch",
-    "validate_batch",
-]
