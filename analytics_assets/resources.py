@@ -242,12 +242,16 @@ def build_resources() -> dict[str, object]:
     return {
         "warehouse": warehouse_resource(),
         "landing_zone": landing_resource(),
-        "feast": FeastRepo(repo_path=str(settings.feature_repo_path())),
+        "feast": FeastRepo(repo_path=from_env("FEAST_REPO_PATH", settings.feature_repo_path())),
         "mlflow": MlflowTracking(
             tracking_uri=from_env("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri()),
-            artifact_root=settings.mlflow_artifact_root(),
+            artifact_root=(
+                dg.EnvVar("ANALYTICS_MLFLOW_ARTIFACTS")
+                if os.environ.get("ANALYTICS_MLFLOW_ARTIFACTS")
+                else settings.mlflow_artifact_root()
+            ),
         ),
-        "bento_store": BentoModelStore(home=str(settings.bentoml_home())),
+        "bento_store": BentoModelStore(home=from_env("BENTOML_HOME", settings.bentoml_home())),
     }
 
 

@@ -283,7 +283,7 @@ def _execute(run_id: str, origin: str, instance_ref: str, instance=None) -> None
     before Dagster takes over marks the run failed.
 
     With the server's own instance (the same ref) the child uses it instead of opening a new
-    one, which would load Alembic's revision scripts again (about 0.4 CPU-s per run): its
+    one, which would load Alembic's revision scripts again (a cost per run, BENCHMARKS.md): its
     storages connect per operation, so nothing open is shared across the fork.
     """
     from dagster._cli.api import _execute_run_command_body, execute_run_command

@@ -42,8 +42,8 @@ class OnlineReader:
 
     On a SQLite online store laid out as Feast (and :mod:`~analytics_assets.lib.online_store`)
     writes it, one ``SELECT`` per view with the doubles decoded from their fixed 9-byte encoding:
-    Feast's own read parses a protobuf and a timestamp per value, about 6 ms for 100 customers
-    of ``churn_v1`` here against the 10 ms a scoring request may take. Any other store is read
+    Feast's own read parses a protobuf and a timestamp per value, most of a scoring request's
+    budget for 100 customers (BENCHMARKS.md, "Feature store"). Any other store is read
     through ``FeatureStore.get_online_features``.
     """
 

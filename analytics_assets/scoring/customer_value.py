@@ -1,4 +1,9 @@
-"""BG/NBD + Gamma-Gamma customer value from fitted parameters (the ``lifetimes`` formulas).
+"""BG/NBD + Gamma-Gamma customer value: the maximum-likelihood fit and the predictions.
+
+The one module that imports ``lifetimes`` (archived upstream; why it stays is in
+``pyproject.toml``): training fits through :func:`fit_params`, the scoring service predicts
+through :func:`predict`, and ``tests/training/test_cdnow_clv.py`` pins the fit to the BG/NBD
+paper's published estimates, so a replacement shows at once.
 
 Time is measured in periods of ``period_days`` days (weeks by default, as in Fader, Hardie and
 Lee, 2005); inputs are the feature store's day-based columns.
@@ -45,6 +50,33 @@ def _fitters(params: CustomerValueParams):
     )
     spend.params_ = pd.Series({"p": params.p, "q": params.q, "v": params.v})
     return purchases, spend
+
+
+def fit_params(
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    tenure: np.ndarray,
+    repeat_frequency: np.ndarray,
+    repeat_monetary: np.ndarray,
+    period_days: float,
+) -> CustomerValueParams:
+    """Maximum likelihood (no penalty): BG/NBD on ``frequency``, ``recency`` and ``tenure``
+    (in periods), Gamma-Gamma on the repeat customers' frequency and mean spend."""
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    purchases = BetaGeoFitter(penalizer_coef=0.0).fit(frequency, recency, tenure)
+    spend = GammaGammaFitter(penalizer_coef=0.0).fit(repeat_frequency, repeat_monetary)
+    bg, gg = purchases.params_, spend.params_
+    return CustomerValueParams(
+        r=float(bg["r"]),
+        alpha=float(bg["alpha"]),
+        a=float(bg["a"]),
+        b=float(bg["b"]),
+        p=float(gg["p"]),
+        q=float(gg["q"]),
+        v=float(gg["v"]),
+        period_days=period_days,
+    )
 
 
 def predict(params: CustomerValueParams, columns: dict[str, np.ndarray], horizon_days: float):

@@ -132,7 +132,7 @@ def customer_base_audit(
         tables.replace_all(
             conn, {name: frame.to_arrow() for name, frame in result.tables().items()}
         )
-    reports = settings.analytics_home() / "reports" / "customer_base_audit"
+    reports = settings.reports_dir() / "customer_base_audit"
     reports.mkdir(parents=True, exist_ok=True)
     metadata: dict[str, object] = {}
     for name, draw in plots.LENSES.items():

@@ -170,8 +170,9 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
 # the way online, and the UI shows per batch: file -> events -> the customers it brought online.
 # The day-partitioned snapshots stay on the coalesced lane: Feast's offline store and training
 # read those, never these rows. The write is lib/online_store's, not Feast's PushSource +
-# store.push(to=PushMode.ONLINE): a push needs `import feast` (about 5 CPU-s in every run
-# process) and Feast's SQLite store overwrites a newer row with an older one.
+# store.push(to=PushMode.ONLINE): a push needs `import feast` in every run process (its cost
+# is in BENCHMARKS.md, "Figures the code's choices rest on") and Feast's SQLite store
+# overwrites a newer row with an older one.
 @dg.asset(
     deps=["events"],
     partitions_def=batches,

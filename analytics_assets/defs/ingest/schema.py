@@ -3,8 +3,8 @@
 reasons a row or a file is quarantined for, and the quarantine's columns.
 
 The declaration is plain data so that the code location does not import Pandera (which imports
-pandas: about 1.6 CPU-seconds of every run process); :func:`event_schema` builds the schema the
-first time a batch is validated.
+pandas, a cost in every run process: BENCHMARKS.md, "Figures the code's choices rest on");
+:func:`event_schema` builds the schema the first time a batch is validated.
 """
 
 from __future__ import annotations

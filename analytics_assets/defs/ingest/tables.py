@@ -24,7 +24,6 @@ _SQL_TYPES = {
 }
 
 
-
 def _events_ddl() -> str:
     """``events``: the event model's columns (:data:`EVENT_MODEL`, types and nullability),
     then where each row came from."""
@@ -36,7 +35,9 @@ def _events_ddl() -> str:
     return "CREATE TABLE IF NOT EXISTS events (\n    " + ",\n    ".join(columns) + "\n);\n"
 
 
-DDL = _events_ddl() + """
+DDL = (
+    _events_ddl()
+    + """
 CREATE TABLE IF NOT EXISTS quarantined_events (
     batch_id       VARCHAR NOT NULL,
     record_number  BIGINT,
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS ingest_ledger (
     committed_at  TIMESTAMPTZ NOT NULL
 );
 """
+)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,7 @@
 """The customer value model: BG/NBD for purchase counts and Gamma-Gamma for spend, fitted by
-maximum likelihood with ``lifetimes`` on the feature store's own RFM snapshot.
-
-Why ``lifetimes`` and not ``pymc-marketing``: on all 23,570 CDNOW customers (39-week
-calibration) both give the same estimates (r 0.252, alpha 4.789, a 0.723, b 2.161; pymc-marketing
-0.19.2 as MAP under flat priors, i.e. the MLE), but lifetimes fits in 0.21 s against 12.3 s for
-pymc-marketing's first fit (0.58 s once its graph is compiled), and it needs no PyMC/PyTensor
-stack and C compiler at serving time. Measured on this machine; see the issue 5 note.
+maximum likelihood on the feature store's own RFM snapshot (the fit itself is
+:func:`analytics_assets.scoring.customer_value.fit_params`; why ``lifetimes`` and not
+``pymc-marketing`` is in ``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -15,7 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from analytics_assets.scoring.customer_value import INPUTS, CustomerValueParams, predict
+from analytics_assets.scoring.customer_value import (
+    INPUTS,
+    CustomerValueParams,
+    fit_params,
+    predict,
+)
 
 PERIOD_DAYS = 7.0
 """The model's time unit: weeks, as in the paper (the estimates depend on the unit)."""
@@ -43,32 +44,18 @@ class Fit:
 def fit(rfm: pl.DataFrame, period_days: float = PERIOD_DAYS) -> Fit:
     """Maximum likelihood: BG/NBD on every customer, Gamma-Gamma on those with repeat
     purchases of positive value (its spend model is undefined for the others)."""
-    from lifetimes import BetaGeoFitter, GammaGammaFitter
-
     if rfm.height == 0:
         raise ValueError("no customer with a purchase in the calibration snapshot")
-    frequency = rfm["frequency"].to_numpy()
-    purchases = BetaGeoFitter(penalizer_coef=0.0).fit(
-        frequency,
-        rfm["recency_days"].to_numpy() / period_days,
-        rfm["tenure_days"].to_numpy() / period_days,
-    )
     repeat = rfm.filter((pl.col("frequency") > 0) & (pl.col("monetary_value") > 0))
     if repeat.height < 2:
         raise ValueError("fewer than two customers with repeat purchases: spend cannot be fitted")
-    spend = GammaGammaFitter(penalizer_coef=0.0).fit(
-        repeat["frequency"].to_numpy(), repeat["monetary_value"].to_numpy()
-    )
-    bg, gg = purchases.params_, spend.params_
-    params = CustomerValueParams(
-        r=float(bg["r"]),
-        alpha=float(bg["alpha"]),
-        a=float(bg["a"]),
-        b=float(bg["b"]),
-        p=float(gg["p"]),
-        q=float(gg["q"]),
-        v=float(gg["v"]),
-        period_days=period_days,
+    params = fit_params(
+        rfm["frequency"].to_numpy(),
+        rfm["recency_days"].to_numpy() / period_days,
+        rfm["tenure_days"].to_numpy() / period_days,
+        repeat["frequency"].to_numpy(),
+        repeat["monetary_value"].to_numpy(),
+        period_days,
     )
     return Fit(params, rfm.height, repeat.height)
 
