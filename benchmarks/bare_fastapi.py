@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from analytics_assets import settings
 from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER
 from analytics_assets.lib.feast_repo import open_store
+from analytics_assets.lib.names import CHURN_MODEL
 from analytics_assets.lib.online_reader import OnlineReader
 from bentos.customer_scoring.champions import churn_scorer, model_store
 
@@ -27,7 +28,7 @@ class Request(BaseModel):
 def create_app() -> FastAPI:
     import bentoml
 
-    model = bentoml.models.get("churn_model:latest", _model_store=model_store())
+    model = bentoml.models.get(f"{CHURN_MODEL}:latest", _model_store=model_store())
     features, score = churn_scorer(Path(model.path_of(BENTO_MODEL_FOLDER)))
     store = open_store(settings.feature_repo_path())
     service = store.get_feature_service(model.info.labels["feature_service"])

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analytics_assets.lib.names import CHURN_FEATURES
 from analytics_assets.testing.feature_snapshot import AS_OF, write_snapshot
 
 
@@ -136,7 +137,7 @@ def measure(kind: str, home: Path, redis_at: str, size: dict, figures: dict) -> 
         f"purchase_behaviour:{f.name}"
         for f in store_ours.get_feature_view("purchase_behaviour").features
     ]
-    service = store_ours.get_feature_service("churn_v1")
+    service = store_ours.get_feature_service(CHURN_FEATURES)
     for label, features in (("", view), ("_churn_v1", service)):
         one = read_latencies(store_ours, customers, 1, calls_1, features)
         hundred = read_latencies(store_ours, customers, 100, calls_100, features)

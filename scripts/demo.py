@@ -242,6 +242,7 @@ def main() -> int:
         print("\nChecking every stage from the outside (scripts/demo_check.py):", flush=True)
         status = demo_check.main(["--dagster", dagster, "--scoring", scoring])
         customer = demo_check.sample_customer()
+        print(tour(dagster, champion_run_url()), flush=True)
         print(
             f"""
 The loop closed in {time.monotonic() - started:.0f} s.
@@ -277,6 +278,42 @@ Ctrl-C stops the webserver, the daemon and the scoring service.""",
                 stop(proc, timeout_s=20)
         pids.unlink(missing_ok=True)
         print("Stopped.", flush=True)
+
+
+TOUR_ASSETS = ("customer_base_audit", "drift_report", "churn_model")
+"""The assets the tour links to (tests/test_demo_script.py checks they exist)."""
+
+
+def tour(dagster: str, mlflow_run: str | None) -> str:
+    """What to click first, with this demo's URLs (the README's tour)."""
+    run = mlflow_run or "make mlflow-ui -> http://127.0.0.1:5000, experiment churn_model"
+    return f"""
+What to click first:
+  1. The asset graph       {dagster}/asset-groups
+  2. A lens of the audit   {dagster}/assets/customer_base_audit  (latest materialization:
+                           revenue deciles, customer bridge, cohorts, retention, layer cake)
+  3. The drift report      {dagster}/assets/drift_report  (PSI / KS per feature, histograms)
+  4. The model's MLflow run {run}
+                           (start it with: make mlflow-ui; its dagster_run_id tag leads back)
+     and in Dagster        {dagster}/assets/churn_model
+  5. A streamed batch      {dagster}/runs  (the newest landing_sensor run)"""
+
+
+def champion_run_url() -> str | None:
+    """The MLflow UI's page of the churn champion's training run, when there is one."""
+    try:
+        from mlflow import MlflowClient
+
+        from analytics_assets import settings
+        from analytics_assets.lib.names import CHURN_MODEL
+
+        uri = settings.mlflow_tracking_uri()
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        version = client.get_model_version_by_alias(CHURN_MODEL, "champion")
+        run = client.get_run(version.run_id)
+    except Exception:  # no champion yet, or MLflow unreachable: the tour says where to look
+        return None
+    return f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
 if __name__ == "__main__":

@@ -139,7 +139,9 @@ def check_online(customer: str) -> str:
     from analytics_assets.lib import feast_repo
 
     store = feast_repo.open_store(settings.feature_repo_path())
-    refs = offline.feature_refs(store, ["churn_v1"])
+    from analytics_assets.lib.names import CHURN_FEATURES
+
+    refs = offline.feature_refs(store, [CHURN_FEATURES])
     values = store.get_online_features(
         features=refs, entity_rows=[{"customer_id": customer}]
     ).to_dict()

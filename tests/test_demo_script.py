@@ -49,3 +49,20 @@ def test_a_second_signal_during_clean_up_is_ignored() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and "cleaned up" in done.stdout, done.stderr
+
+
+def test_the_tour_links_to_assets_of_the_code_location() -> None:
+    """The demo's closing tour (and the README's) names assets that exist, each with its page."""
+    import dagster as dg
+
+    from analytics_assets.definitions import defs
+
+    text = demo.tour("http://127.0.0.1:3000", None)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for asset in demo.TOUR_ASSETS:
+        assert asset in keys
+        assert f"http://127.0.0.1:3000/assets/{asset}" in text
+        assert f"`{asset}`" in readme
+    assert "make mlflow-ui" in text
+    assert dg.AssetKey("customer_base_audit") in defs.resolve_asset_graph().get_all_asset_keys()
