@@ -43,14 +43,14 @@ class LandingZone(dg.ConfigurableResource):
     def quarantine_file(self, path: Path, sha256: str) -> Path:
         """Move a file that cannot be ingested out of the landing zone, as
         ``<quarantine>/<digest>__<name>`` (unique per content, bounded in length)."""
-        from analytics_assets.defs.ingest.landing import move_unique
+        from analytics_assets.lib.atomic_files import move_unique
 
         return move_unique(path, Path(self.quarantine_root), sha256)
 
     def archive_file(self, path: Path, sha256: str, day: date) -> Path:
         """Move a committed file to ``<archive>/<day>/<digest>__<name>``; moving the same
         content again (a rerun) is harmless."""
-        from analytics_assets.defs.ingest.landing import move_unique
+        from analytics_assets.lib.atomic_files import move_unique
 
         return move_unique(path, self.archive_path / day.isoformat(), sha256)
 

@@ -301,7 +301,10 @@ What to click first:
 
 def champion_run_url() -> str | None:
     """The MLflow UI's page of the churn champion's training run, when there is one."""
+    import warnings
+
     try:
+        warnings.simplefilter("ignore")  # MLflow's SQLAlchemy deprecations, at the very end
         from mlflow import MlflowClient
 
         from analytics_assets import settings

@@ -1,9 +1,12 @@
-"""Files written atomically (Parquet, text): what every domain and the scoring service write
-with. Readers see the old file or the new one, never half of one."""
+"""Files written and moved atomically: what every domain, the producers and the scoring service
+write with. Readers see the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,3 +46,47 @@ def write_text(path: Path, text: str) -> None:
     with temporary_beside(path) as tmp:
         tmp.write_text(text)
         os.replace(tmp, path)
+
+
+def write_atomic(directory: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` as ``directory/name``, flushed to disk before it is renamed into place
+    (what a producer dropping a file into the landing zone does)."""
+    final = directory / name
+    with temporary_beside(final) as tmp:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    return final
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def bounded_name(prefix: str, name: str, limit: int = 200) -> str:
+    """``prefix + name`` cut to ``limit`` UTF-8 bytes (file systems allow 255), the name's end
+    (its suffix) kept."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    room = limit - len(prefix.encode())
+    if len(encoded) > room:
+        encoded = encoded[-room:]
+        name = encoded.decode("utf-8", "ignore")  # a character cut in two is dropped
+    return prefix + name
+
+
+def move_unique(path: Path, directory: Path, sha256: str) -> Path:
+    """Move ``path`` into ``directory`` under a bounded name that carries its digest; the same
+    content moved twice lands on the same name (idempotent), different content never
+    overwrites."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / bounded_name(f"{sha256[:12]}__", path.name)
+    try:
+        os.replace(path, target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        shutil.move(path, target)  # another file system: copy, then remove
+    return target

@@ -8,7 +8,7 @@ from typing import Literal
 
 import polars as pl
 
-from analytics_assets.defs.ingest.landing import write_atomic
+from analytics_assets.lib.atomic_files import write_atomic
 
 FileFormat = Literal["jsonl", "parquet"]
 

@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from analytics_assets import settings
-from analytics_assets.defs.ingest.landing import write_atomic
 from analytics_assets.lib import faults
+from analytics_assets.lib.atomic_files import write_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")

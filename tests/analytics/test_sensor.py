@@ -13,7 +13,7 @@ from analytics_assets.defs.analytics.sensors import (
     contiguous_ranges,
 )
 from analytics_assets.defs.ingest.assets import ingest_batch
-from analytics_assets.defs.ingest.partitions import batches
+from analytics_assets.partitions import batches
 from tests.conftest import event, jsonl
 
 

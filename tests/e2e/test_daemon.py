@@ -10,8 +10,8 @@ import duckdb
 import pytest
 
 from analytics_assets import settings
-from analytics_assets.defs.ingest.landing import write_atomic
 from analytics_assets.defs.ingest.sensors import BATCHES_TAG
+from analytics_assets.lib.atomic_files import write_atomic
 from tests.conftest import event, jsonl, purchase, quarantined
 
 REPO = Path(__file__).resolve().parents[2]

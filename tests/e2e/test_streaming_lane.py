@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 
 from analytics_assets import settings
-from analytics_assets.defs.ingest.landing import write_atomic
 from analytics_assets.defs.ingest.sensors import BATCHES_TAG
+from analytics_assets.lib.atomic_files import write_atomic
 from analytics_assets.testing import serving
 from analytics_assets.warm_runs import PID_TAG, server_address
 from tests.conftest import event, jsonl, purchase

@@ -22,9 +22,9 @@ from analytics_assets.defs.features.assets import (
 )
 from analytics_assets.defs.features.checks import online_matches_offline
 from analytics_assets.defs.ingest.assets import ingest_batch
-from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.lib.feast_repo import open_store
+from analytics_assets.partitions import batches
 from tests.analytics.conftest import ingest
 from tests.conftest import event, jsonl, purchase, quarantined
 from tests.features.conftest import range_tags, roll_up

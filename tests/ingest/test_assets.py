@@ -17,8 +17,8 @@ import pytest
 from analytics_assets import settings
 from analytics_assets.defs.ingest import checks
 from analytics_assets.defs.ingest.assets import ingest_batch
-from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.schema import Reason
+from analytics_assets.partitions import batches
 from tests.conftest import event, jsonl, purchase, quarantined
 
 CHECKS = [

@@ -13,9 +13,9 @@ import dagster as dg
 from analytics_assets import settings
 from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.landing import Claim, LandedFile, batch_id_for, claims_tag
-from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.schema import Reason
 from analytics_assets.lib import alerts
+from analytics_assets.partitions import batches
 from tests.conftest import event, jsonl
 from tests.ingest.test_assets import CHECKS, checks_passed, metadata, query
 

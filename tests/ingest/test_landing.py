@@ -10,8 +10,8 @@ from analytics_assets.defs.ingest.landing import (
     find_batch_file,
     is_temporary,
     scan,
-    write_atomic,
 )
+from analytics_assets.lib.atomic_files import write_atomic
 
 
 @pytest.mark.parametrize(

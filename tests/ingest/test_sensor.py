@@ -12,7 +12,6 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.ingest.landing import LandedFile, batch_id_for, claims_from_tags, scan
-from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.sensors import (
     BATCHES_TAG,
     Cursor,
@@ -20,6 +19,7 @@ from analytics_assets.defs.ingest.sensors import (
     plan_claims,
 )
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
+from analytics_assets.partitions import batches
 from tests.conftest import event, jsonl
 
 

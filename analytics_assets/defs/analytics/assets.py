@@ -8,9 +8,9 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.analytics import audit, plots, tables, transforms
-from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.metadata import preview
+from analytics_assets.partitions import days
 from analytics_assets.resources import WAREHOUSE_POOL
 
 GROUP = "analytics"

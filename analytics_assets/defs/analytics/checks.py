@@ -10,8 +10,8 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.lib.days import utc_midnight
+from analytics_assets.partitions import days
 from analytics_assets.resources import WAREHOUSE_POOL
 
 CheckOutcome = tuple[bool, dict[str, object]]

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from analytics_assets.defs.analytics.partitions import days
+from analytics_assets.partitions import days
 
 # customer_features (features domain) rides along: a day's snapshot needs that day's sessions
 # and activity. Selected by key, so this domain imports nothing from the features domain.

@@ -6,9 +6,9 @@ import dagster as dg
 
 from analytics_assets import settings
 from analytics_assets.defs.analytics.jobs import ANALYTICS_ASSETS
-from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.defs.analytics.transforms import session_days_affected
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
+from analytics_assets.partitions import days
 
 _PAGE = 1_000
 

@@ -8,14 +8,13 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
-from analytics_assets.defs.analytics.partitions import days
 from analytics_assets.defs.features import offline, transforms
-from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.lib import feast_online, feast_repo, online_store, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import day_range
 from analytics_assets.lib.names import FEATURE_SERVICES
 from analytics_assets.metadata import preview
+from analytics_assets.partitions import batches, days
 from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
 
 GROUP = "features"

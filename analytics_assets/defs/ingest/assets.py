@@ -12,10 +12,10 @@ from analytics_assets import settings
 from analytics_assets.defs.ingest import landing, tables
 from analytics_assets.defs.ingest.batch import BatchOutcome, Status, ingest_file, quarantine_whole
 from analytics_assets.defs.ingest.landing import Claim, claims_from_tags
-from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, Reason, event_dtypes
-from analytics_assets.lib import faults
+from analytics_assets.lib import atomic_files, faults
 from analytics_assets.metadata import preview
+from analytics_assets.partitions import batches
 from analytics_assets.resources import WAREHOUSE_POOL, LandingZone
 
 GROUP = "ingest"
@@ -119,7 +119,7 @@ def _quarantine_failed(context, conn, landing_zone, batch_id: str, claims, error
     if path is None or not path.is_file():
         return
     try:
-        digest = landing.file_sha256(path)
+        digest = atomic_files.file_sha256(path)
         info = tables.BatchFile(
             batch_id,
             path.name,

@@ -17,10 +17,11 @@ import duckdb
 import polars as pl
 
 from analytics_assets.defs.ingest import tables
-from analytics_assets.defs.ingest.landing import Claim, file_sha256
+from analytics_assets.defs.ingest.landing import Claim
 from analytics_assets.defs.ingest.parsing import FileTooLargeError, UnreadableFileError, parse_batch
 from analytics_assets.defs.ingest.schema import QUARANTINE_SCHEMA, Reason, event_dtypes
 from analytics_assets.defs.ingest.validation import ValidatedBatch, validate_batch
+from analytics_assets.lib.atomic_files import file_sha256
 
 
 class Status:

@@ -4,8 +4,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets.defs.ingest import tables
-from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.defs.ingest.schema import REQUIRED_COLUMNS
+from analytics_assets.partitions import batches
 from analytics_assets.resources import WAREHOUSE_POOL
 
 

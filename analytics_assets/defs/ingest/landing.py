@@ -6,16 +6,15 @@ slug plus a hash of the full name otherwise. Raw file names never reach SQL or p
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from analytics_assets.lib.atomic_files import file_sha256
 
 SUFFIXES: tuple[str, ...] = (".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson", ".json", ".parquet")
 TEMP_PREFIXES: tuple[str, ...] = (".", "_", "~")
@@ -106,37 +105,6 @@ def claims_from_tags(tags: Mapping[str, str]) -> dict[str, Claim]:
     return {row[0]: Claim(*row) for row in json.loads(raw)}
 
 
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def bounded_name(prefix: str, name: str, limit: int = 200) -> str:
-    """``prefix + name`` cut to ``limit`` UTF-8 bytes (file systems allow 255), the name's end
-    (its suffix) kept."""
-    encoded = name.encode("utf-8", "surrogateescape")
-    room = limit - len(prefix.encode())
-    if len(encoded) > room:
-        encoded = encoded[-room:]
-        name = encoded.decode("utf-8", "ignore")  # a character cut in two is dropped
-    return prefix + name
-
-
-def move_unique(path: Path, directory: Path, sha256: str) -> Path:
-    """Move ``path`` into ``directory`` under a bounded name that carries its digest; the same
-    content moved twice lands on the same name (idempotent), different content never
-    overwrites."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / bounded_name(f"{sha256[:12]}__", path.name)
-    try:
-        os.replace(path, target)
-    except OSError as error:
-        if error.errno != errno.EXDEV:
-            raise
-        shutil.move(path, target)  # another file system: copy, then remove
-    return target
-
-
 @dataclass(frozen=True)
 class Refused:
     name: str
@@ -197,24 +165,3 @@ def find_batch_file(root: Path, batch_id: str) -> Path | None:
         if isinstance(item, LandedFile) and item.batch_id == batch_id:
             return item.path
     return None
-
-
-def write_atomic(directory: Path, name: str, data: bytes) -> Path:
-    """Write ``data`` as ``directory/name`` so readers never see a partial file.
-
-    The bytes go to a hidden temporary file in the same directory, are flushed to disk, then
-    renamed over the final name in one step.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        final = directory / name
-        os.replace(tmp, final)
-        return final
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -19,8 +19,8 @@ from analytics_assets.defs.ingest.landing import (
     claims_tag,
     scan,
 )
-from analytics_assets.defs.ingest.partitions import batches
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
+from analytics_assets.partitions import batches
 from analytics_assets.resources import LandingZone
 
 _REFUSED_MEMORY = 1_000

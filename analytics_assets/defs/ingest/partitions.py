@@ -1,5 +1,0 @@
-"""One dynamic partition per landed micro-batch file."""
-
-import dagster as dg
-
-batches = dg.DynamicPartitionsDefinition(name="batches")
