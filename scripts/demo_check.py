@@ -135,13 +135,11 @@ def sample_customer() -> str:
 
 def check_online(customer: str) -> str:
     from analytics_assets import settings
-    from analytics_assets.defs.features import offline
     from analytics_assets.lib import feast_repo
-
-    store = feast_repo.open_store(settings.feature_repo_path())
     from analytics_assets.lib.names import CHURN_FEATURES
 
-    refs = offline.feature_refs(store, [CHURN_FEATURES])
+    store = feast_repo.open_store(settings.feature_repo_path())
+    refs = feast_repo.feature_refs(store, [CHURN_FEATURES])
     values = store.get_online_features(
         features=refs, entity_rows=[{"customer_id": customer}]
     ).to_dict()

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER, verify
+from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER, DigestMismatch, verify
 from analytics_assets.lib.model_registry import Fetched
 from analytics_assets.lib.names import CHALLENGER_SUFFIX
 
@@ -91,7 +91,12 @@ def _save(
     with bentoml.models.create(tag, labels=labels, metadata=metadata, _model_store=store) as model:
         shutil.copytree(fetched.path, model.path_of(BENTO_MODEL_FOLDER))
     saved = bentoml.models.get(tag, _model_store=store)
-    verify(Path(saved.path_of(BENTO_MODEL_FOLDER)), fetched.sha256, f"BentoML model {tag}")
+    try:
+        verify(Path(saved.path_of(BENTO_MODEL_FOLDER)), fetched.sha256, f"BentoML model {tag}")
+    except DigestMismatch:
+        # never leave a copy that fails its digest as anyone's :latest
+        bentoml.models.delete(tag, _model_store=store)
+        raise
     return str(saved.tag)
 
 

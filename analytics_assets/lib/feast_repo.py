@@ -132,3 +132,18 @@ def repo_digest(repo_path: Path) -> str:
         if path.is_file():
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def feature_refs(store: FeatureStore, services: list[str]) -> list[str]:
+    """``view:feature`` references of the named feature services, each once, in order."""
+    refs: dict[str, None] = {}
+    for name in services:
+        for projection in store.get_feature_service(name).feature_view_projections:
+            for feature in projection.features:
+                refs[f"{projection.name_to_use()}:{feature.name}"] = None
+    return list(refs)
+
+
+def feature_names(store: FeatureStore, service: str) -> list[str]:
+    """The feature names a feature service serves, in order (the columns a model reads)."""
+    return [ref.split(":", 1)[1] for ref in feature_refs(store, [service])]

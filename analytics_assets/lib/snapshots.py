@@ -16,6 +16,27 @@ import pyarrow.parquet as pq
 
 from analytics_assets.lib.days import snapshot_instant
 
+FEATURE_COLUMNS: dict[str, str] = {
+    "frequency": "BIGINT",
+    "recency_days": "DOUBLE",
+    "tenure_days": "DOUBLE",
+    "monetary_value": "DOUBLE",
+    "orders": "BIGINT",
+    "average_order_value": "DOUBLE",
+    "total_revenue": "DOUBLE",
+    "days_since_last_purchase": "DOUBLE",
+    "sessions_7d": "BIGINT",
+    "sessions_28d": "BIGINT",
+    "page_views_7d": "BIGINT",
+    "page_views_28d": "BIGINT",
+    "cart_abandonment_rate_28d": "DOUBLE",
+    "days_since_last_session": "DOUBLE",
+    "mobile_share_28d": "DOUBLE",
+    "desktop_share_28d": "DOUBLE",
+    "tablet_share_28d": "DOUBLE",
+}
+"""Every feature column of a snapshot, with its DuckDB type (the Feast views' schema)."""
+
 
 def file_for(directory: Path, as_of: date) -> Path:
     return directory / f"{as_of.isoformat()}.parquet"

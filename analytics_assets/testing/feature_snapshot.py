@@ -20,8 +20,8 @@ def customer_id(i: int) -> str:
 def write_snapshot(directory: Path, customers: int, seed: int = 7) -> Path:
     """``customers`` customers ``c0000000``... with every feature column; 5% of each float
     feature missing. Tenure covers recency, as in real histories. Returns the file."""
-    from analytics_assets.defs.features.transforms import FEATURE_COLUMNS
     from analytics_assets.lib.days import snapshot_instant
+    from analytics_assets.lib.snapshots import FEATURE_COLUMNS
 
     rng = np.random.default_rng(seed)
     columns: dict[str, object] = {

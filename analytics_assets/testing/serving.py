@@ -41,9 +41,8 @@ def churn_folder(destination: Path, seed: int = 42, max_iter: int = 200) -> Path
     (the Feast repo must be applied: its inputs are ``churn_v1``'s features)."""
     import mlflow.sklearn
 
-    from analytics_assets.defs.features.offline import feature_names
     from analytics_assets.defs.training import churn
-    from analytics_assets.lib.feast_repo import open_store
+    from analytics_assets.lib.feast_repo import feature_names, open_store
     from analytics_assets.testing.training_set import synthetic_training_set
 
     frame = synthetic_training_set()

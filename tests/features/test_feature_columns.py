@@ -5,9 +5,9 @@ feature a feature service serves is one of them."""
 from __future__ import annotations
 
 from analytics_assets import settings
-from analytics_assets.defs.features.transforms import FEATURE_COLUMNS
 from analytics_assets.lib.feast_repo import repo_contents
 from analytics_assets.lib.names import FEATURE_SERVICES, SNAPSHOT_SOURCE
+from analytics_assets.lib.snapshots import FEATURE_COLUMNS
 
 FEAST_TYPES = {"BIGINT": "Int64", "DOUBLE": "Float64"}
 

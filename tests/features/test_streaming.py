@@ -22,6 +22,7 @@ from analytics_assets.defs.features.assets import (
 )
 from analytics_assets.defs.features.checks import online_matches_offline
 from analytics_assets.defs.ingest.assets import ingest_batch
+from analytics_assets.lib import snapshots
 from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.lib.feast_repo import open_store
 from analytics_assets.partitions import batches
@@ -29,7 +30,7 @@ from tests.analytics.conftest import ingest
 from tests.conftest import event, jsonl, purchase, quarantined
 from tests.features.conftest import range_tags, roll_up
 
-FEATURES = list(transforms.FEATURE_COLUMNS)
+FEATURES = list(snapshots.FEATURE_COLUMNS)
 
 # x: a session from 23:50 on Mar 4 into Mar 5 with a cart before midnight and a purchase after,
 #    then a purchase at exactly 00:00 on Mar 6 (the instant of Mar 5's snapshot: not in it).

@@ -38,7 +38,7 @@ def test_purchase_behaviour_by_hand(history) -> None:
     assert mar3["event_timestamp"] == datetime(2024, 3, 4, tzinfo=UTC)
     assert {
         k: mar3[k]
-        for k in transforms.FEATURE_COLUMNS
+        for k in snapshots.FEATURE_COLUMNS
         if "purchase" in k
         or k
         in (

@@ -294,7 +294,7 @@ def training_set(
             ).to_arrow_table()
         finally:
             conn.unregister("training_entities")
-    features = offline.feature_refs(store, config.feature_services)
+    features = feast_repo.feature_refs(store, config.feature_services)
     context.log.info(
         f"point-in-time join: {labelled.num_rows:,} rows x {len(features)} features, "
         f"{len(as_of_days)} as-of days"

@@ -1,5 +1,5 @@
 """The offline store as Feast reads it: the views over the snapshot files, what a
-materialization reads, which as-of days have matured labels, and the feature services' refs."""
+materialization reads, and which as-of days have matured labels."""
 
 from __future__ import annotations
 
@@ -71,18 +71,3 @@ def matured_as_of_days(
             chosen.append(day)
         day -= timedelta(days=every_days)
     return sorted(chosen)
-
-
-def feature_refs(store: FeatureStore, services: list[str]) -> list[str]:
-    """``view:feature`` references of the named feature services, each once, in order."""
-    refs: dict[str, None] = {}
-    for name in services:
-        for projection in store.get_feature_service(name).feature_view_projections:
-            for feature in projection.features:
-                refs[f"{projection.name_to_use()}:{feature.name}"] = None
-    return list(refs)
-
-
-def feature_names(store: FeatureStore, service: str) -> list[str]:
-    """The feature names a feature service serves, in order (the columns a model reads)."""
-    return [ref.split(":", 1)[1] for ref in feature_refs(store, [service])]

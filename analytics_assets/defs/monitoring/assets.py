@@ -13,7 +13,7 @@ from analytics_assets.defs.features import offline
 from analytics_assets.defs.features.transforms import labels
 from analytics_assets.defs.monitoring import drift, predictions, windows
 from analytics_assets.defs.training import churn, plots
-from analytics_assets.lib import model_registry, snapshots
+from analytics_assets.lib import feast_repo, model_registry, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.lib.names import CHURN_MODEL as CHURN
@@ -93,7 +93,7 @@ def drift_report(
         if not service or not reference_days or not available:
             notes[model] = f"version {champion.version}: its training snapshots are gone"
             continue
-        features = offline.feature_names(store, service)
+        features = feast_repo.feature_names(store, service)
         current_day = available[-1]
         reference = snapshots.read_sample(directory, reference_days, features, config.sample_rows)
         current = snapshots.read_sample(directory, [current_day], features, config.sample_rows)

@@ -2,14 +2,13 @@
 (alias ``challenger``); their evaluation against the ``champion``; and the promotion."""
 
 import time
-from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
-from analytics_assets.defs.features import offline, transforms
+from analytics_assets.defs.features import offline
 from analytics_assets.defs.training import churn, clv, plots, tracking
 from analytics_assets.defs.training.evaluation import (
     CHURN,
@@ -21,8 +20,8 @@ from analytics_assets.defs.training.evaluation import (
     read_evaluation,
     write_evaluation,
 )
-from analytics_assets.defs.training.promotion import keep_challenger, promote, window_labels
-from analytics_assets.lib import model_registry, snapshots
+from analytics_assets.defs.training.promotion import apply_verdict
+from analytics_assets.lib import feast_repo, model_registry, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.lib.names import CHURN_FEATURES, CLV_FEATURES, MODELS
@@ -75,7 +74,7 @@ def churn_model(
     next 90 days, from the ``churn_v1`` features; trained on older as-of dates, scored on the
     newest. Registered in MLflow as the ``challenger`` version of ``churn_model``."""
     frame = pl.read_parquet(settings.training_set_path())
-    features = offline.feature_names(feast.store(), config.feature_service)
+    features = feast_repo.feature_names(feast.store(), config.feature_service)
     split = churn.time_split(frame, config.label_days)
     hyperparameters = config.model_dump(exclude={"feature_service", "label_days"})
     context.log.info(
@@ -177,35 +176,17 @@ def clv_model(
     directory = settings.feature_snapshots_dir()
     with warehouse.get_connection() as conn:
         observed_until = offline.observed_until(conn)
-        target = observed_until - timedelta(days=config.holdout_days)
-        days = [d for d in snapshots.snapshot_days(directory) if snapshot_instant(d) <= target]
-        if not days:
+        calibration_day = clv.calibration_day(directory, observed_until, config.holdout_days)
+        if calibration_day is None:
             raise dg.Failure(
                 f"no feature snapshot is {config.holdout_days} days older than the end of the "
                 f"events ({observed_until:%Y-%m-%d}): nothing to calibrate on yet"
             )
-        calibration_day = max(days)
         rfm = clv.summary(pl.read_parquet(snapshots.file_for(directory, calibration_day)))
         started = time.perf_counter()
         fitted = clv.fit(rfm)
         fit_seconds = time.perf_counter() - started
-        conn.register("clv_entities", rfm.select("customer_id", "event_timestamp").to_arrow())
-        try:
-            actual = pl.from_arrow(
-                transforms.future_purchases(
-                    conn, "clv_entities", config.holdout_days
-                ).to_arrow_table()
-            )
-        finally:
-            conn.unregister("clv_entities")
-    holdout = rfm.join(
-        actual.select(
-            "customer_id",
-            pl.col("purchase_days").alias("actual_purchases"),
-            pl.col("revenue").alias("actual_revenue"),
-        ),
-        on="customer_id",
-    )
+        holdout = clv.with_outcomes(conn, rfm, config.holdout_days)
     scored = clv.score(fitted.params, holdout, config.holdout_days)
     metrics = clv.holdout_metrics(scored)
     by_frequency = clv.by_frequency(scored)
@@ -362,43 +343,13 @@ def promoted_models(
 
     mlflow.activate()
     client = mlflow.client()
-    decisions: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as workdir:
-        for model, result in read_evaluation().items():
-            version, verdict = result["challenger"]["version"], result["verdict"]
-            current = model_registry.by_alias(client, model, model_registry.CHALLENGER)
-            if current is None or current.version != version:
-                decisions[model] = {
-                    "promoted": False,
-                    "reason": "challenger moved since the evaluation; evaluate again",
-                }
-                continue
-            if not verdict["promote"]:
-                tag = keep_challenger(
-                    client, bento_store, model, version, workdir, verdict["reason"]
-                )
-                decisions[model] = {
-                    "promoted": False,
-                    "version": version,
-                    "bentoml_tag": tag,
-                    "reason": verdict["reason"],
-                }
-                context.log.info(f"{model} v{version} stays challenger: {verdict['reason']}")
-                continue
-            metrics = result["challenger"]["metrics"]
-            labels = {
-                **window_labels(model_registry.get(client, model, version).tags),
-                **{k: f"{metrics[k]:.4f}" for k in (result["policy"]["metric"],)},
-                "promotion": "gate",
-            }
-            tag = promote(client, bento_store, model, version, workdir, labels, verdict["reason"])
-            decisions[model] = {
-                "promoted": True,
-                "version": version,
-                "bentoml_tag": tag,
-                "reason": verdict["reason"],
-            }
-            context.log.info(f"{model} v{version} is champion ({tag}): {verdict['reason']}")
+        decisions = {
+            model: apply_verdict(client, bento_store, model, result, workdir)
+            for model, result in read_evaluation().items()
+        }
+    for model, decision in decisions.items():
+        context.log.info(f"{model}: {decision}")
     champions = {
         m: getattr(model_registry.by_alias(client, m, model_registry.CHAMPION), "version", None)
         for m in MODELS

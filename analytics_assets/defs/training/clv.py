@@ -7,10 +7,16 @@ maximum likelihood on the feature store's own RFM snapshot (the fit itself is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 
+from analytics_assets.defs.features.transforms import future_purchases
+from analytics_assets.lib import snapshots
+from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.scoring.customer_value import (
     INPUTS,
     CustomerValueParams,
@@ -117,4 +123,34 @@ def by_frequency(scored: pl.DataFrame, cap: int = 7) -> pl.DataFrame:
             pl.col("expected_purchases").mean().alias("predicted"),
         )
         .sort("repeats")
+    )
+
+
+def calibration_day(directory: Path, observed_until: datetime, holdout_days: int) -> date | None:
+    """The newest snapshot day at least ``holdout_days`` before the end of the events (so its
+    holdout's outcomes are all known), or ``None``."""
+    target = observed_until - timedelta(days=holdout_days)
+    days = [d for d in snapshots.snapshot_days(directory) if snapshot_instant(d) <= target]
+    return max(days) if days else None
+
+
+def with_outcomes(
+    conn: duckdb.DuckDBPyConnection, rfm: pl.DataFrame, holdout_days: int
+) -> pl.DataFrame:
+    """``rfm`` with what each customer bought in the ``holdout_days`` after the snapshot:
+    ``actual_purchases`` (purchase days) and ``actual_revenue``."""
+    conn.register("clv_entities", rfm.select("customer_id", "event_timestamp").to_arrow())
+    try:
+        actual = pl.from_arrow(
+            future_purchases(conn, "clv_entities", holdout_days).to_arrow_table()
+        )
+    finally:
+        conn.unregister("clv_entities")
+    return rfm.join(
+        actual.select(
+            "customer_id",
+            pl.col("purchase_days").alias("actual_purchases"),
+            pl.col("revenue").alias("actual_revenue"),
+        ),
+        on="customer_id",
     )

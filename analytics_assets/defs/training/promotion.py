@@ -65,6 +65,35 @@ def _to_store(save, client, models, name, version, workdir, labels, reason) -> s
     return save(models.store(), fetched, labels, {"mlflow_run_id": entry.run_id, "reason": reason})
 
 
+def apply_verdict(client, models: BentoModelStore, name: str, result: dict, workdir) -> dict:
+    """Carry out the gate's verdict on one model's evaluated challenger: promote it, or keep it
+    as challenger with the reason; nothing if the challenger moved since the evaluation.
+    Returns the decision, as the materialization shows it."""
+    version, verdict = result["challenger"]["version"], result["verdict"]
+    current = model_registry.by_alias(client, name, model_registry.CHALLENGER)
+    if current is None or current.version != version:
+        return {
+            "promoted": False,
+            "reason": "challenger moved since the evaluation; evaluate again",
+        }
+    if not verdict["promote"]:
+        tag = keep_challenger(client, models, name, version, workdir, verdict["reason"])
+        return {
+            "promoted": False,
+            "version": version,
+            "bentoml_tag": tag,
+            "reason": verdict["reason"],
+        }
+    metric = result["policy"]["metric"]
+    labels = {
+        **window_labels(model_registry.get(client, name, version).tags),
+        metric: f"{result['challenger']['metrics'][metric]:.4f}",
+        "promotion": "gate",
+    }
+    tag = promote(client, models, name, version, workdir, labels, verdict["reason"])
+    return {"promoted": True, "version": version, "bentoml_tag": tag, "reason": verdict["reason"]}
+
+
 def window_labels(tags: dict[str, str]) -> dict[str, str]:
     keys = ("train_start", "train_end", "holdout_at", "calibration_day", "holdout_days")
     return {k: tags[k] for k in keys if k in tags}
