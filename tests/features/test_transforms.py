@@ -9,7 +9,7 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline, transforms
-from analytics_assets.lib import snapshots
+from analytics_assets.lib import outcomes, snapshots
 from analytics_assets.lib.days import day_range, snapshot_instant
 from tests.analytics.conftest import ingest
 from tests.conftest import event, purchase
@@ -128,7 +128,7 @@ def test_labels_start_exactly_where_features_end(history) -> None:
     )
     with warehouse() as conn:
         conn.register("entities", entities)
-        got = transforms.labels(conn, "entities", churn_days=2, value_days=8).pl()
+        got = outcomes.labels(conn, "entities", churn_days=2, value_days=8).pl()
     got = got.sort("customer_id", "event_timestamp").to_dicts()
     # a at Mar 2: Mar 3's purchases are within 2 days; value counts them, not Mar 1's $30
     assert (got[0]["churned"], got[0]["future_value"]) == (False, 15.0)

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from analytics_assets.defs.monitoring import drift, predictions, windows
-from analytics_assets.lib import model_registry
+from analytics_assets.lib import churn_evaluation, model_registry
 from analytics_assets.lib.alerts import read, record
 
 
@@ -69,7 +69,7 @@ def test_churn_split_reports_its_as_of_days() -> None:
     frame = pl.DataFrame(
         {
             churn.TIMESTAMP: [snapshot_instant(d) for d in grid for _ in range(2)],
-            churn.LABEL: [True, False] * len(grid),
+            churn_evaluation.LABEL: [True, False] * len(grid),
         }
     )
     split = churn.time_split(frame, 90)

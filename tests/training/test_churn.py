@@ -11,6 +11,7 @@ import pytest
 
 from analytics_assets.defs.training import churn
 from analytics_assets.defs.training.assets import churn_model
+from analytics_assets.lib import churn_evaluation
 from analytics_assets.testing.training_set import synthetic_training_set
 
 
@@ -34,16 +35,16 @@ def test_time_split_explains_too_little_history(analytics_home):
 def test_metrics_tables_and_validity():
     y = np.array([0, 0, 1, 1, 1, 0, 1, 0, 1, 1])
     p = np.array([0.1, 0.2, 0.8, 0.7, 0.9, 0.3, 0.6, 0.4, 0.95, 0.85])
-    metrics = churn.metrics(y, p)
+    metrics = churn_evaluation.metrics(y, p)
     assert metrics["roc_auc"] == 1.0 and metrics["pr_auc"] == pytest.approx(1.0)
     assert metrics["brier"] == pytest.approx(np.mean((p - y) ** 2))
-    lift = churn.decile_lift(y, p)
+    lift = churn_evaluation.decile_lift(y, p)
     assert lift["customers"].sum() == 10 and lift["cumulative_capture"][-1] == 1.0
     assert lift["churn_rate"][0] == 1.0 and lift["lift"][0] == pytest.approx(1 / 0.6)
-    table = churn.calibration_table(y, p)
+    table = churn_evaluation.calibration_table(y, p)
     assert table["customers"].sum() == 10
-    assert churn.valid_probabilities(p)[0]
-    ok, detail = churn.valid_probabilities(np.array([0.2, np.nan, 1.5]))
+    assert churn_evaluation.valid_probabilities(p)[0]
+    ok, detail = churn_evaluation.valid_probabilities(np.array([0.2, np.nan, 1.5]))
     assert not ok and detail.startswith("1 NaN and 1 out-of-range")
 
 
@@ -84,6 +85,6 @@ def test_a_feature_no_training_row_has_is_ignored() -> None:
     features = ["days_since_last_purchase", "sessions_28d", "cart_abandonment_rate_28d"]
     train = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("cart_abandonment_rate_28d"))
     model = churn.fit(train, features, {"max_iter": 20, "random_state": 0})
-    with_values = churn.matrix(frame, features)
-    without = churn.matrix(train, features)
+    with_values = churn_evaluation.matrix(frame, features)
+    without = churn_evaluation.matrix(train, features)
     assert (model.predict_proba(with_values) == model.predict_proba(without)).all()

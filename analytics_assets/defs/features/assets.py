@@ -9,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.features import offline, transforms
-from analytics_assets.lib import feast_online, feast_repo, online_store, snapshots
+from analytics_assets.lib import feast_online, feast_repo, online_store, outcomes, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import day_range
 from analytics_assets.lib.names import FEATURE_SERVICES
@@ -276,7 +276,7 @@ def training_set(
     store = feast.store()
     directory = settings.feature_snapshots_dir()
     with warehouse.get_connection() as conn:
-        observed_until = offline.observed_until(conn)
+        observed_until = outcomes.observed_until(conn)
         as_of_days = offline.matured_as_of_days(
             directory, observed_until, max(config.churn_days, config.value_days), config.every_days
         )
@@ -289,7 +289,7 @@ def training_set(
         entities = snapshots.entities_at(directory, as_of_days)
         conn.register("training_entities", entities)
         try:
-            labelled = transforms.labels(
+            labelled = outcomes.labels(
                 conn, "training_entities", config.churn_days, config.value_days
             ).to_arrow_table()
         finally:

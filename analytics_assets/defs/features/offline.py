@@ -7,10 +7,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
-from analytics_assets.lib.days import snapshot_instant, utc_midnight
+from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.lib.names import SNAPSHOT_SOURCE
 from analytics_assets.lib.snapshots import latest_rows, snapshot_days
 
@@ -42,14 +41,6 @@ def latest_rows_by_view(
 def views_over_snapshots(store: FeatureStore) -> list[FeatureView]:
     """The registered feature views the snapshot files feed."""
     return [v for v in store.list_feature_views() if v.batch_source.name == SNAPSHOT_SOURCE]
-
-
-def observed_until(conn: duckdb.DuckDBPyConnection) -> datetime:
-    """End of the last day with events: labels can only be known up to here."""
-    (last,) = conn.execute("SELECT max(day) FROM customer_daily").fetchall()[0]
-    if last is None:
-        raise ValueError("customer_daily is empty: nothing to label")
-    return utc_midnight(last + timedelta(days=1))
 
 
 def matured_as_of_days(

@@ -9,11 +9,8 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
-from analytics_assets.defs.features import offline
-from analytics_assets.defs.features.transforms import labels
 from analytics_assets.defs.monitoring import drift, predictions, windows
-from analytics_assets.defs.training import churn, plots
-from analytics_assets.lib import feast_repo, model_registry, snapshots
+from analytics_assets.lib import churn_evaluation, feast_repo, model_registry, outcomes, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.lib.names import CHURN_MODEL as CHURN
@@ -198,7 +195,7 @@ def model_performance(
     directory = settings.feature_snapshots_dir()
     horizon = timedelta(days=config.churn_days)
     with warehouse.get_connection() as conn:
-        observed_until = offline.observed_until(conn)
+        observed_until = outcomes.observed_until(conn)
         after = [
             d
             for d in snapshots.snapshot_days(directory)
@@ -228,19 +225,21 @@ def model_performance(
         conn.register("performance_entities", features.select("customer_id", "event_timestamp"))
         try:
             outcome = pl.from_arrow(
-                labels(conn, "performance_entities", config.churn_days, 0).to_arrow_table()
+                outcomes.labels(conn, "performance_entities", config.churn_days, 0).to_arrow_table()
             )
         finally:
             conn.unregister("performance_entities")
-    frame = features.join(outcome.select("customer_id", churn.LABEL), on="customer_id", how="inner")
+    frame = features.join(
+        outcome.select("customer_id", churn_evaluation.LABEL), on="customer_id", how="inner"
+    )
     with tempfile.TemporaryDirectory() as workdir:
         pyfunc = model_registry.load_pyfunc(
             model_registry.fetch(client, CHURN, champion.version, workdir)
         )
         inputs = pyfunc.metadata.get_input_schema().input_names()
-        p = churn.positive_scores(pyfunc.predict(churn.matrix(frame, inputs)))
-    y = frame[churn.LABEL].cast(pl.Int8).to_numpy()
-    realized = churn.metrics(y, p) if 0 < y.sum() < y.size else {}
+        p = churn_evaluation.positive_scores(pyfunc.predict(churn_evaluation.matrix(frame, inputs)))
+    y = frame[churn_evaluation.LABEL].cast(pl.Int8).to_numpy()
+    realized = churn_evaluation.metrics(y, p) if 0 < y.sum() < y.size else {}
     auc = realized.get("roc_auc")
     degraded = bool(auc is not None and training_auc is not None and auc < training_auc - tolerance)
     message = (
@@ -250,8 +249,8 @@ def model_performance(
         else f"version {champion.version}: only one outcome on {as_of}; AUC undefined"
     )
     context.log.info(message)
-    calibration_png = plots.calibration(
-        churn.calibration_table(y, p), p, f"Realized calibration, as of {as_of}"
+    calibration_png = churn_evaluation.calibration_png(
+        churn_evaluation.calibration_table(y, p), p, f"Realized calibration, as of {as_of}"
     )
     return dg.MaterializeResult(
         metadata={

@@ -8,7 +8,6 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
-from analytics_assets.defs.features import offline
 from analytics_assets.defs.training import churn, clv, plots, tracking
 from analytics_assets.defs.training.evaluation import (
     CHURN,
@@ -21,7 +20,7 @@ from analytics_assets.defs.training.evaluation import (
     write_evaluation,
 )
 from analytics_assets.defs.training.promotion import apply_verdict
-from analytics_assets.lib import feast_repo, model_registry, snapshots
+from analytics_assets.lib import churn_evaluation, feast_repo, model_registry, outcomes, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.lib.names import CHURN_FEATURES, CLV_FEATURES, MODELS
@@ -85,14 +84,16 @@ def churn_model(
     started = time.perf_counter()
     model = churn.fit(split.train, features, hyperparameters)
     fit_seconds = time.perf_counter() - started
-    x_holdout = churn.matrix(split.holdout, features)
-    y = split.holdout[churn.LABEL].cast(pl.Int8).to_numpy()
+    x_holdout = churn_evaluation.matrix(split.holdout, features)
+    y = split.holdout[churn_evaluation.LABEL].cast(pl.Int8).to_numpy()
     p = model.predict_proba(x_holdout)[:, 1]
-    metrics = churn.metrics(y, p)
-    calibration = churn.calibration_table(y, p)
-    lift = churn.decile_lift(y, p)
+    metrics = churn_evaluation.metrics(y, p)
+    calibration = churn_evaluation.calibration_table(y, p)
+    lift = churn_evaluation.decile_lift(y, p)
     plots_png = {
-        "calibration.png": plots.calibration(calibration, p, "Calibration on the holdout"),
+        "calibration.png": churn_evaluation.calibration_png(
+            calibration, p, "Calibration on the holdout"
+        ),
         "decile_lift.png": plots.lift(lift),
     }
     window = {
@@ -175,7 +176,7 @@ def clv_model(
     as the ``challenger`` version of ``clv_model``."""
     directory = settings.feature_snapshots_dir()
     with warehouse.get_connection() as conn:
-        observed_until = offline.observed_until(conn)
+        observed_until = outcomes.observed_until(conn)
         calibration_day = clv.calibration_day(directory, observed_until, config.holdout_days)
         if calibration_day is None:
             raise dg.Failure(

@@ -14,9 +14,9 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from analytics_assets.defs.features.transforms import future_purchases
 from analytics_assets.lib import snapshots
 from analytics_assets.lib.days import snapshot_instant
+from analytics_assets.lib.outcomes import future_purchases
 from analytics_assets.scoring.customer_value import (
     INPUTS,
     CustomerValueParams,

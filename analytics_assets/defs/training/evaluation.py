@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 
 from analytics_assets import settings
-from analytics_assets.defs.training import churn, clv, gate
-from analytics_assets.lib import model_registry
+from analytics_assets.defs.training import clv, gate
+from analytics_assets.lib import churn_evaluation, model_registry
 from analytics_assets.lib.atomic_files import write_text
 from analytics_assets.lib.names import CHURN_MODEL, CLV_MODEL
 from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
@@ -64,10 +64,12 @@ def _score(model: str, fetched: model_registry.Fetched, holdout: pl.DataFrame) -
     pyfunc = model_registry.load_pyfunc(fetched)
     if model == CHURN:
         inputs = pyfunc.metadata.get_input_schema().input_names()
-        p = churn.positive_scores(pyfunc.predict(churn.matrix(holdout, inputs)))
-        valid, detail = churn.valid_probabilities(p)
-        y = holdout[churn.LABEL].cast(pl.Int8).to_numpy()
-        metrics = churn.metrics(y, p) if valid else {}
+        p = churn_evaluation.positive_scores(
+            pyfunc.predict(churn_evaluation.matrix(holdout, inputs))
+        )
+        valid, detail = churn_evaluation.valid_probabilities(p)
+        y = holdout[churn_evaluation.LABEL].cast(pl.Int8).to_numpy()
+        metrics = churn_evaluation.metrics(y, p) if valid else {}
         return {"valid": valid, "valid_detail": detail, "metrics": metrics}
     horizon = float(holdout["holdout_days"][0])
     outputs = pyfunc.predict(

@@ -8,21 +8,6 @@ import polars as pl
 from analytics_assets.lib.plotting import figure, png
 
 
-def calibration(table: pl.DataFrame, p: np.ndarray, title: str) -> bytes:
-    """Reliability diagram (mean predicted vs observed churn per bin) over the score histogram."""
-    plt, fig, axes = figure(1, 2, width=10)
-    ax = axes[0][0]
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    ax.plot(table["mean_predicted"], table["observed_rate"], marker="o", label="model")
-    ax.set(title=title, xlabel="mean predicted churn probability", ylabel="observed churn rate")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(loc="upper left")
-    axes[0][1].hist(p, bins=20, range=(0, 1))
-    axes[0][1].set(title="predictions", xlabel="churn probability", ylabel="customers")
-    return png(plt, fig)
-
-
 def lift(table: pl.DataFrame) -> bytes:
     """Churn rate per risk decile against the overall rate."""
     plt, fig, axes = figure(width=7)
