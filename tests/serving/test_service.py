@@ -139,22 +139,30 @@ def test_metrics_and_probes(server) -> None:
 def test_new_champion_while_requests_run_then_challenger_share(server) -> None:
     failures: list[str] = []
     versions: list[str] = []
+    # each client's answers in its own order: its requests are sequential, so once it has seen
+    # version 2 it must never see 1 again (across clients, an answer started on version 1
+    # before the swap may come back after another client's first version 2)
+    per_client: list[list[str]] = [[], [], []]
     stop = threading.Event()
 
-    def hammer() -> None:
+    def hammer(seen: list[str]) -> None:
         with server.client() as http:
             while not stop.is_set():
                 answer = http.post("/churn", json={"customer_ids": IDS[:20]})
                 if answer.status_code != 200:
                     failures.append(f"{answer.status_code} {answer.text}")
                     continue
-                versions.extend(
+                answered = [
                     p["model_version"]
                     for p in answer.json()["predictions"]
                     if p["role"] == "champion"
-                )
+                ]
+                if len(set(answered)) != 1:  # one request, one model
+                    failures.append(f"versions mixed in one answer: {answered}")
+                seen.extend(answered)
+                versions.extend(answered)
 
-    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    threads = [threading.Thread(target=hammer, args=(seen,)) for seen in per_client]
     for thread in threads:
         thread.start()
     try:
@@ -163,7 +171,9 @@ def test_new_champion_while_requests_run_then_challenger_share(server) -> None:
             folder = serving.churn_folder(server.home / "work" / "churn_v2", max_iter=50)
             serving.promote(folder, CHURN_MODEL, "2", "churn_v1")
         deadline = time.monotonic() + 30
-        while (not versions or versions[-1] != "2") and time.monotonic() < deadline:
+        while time.monotonic() < deadline and any(
+            not seen or seen[-1] != "2" for seen in per_client
+        ):
             time.sleep(0.2)
         time.sleep(0.5)
     finally:
@@ -172,8 +182,10 @@ def test_new_champion_while_requests_run_then_challenger_share(server) -> None:
             thread.join()
     assert not failures, failures[:3]
     assert versions[0] == "1" and versions[-1] == "2"
-    switched = versions.index("2")
-    assert set(versions[switched:]) == {"2"}  # no flapping back
+    for seen in per_client:
+        assert seen and seen[-1] == "2"
+        switched = seen.index("2")
+        assert set(seen[switched:]) == {"2"}  # no flapping back
 
     # a kept challenger gets its share (0.3 here) by a hash of the customer id
     with home_env(server.home):
