@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from analytics_assets.lib.artifacts import directory_sha256, verify
@@ -24,10 +25,8 @@ def as_of_days_tag(days) -> str:
     return ",".join(d.isoformat() for d in sorted(days))
 
 
-def as_of_days(tags: dict[str, str]) -> list:
+def as_of_days(tags: dict[str, str]) -> list[date]:
     """The days of :data:`AS_OF_DAYS_TAG` (none when the version lacks it)."""
-    from datetime import date
-
     value = tags.get(AS_OF_DAYS_TAG, "")
     return [date.fromisoformat(d) for d in value.split(",") if d]
 

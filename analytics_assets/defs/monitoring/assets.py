@@ -13,8 +13,7 @@ from analytics_assets.defs.monitoring import drift, predictions, windows
 from analytics_assets.lib import churn_evaluation, feast_repo, model_registry, outcomes, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import snapshot_instant
-from analytics_assets.lib.names import CHURN_MODEL as CHURN
-from analytics_assets.lib.names import MODELS
+from analytics_assets.lib.names import CHURN_MODEL, MODELS
 from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.lib.snapshots import file_for
 from analytics_assets.metadata import preview
@@ -187,7 +186,7 @@ def model_performance(
     )
     mlflow.activate()  # model_registry.fetch downloads through MLflow's fluent API
     client = mlflow.client()
-    champion = model_registry.by_alias(client, CHURN, model_registry.CHAMPION)
+    champion = model_registry.by_alias(client, CHURN_MODEL, model_registry.CHAMPION)
     if champion is None:
         return dg.MaterializeResult(metadata={"status": "no champion yet", "degraded": False})
     training_auc = client.get_run(champion.run_id).data.metrics.get("roc_auc")
@@ -234,7 +233,7 @@ def model_performance(
     )
     with tempfile.TemporaryDirectory() as workdir:
         pyfunc = model_registry.load_pyfunc(
-            model_registry.fetch(client, CHURN, champion.version, workdir)
+            model_registry.fetch(client, CHURN_MODEL, champion.version, workdir)
         )
         inputs = pyfunc.metadata.get_input_schema().input_names()
         p = churn_evaluation.positive_scores(pyfunc.predict(churn_evaluation.matrix(frame, inputs)))

@@ -10,8 +10,6 @@ from dagster_duckdb import DuckDBResource
 from analytics_assets import settings
 from analytics_assets.defs.training import churn, clv, plots, tracking
 from analytics_assets.defs.training.evaluation import (
-    CHURN,
-    CLV,
     EvaluationConfig,
     evaluate_model,
     evaluation_path,
@@ -23,7 +21,7 @@ from analytics_assets.defs.training.promotion import apply_verdict
 from analytics_assets.lib import churn_evaluation, feast_repo, model_registry, outcomes, snapshots
 from analytics_assets.lib.atomic_files import write_parquet
 from analytics_assets.lib.days import snapshot_instant
-from analytics_assets.lib.names import CHURN_FEATURES, CLV_FEATURES, MODELS
+from analytics_assets.lib.names import CHURN_FEATURES, CHURN_MODEL, CLV_FEATURES, CLV_MODEL, MODELS
 from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.metadata import preview
 from analytics_assets.resources import (
@@ -117,7 +115,7 @@ def churn_model(
     )
     tracked = tracking.track(
         mlflow,
-        CHURN,
+        CHURN_MODEL,
         f"churn {split.holdout_at:%Y-%m-%d}",
         tracking.run_tags(context),
         report,
@@ -128,8 +126,10 @@ def churn_model(
             **window,
         },
     )
-    write_parquet(split.holdout, holdout_path(CHURN))
-    context.log.info(f"registered {CHURN} version {tracked.version.version}: {_round(metrics)}")
+    write_parquet(split.holdout, holdout_path(CHURN_MODEL))
+    context.log.info(
+        f"registered {CHURN_MODEL} version {tracked.version.version}: {_round(metrics)}"
+    )
     return dg.MaterializeResult(
         metadata={
             **{k: dg.MetadataValue.float(v) for k, v in _round(metrics).items()},
@@ -218,7 +218,7 @@ def clv_model(
     )
     tracked = tracking.track(
         mlflow,
-        CLV,
+        CLV_MODEL,
         f"clv {calibration_day}",
         tracking.run_tags(context),
         report,
@@ -235,10 +235,11 @@ def clv_model(
         },
     )
     write_parquet(
-        holdout.with_columns(pl.lit(config.holdout_days).alias("holdout_days")), holdout_path(CLV)
+        holdout.with_columns(pl.lit(config.holdout_days).alias("holdout_days")),
+        holdout_path(CLV_MODEL),
     )
     context.log.info(
-        f"registered {CLV} version {tracked.version.version}: {estimates}; "
+        f"registered {CLV_MODEL} version {tracked.version.version}: {estimates}; "
         f"holdout {_round(metrics)}"
     )
     return dg.MaterializeResult(
@@ -267,7 +268,7 @@ GATE_CHECKS = {
 
 
 @dg.asset(
-    deps=[CHURN, CLV],
+    deps=[CHURN_MODEL, CLV_MODEL],
     group_name=GROUP,
     kinds={"mlflow"},
     check_specs=[

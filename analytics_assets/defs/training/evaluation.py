@@ -14,8 +14,6 @@ from analytics_assets.lib.atomic_files import write_text
 from analytics_assets.lib.names import CHURN_MODEL, CLV_MODEL
 from analytics_assets.scoring.customer_value import INPUTS as CLV_INPUTS
 
-CHURN, CLV = CHURN_MODEL, CLV_MODEL
-
 
 def holdout_path(model: str):
     return settings.models_dir() / f"{model}_holdout.parquet"
@@ -54,15 +52,15 @@ class EvaluationConfig(dg.Config):
 
 def _policies(config: EvaluationConfig) -> dict[str, gate.Policy]:
     return {
-        CHURN: gate.Policy("roc_auc", True, config.churn_auc_floor, config.churn_margin),
-        CLV: gate.Policy("purchases_corr", True, config.clv_corr_floor, config.clv_margin),
+        CHURN_MODEL: gate.Policy("roc_auc", True, config.churn_auc_floor, config.churn_margin),
+        CLV_MODEL: gate.Policy("purchases_corr", True, config.clv_corr_floor, config.clv_margin),
     }
 
 
 def _score(model: str, fetched: model_registry.Fetched, holdout: pl.DataFrame) -> dict:
     """Load a verified version and score the holdout with it: validity and metrics."""
     pyfunc = model_registry.load_pyfunc(fetched)
-    if model == CHURN:
+    if model == CHURN_MODEL:
         inputs = pyfunc.metadata.get_input_schema().input_names()
         p = churn_evaluation.positive_scores(
             pyfunc.predict(churn_evaluation.matrix(holdout, inputs))
@@ -86,7 +84,7 @@ def _score(model: str, fetched: model_registry.Fetched, holdout: pl.DataFrame) -
 def _calibration(model: str, metrics: dict, config: EvaluationConfig) -> gate.Check:
     if not metrics:
         return gate.Check(False, "no metrics: predictions invalid")
-    if model == CHURN:
+    if model == CHURN_MODEL:
         ece, bound = metrics["ece"], config.churn_max_calibration_error
         return gate.Check(ece <= bound, f"calibration error {ece:.4f} (bound {bound})")
     ratio = metrics["purchases_ratio"]
