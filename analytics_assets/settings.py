@@ -247,6 +247,30 @@ def serving_log_flush_seconds() -> float:
     return float(_env("SCORING_LOG_FLUSH_S") or 5.0)
 
 
+def serving_workers() -> int:
+    """Worker processes of the scoring service (``$SCORING_WORKERS``, default 2: on a 2-core
+    host, with the load generator beside it, the second worker added about a fifth to the
+    one-customer capacity and most of the bulk throughput; each costs its memory, about 0.5 GiB
+    here; ``BENCHMARKS.md``, serving)."""
+    workers = int(_env("SCORING_WORKERS") or 2)
+    if workers < 1:
+        raise ValueError(f"SCORING_WORKERS must be at least 1, not {workers}")
+    return workers
+
+
+def serving_access_log() -> bool:
+    """Whether the scoring service logs every request (``$SCORING_ACCESS_LOG=1``; default off:
+    it costs 10-15 % of capacity, and every prediction is in the prediction log and the
+    request counts in ``/metrics``)."""
+    return (_env("SCORING_ACCESS_LOG") or "0").lower() in {"1", "true", "yes", "on"}
+
+
+def serving_fast_scorer() -> bool:
+    """Score the churn model with its converted trees when the promotion saved them
+    (``$SCORING_FAST_SCORER``, default on; ``0``: scikit-learn, as a baseline)."""
+    return (_env("SCORING_FAST_SCORER") or "1").lower() not in {"0", "false", "no", "off"}
+
+
 def drift_psi_threshold() -> float:
     """A feature (or prediction) drifts when its population stability index exceeds this
     (``$ANALYTICS_DRIFT_PSI``, default 0.2, the usual "significant shift" mark)."""

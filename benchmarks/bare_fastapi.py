@@ -7,14 +7,12 @@ Usage: ``ANALYTICS_HOME=... python benchmarks/bare_fastapi.py PORT``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
 from analytics_assets import settings
-from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER
 from analytics_assets.lib.feast_repo import open_store
 from analytics_assets.lib.names import CHURN_MODEL
 from analytics_assets.lib.online_reader import OnlineReader
@@ -29,7 +27,7 @@ def create_app() -> FastAPI:
     import bentoml
 
     model = bentoml.models.get(f"{CHURN_MODEL}:latest", _model_store=model_store())
-    features, score = churn_scorer(Path(model.path_of(BENTO_MODEL_FOLDER)))
+    features, score, _ = churn_scorer(model)
     store = open_store(settings.feature_repo_path())
     service = store.get_feature_service(model.info.labels["feature_service"])
     reader = OnlineReader(

@@ -16,7 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from analytics_assets.lib.artifacts import BENTO_MODEL_FOLDER, DigestMismatch, verify
+from analytics_assets.lib.artifacts import (
+    BENTO_MODEL_FOLDER,
+    DigestMismatch,
+    directory_sha256,
+    verify,
+)
 from analytics_assets.lib.model_registry import Fetched
 from analytics_assets.lib.names import CHALLENGER_SUFFIX
 
@@ -42,12 +47,17 @@ def serving_store(default_home: Path) -> ModelStore:
 
 
 def save_champion(
-    store: ModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
+    store: ModelStore,
+    fetched: Fetched,
+    labels: dict[str, str],
+    metadata: dict,
+    extras: dict[str, Path] | None = None,
 ) -> str:
     """Save a verified MLflow model folder as ``<name>:v<version>``, replacing an earlier copy
     of the same version (a rollback re-promotes it), so that it becomes ``<name>:latest``.
-    Returns the tag."""
-    return _save(store, fetched.name, fetched, labels, metadata)
+    ``extras`` are folders saved beside it under their names (a converted form of the model),
+    each with its own sha256 in the metadata (``<name>_sha256``). Returns the tag."""
+    return _save(store, fetched.name, fetched, labels, metadata, extras)
 
 
 def drop_challengers(store: ModelStore, name: str, keep: str | None = None) -> list[str]:
@@ -71,14 +81,28 @@ def drop_challengers(store: ModelStore, name: str, keep: str | None = None) -> l
 
 
 def save_challenger(
-    store: ModelStore, fetched: Fetched, labels: dict[str, str], metadata: dict
+    store: ModelStore,
+    fetched: Fetched,
+    labels: dict[str, str],
+    metadata: dict,
+    extras: dict[str, Path] | None = None,
 ) -> str:
     """Save the challenger the gate kept as ``<name>_challenger:v<version>`` (its latest)."""
-    return _save(store, fetched.name + CHALLENGER_SUFFIX, fetched, labels, metadata)
+    return _save(store, fetched.name + CHALLENGER_SUFFIX, fetched, labels, metadata, extras)
+
+
+def extra_digest_key(folder: str) -> str:
+    """The metadata key of the sha256 of an extra folder saved beside the model."""
+    return f"{folder}_sha256"
 
 
 def _save(
-    store: ModelStore, name: str, fetched: Fetched, labels: dict[str, str], metadata: dict
+    store: ModelStore,
+    name: str,
+    fetched: Fetched,
+    labels: dict[str, str],
+    metadata: dict,
+    extras: dict[str, Path] | None = None,
 ) -> str:
     import bentoml
     from bentoml.exceptions import NotFound
@@ -87,12 +111,22 @@ def _save(
     with contextlib.suppress(NotFound):
         bentoml.models.delete(tag, _model_store=store)
     labels = {**labels, "mlflow_version": fetched.version, "promoted_at": _now()}
-    metadata = {**metadata, "sha256": fetched.sha256}
+    extras = extras or {}
+    metadata = {
+        **metadata,
+        "sha256": fetched.sha256,
+        **{extra_digest_key(folder): directory_sha256(path) for folder, path in extras.items()},
+    }
     with bentoml.models.create(tag, labels=labels, metadata=metadata, _model_store=store) as model:
         shutil.copytree(fetched.path, model.path_of(BENTO_MODEL_FOLDER))
+        for folder, path in extras.items():
+            shutil.copytree(path, model.path_of(folder))
     saved = bentoml.models.get(tag, _model_store=store)
     try:
         verify(Path(saved.path_of(BENTO_MODEL_FOLDER)), fetched.sha256, f"BentoML model {tag}")
+        for folder in extras:
+            expected = metadata[extra_digest_key(folder)]
+            verify(Path(saved.path_of(folder)), expected, f"{folder} of BentoML model {tag}")
     except DigestMismatch:
         # never leave a copy that fails its digest as anyone's :latest
         bentoml.models.delete(tag, _model_store=store)

@@ -109,3 +109,13 @@ def load_pyfunc(fetched: Fetched):
     import mlflow
 
     return mlflow.pyfunc.load_model(str(fetched.path))
+
+
+def load_native(fetched: Fetched):
+    """The verified model as its library's object (a scikit-learn estimator), or the pyfunc
+    itself for a model that has none (a custom Python model)."""
+    pyfunc = load_pyfunc(fetched)
+    try:
+        return pyfunc.get_raw_model()
+    except NotImplementedError:
+        return pyfunc

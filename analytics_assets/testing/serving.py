@@ -36,9 +36,13 @@ def online_features(customers: int, seed: int = 7) -> None:
     feast_online.write_latest(store, offline.latest_rows_by_view(directory, views, until))
 
 
-def churn_folder(destination: Path, seed: int = 42, max_iter: int = 200) -> Path:
+def churn_folder(
+    destination: Path, seed: int = 42, max_iter: int = 200, pipeline: bool = False
+) -> Path:
     """A churn classifier fitted on the synthetic training set, as an MLflow model folder
-    (the Feast repo must be applied: its inputs are ``churn_v1``'s features)."""
+    (the Feast repo must be applied: its inputs are ``churn_v1``'s features). ``pipeline``:
+    inside a scikit-learn ``Pipeline``, which treelite cannot convert (the service then scores
+    it with scikit-learn)."""
     import mlflow.sklearn
 
     from analytics_assets.defs.training import churn
@@ -50,6 +54,10 @@ def churn_folder(destination: Path, seed: int = 42, max_iter: int = 200) -> Path
     split = churn.time_split(frame, 90)
     hyper = dict(max_iter=max_iter, learning_rate=0.08, max_leaf_nodes=31, random_state=seed)
     model = churn.fit(split.train, features, hyper)
+    if pipeline:
+        from sklearn.pipeline import Pipeline
+
+        model = Pipeline([("classifier", model)])
     mlflow.sklearn.save_model(
         model,
         str(destination),
@@ -78,14 +86,19 @@ def value_folder(destination: Path, **params: float) -> Path:
 
 
 def promote(folder: Path, name: str, version: str, feature_service: str, challenger=False) -> str:
-    """Save a model folder to the BentoML model store as promotion does; returns the tag."""
+    """Save a model folder to the BentoML model store as promotion does (with the churn
+    model's fast scorer beside it); returns the tag."""
+    from analytics_assets.defs.training.promotion import fast_scorer
     from analytics_assets.lib import bento_store
     from analytics_assets.lib.model_registry import Fetched
 
     fetched = Fetched(name, version, folder, directory_sha256(folder), {})
     save = bento_store.save_challenger if challenger else bento_store.save_champion
     labels = {"feature_service": feature_service, "promotion": "fixture"}
-    return save(bento_store.open_store(settings.bentoml_home()), fetched, labels, {})
+    with tempfile.TemporaryDirectory() as workdir:
+        extras, metadata = fast_scorer(fetched, workdir, champion=not challenger)
+        store = bento_store.open_store(settings.bentoml_home())
+        return save(store, fetched, labels, metadata, extras)
 
 
 def prepare(customers: int, workdir: Path) -> None:

@@ -1,8 +1,11 @@
 """Every prediction the service makes, with the model version and the features it saw, as
 Parquet under ``$ANALYTICS_HOME/predictions/<model>/date=<day>/`` (what monitoring reads).
 
-Requests only append to a buffer; a daemon thread writes it out every few seconds (and at
-shutdown), one file per model and feature set, renamed into place when complete. A write that
+Requests only append one small record per request to a buffer (no per-row Python objects beyond
+the ids); a daemon thread writes it out every few seconds (and at shutdown), one file per model
+and feature set, renamed into place when complete, building the columns with vectorized
+repeats and concatenations: the flush holds the interpreter lock for milliseconds, not the
+event loop's hundreds (``BENCHMARKS.md``, serving). A write that
 fails (a full disk, a permission) puts its rows back for the next flush; the buffer holds at
 most ``max_buffer_rows`` and counts what it had to drop beyond that (``dropped_rows``, in
 ``/metrics``), so a disk that stays full costs log rows, never the service's memory.
@@ -13,9 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,28 +66,25 @@ class PredictionLog:
         params: dict[str, object],
     ) -> None:
         n = len(customer_ids)
-        columns: dict[str, object] = {
-            "logged_at": [datetime.now(UTC)] * n,
-            "endpoint": [endpoint] * n,
-            "request_id": [request_id] * n,
-            "model": [model.name] * n,
-            "model_version": [model.version] * n,
-            "role": [model.role] * n,
-            "served": [served] * n,
-            "feature_service": [model.feature_service] * n,
-            "customer_id": customer_ids,
-            "known": known,
-            "features_as_of": as_of,
-            **{name: features[name] for name in model.features},
-            **outputs,
-            **{name: [value] * n for name, value in params.items()},
-        }
+        chunk = _Chunk(
+            n,
+            time.time_ns() // 1000,
+            (endpoint, request_id, model.name, model.version, model.role, served),
+            model.feature_service,
+            customer_ids,
+            known,
+            as_of,
+            [features[name] for name in model.features],
+            list(outputs.values()),
+            list(params.values()),
+        )
+        key = (model.name, tuple(model.features), tuple(outputs), tuple(params))
         with self._lock:
             if self._rows + n > self.max_buffer_rows:
                 self.dropped_rows += n
                 dropped = True
             else:
-                self._pending[(model.name, tuple(columns))].append(columns)
+                self._pending[key].append(chunk)
                 self._rows += n
                 dropped = False
             full = self._rows >= self.max_rows
@@ -94,27 +97,21 @@ class PredictionLog:
 
     def flush(self) -> list[Path]:
         """Write what is buffered; returns the files written."""
-        import polars as pl
-
         from analytics_assets.lib.atomic_files import write_parquet
 
         with self._lock:
             pending, self._pending, self._rows = self._pending, defaultdict(list), 0
         written = []
-        failed: dict[tuple, list[dict]] = {}
+        failed: dict[tuple, list[_Chunk]] = {}
         error: Exception | None = None
         for key, chunks in pending.items():
-            model, names = key
             try:
-                frame = pl.DataFrame(
-                    {name: _concat([chunk[name] for chunk in chunks]) for name in names},
-                    strict=False,
-                )
+                frame = _frame(key, chunks)
                 day = frame["logged_at"][0].date().isoformat()
                 self._seq += 1
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
                 name = f"{stamp}-{os.getpid()}-{self._seq}.parquet"
-                path = self.root / model / f"date={day}" / name
+                path = self.root / key[0] / f"date={day}" / name
                 write_parquet(frame, path)
                 written.append(path)
             except Exception as exc:  # kept for the next flush, in order
@@ -128,12 +125,12 @@ class PredictionLog:
     def _requeue(self, failed: dict[tuple, list[dict]]) -> None:
         with self._lock:
             for key, chunks in failed.items():
-                rows = sum(len(chunk["customer_id"]) for chunk in chunks)
+                rows = sum(chunk.n for chunk in chunks)
                 room = self.max_buffer_rows - self._rows
                 if rows > room:  # the oldest go first: the buffer stays bounded
                     kept, dropped = [], 0
                     for chunk in reversed(chunks):
-                        size = len(chunk["customer_id"])
+                        size = chunk.n
                         if size <= room:
                             kept.insert(0, chunk)
                             room -= size
@@ -170,7 +167,59 @@ class PredictionLog:
             logger.exception("prediction log rows lost at shutdown")
 
 
-def _concat(parts: list) -> list | np.ndarray:
-    if all(isinstance(part, np.ndarray) for part in parts):
-        return np.concatenate(parts)
-    return [value for part in parts for value in part]
+class _Chunk(NamedTuple):
+    """One request's rows for one model, as recorded."""
+
+    n: int
+    logged_at_us: int
+    scalars: tuple
+    """endpoint, request_id, model, model_version, role, served"""
+    feature_service: str
+    customer_ids: list
+    known: np.ndarray
+    as_of: list
+    features: list[np.ndarray]
+    outputs: list[np.ndarray]
+    params: list
+
+
+SCALARS = ("endpoint", "request_id", "model", "model_version", "role", "served")
+
+
+def _frame(key: tuple, chunks: list[_Chunk]):
+    """The log's columns for ``chunks`` (one key: same model, features, outputs, params)."""
+    import polars as pl
+
+    _, features, outputs, params = key
+    lengths = np.fromiter((c.n for c in chunks), dtype=np.int64, count=len(chunks))
+    index = pl.Series(np.repeat(np.arange(len(chunks)), lengths))
+
+    def per_request(name: str, values: list, dtype=None) -> pl.Series:
+        return pl.Series(name, values, dtype=dtype, strict=False).gather(index)
+
+    columns = [
+        per_request("logged_at", [c.logged_at_us for c in chunks], pl.Int64)
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC"),
+        *(per_request(name, [c.scalars[i] for c in chunks]) for i, name in enumerate(SCALARS)),
+        per_request("feature_service", [c.feature_service for c in chunks]),
+        pl.Series(
+            "customer_id",
+            list(chain.from_iterable(c.customer_ids for c in chunks)),
+            dtype=pl.String,
+        ),
+        pl.Series("known", np.concatenate([c.known for c in chunks]).astype(bool)),
+        pl.Series(
+            "features_as_of", list(chain.from_iterable(c.as_of for c in chunks)), strict=False
+        ),
+        *(
+            pl.Series(name, np.concatenate([c.features[i] for c in chunks]))
+            for i, name in enumerate(features)
+        ),
+        *(
+            pl.Series(name, np.concatenate([c.outputs[i] for c in chunks]))
+            for i, name in enumerate(outputs)
+        ),
+        *(per_request(name, [c.params[i] for c in chunks]) for i, name in enumerate(params)),
+    ]
+    return pl.DataFrame(columns)

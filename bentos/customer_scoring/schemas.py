@@ -77,6 +77,10 @@ class ServedModel(BaseModel):
     bentoml_tag: str
     model_version: str
     feature_service: str
+    scorer: str = Field(
+        description="What computes the outputs: the churn model's converted trees (treelite "
+        "GTIL), or scikit-learn with the reason it is the fallback"
+    )
     loaded_at: datetime
 
 

@@ -8,7 +8,9 @@ without a restart.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import uuid
 from typing import Literal
 
@@ -24,6 +26,7 @@ from analytics_assets.lib.names import CHURN_MODEL, CLV_MODEL
 from bentos.customer_scoring.champions import LoadedModel, Models, model_store
 from bentos.customer_scoring.middleware import RequestGuard
 from bentos.customer_scoring.prediction_log import PredictionLog
+from bentos.customer_scoring.readiness import Workers
 from bentos.customer_scoring.routing import to_challenger
 from bentos.customer_scoring.schemas import (
     ChurnPrediction,
@@ -38,14 +41,28 @@ from bentos.customer_scoring.schemas import (
     ValueResponse,
 )
 
+logger = logging.getLogger("bentoml.customer_scoring")
 MODEL_NAMES = {"churn": CHURN_MODEL, "clv": CLV_MODEL}
+INLINE_MAX_ROWS = 100
+"""A request for at most this many customers whose features are read from the local SQLite
+store is scored on the event loop: at most about 3 ms of work (one customer: 0.1 ms, where a
+thread hop costs more than the work; BentoML's sync endpoints cut capacity by 40 % and handing
+100-customer requests to threads cut bulk throughput by a third here). A bigger request, and
+any read over the network (Redis), runs in a worker thread, so that one slow request cannot
+stall the others."""
 
 
 @bentoml.service(
     name="customer_scoring",
     http={"host": settings.serving_host(), "port": 3001},
-    traffic={"timeout": 30},
-    workers=1,
+    # BentoML's timeout middleware keeps each request's context alive for the whole timeout
+    # (a timer it never cancels): 10 s, not 30, and no tracing span in that context on the
+    # scoring routes (the span, even unsampled, cost 35 % of capacity and the garbage
+    # collector's pauses; BENCHMARKS.md, serving). Tracing still covers /reload and the probes.
+    traffic={"timeout": 10},
+    tracing={"excluded_urls": ["/churn", "/clv", "/score"]},
+    workers=settings.serving_workers(),
+    logging={"access": {"enabled": settings.serving_access_log()}},
 )
 class CustomerScoring:
     def __init__(self) -> None:
@@ -60,9 +77,14 @@ class CustomerScoring:
         from analytics_assets.lib.feast_repo import open_store
 
         self.feature_store = open_store(settings.feature_repo_path())
-        self.models = Models(model_store(), self.feature_store)
+        # several workers switch to a new model at one instant (see Models): the promotion
+        # time plus time for every worker to notice it and load it
+        self.workers = Workers()
+        reload_s = settings.serving_reload_seconds()
+        switch_after = reload_s + 5.0 if len(self.workers.workers()) > 1 else 0.0
+        self.models = Models(model_store(), self.feature_store, switch_after=switch_after)
         self.models.refresh()
-        self.models.watch(settings.serving_reload_seconds())
+        self.models.watch(reload_s)
         self.share = settings.serving_challenger_share()
         self.shadow = settings.serving_shadow()
         dropped = Counter(
@@ -83,20 +105,34 @@ class CustomerScoring:
         self.unknown = Counter(
             "customer_scoring_unknown_customers", "Customers without online features", ["model"]
         )
+        # Everything loaded so far (Feast, MLflow, scikit-learn, the models: about 400,000
+        # objects) is left out of the cyclic garbage collector's scans from now on: a full
+        # collection scanned them all, a 250-500 ms pause of the event loop every few seconds
+        # under load (BENCHMARKS.md, serving)
+        import gc
+
+        gc.collect()
+        gc.freeze()
+        self.workers.mark_loaded()
+        logger.info("worker %d loaded", os.getpid())
 
     def __is_ready__(self) -> bool:
-        """Ready once a champion of every model is loaded (``/readyz``)."""
-        return self.models.ready()
+        """Ready once a champion of every model is loaded, and every worker of this server has
+        loaded (``/readyz``; see :mod:`readiness`)."""
+        return self.models.ready() and self.workers.all_loaded()
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        self.workers.close()
         self.models.stop()
         self.log.close()
 
     @bentoml.api(route="/churn")
     async def churn(self, customer_ids: CustomerIds) -> ChurnResponse:
         """Probability that each customer makes no purchase in the churn window."""
-        champion, rows = self._predict("churn", CHURN_MODEL, customer_ids, {})
+        champion, rows = await self._off_loop_if_slow(
+            CHURN_MODEL, len(customer_ids), self._predict, "churn", CHURN_MODEL, customer_ids, {}
+        )
         return ChurnResponse(
             model=CHURN_MODEL,
             feature_service=champion.feature_service,
@@ -109,7 +145,9 @@ class CustomerScoring:
     ) -> ValueResponse:
         """Expected purchases, revenue and probability alive over the next ``horizon_days``."""
         params = {"horizon_days": horizon_days}
-        champion, rows = self._predict("clv", CLV_MODEL, customer_ids, params)
+        champion, rows = await self._off_loop_if_slow(
+            CLV_MODEL, len(customer_ids), self._predict, "clv", CLV_MODEL, customer_ids, params
+        )
         return ValueResponse(
             model=CLV_MODEL,
             feature_service=champion.feature_service,
@@ -145,7 +183,7 @@ class CustomerScoring:
             for name in champion.features
         }
         params = {"horizon_days": horizon_days} if champion.name == CLV_MODEL else {}
-        outputs = champion.score(columns, params)
+        outputs = await self._off_loop_if_slow(None, len(rows), champion.score, columns, params)
         n = len(rows)
         self._record(
             "score",
@@ -181,6 +219,7 @@ class CustomerScoring:
                     bentoml_tag=m.tag,
                     model_version=m.version,
                     feature_service=m.feature_service,
+                    scorer=m.scorer,
                     loaded_at=m.loaded_at,
                 )
                 for m in self.models.served()
@@ -189,8 +228,18 @@ class CustomerScoring:
             errors=dict(self.models.errors),
         )
 
+    async def _off_loop_if_slow(self, name: str | None, rows: int, work, *args):
+        """``work(*args)`` on the event loop when it is small and local (see
+        :data:`INLINE_MAX_ROWS`), else in a worker thread. ``name``: the model whose features
+        are read (``None``: no read)."""
+        if rows <= INLINE_MAX_ROWS:
+            champion = self.models.slot(name).champion if name is not None else None
+            if champion is None or champion.reader.reads_sqlite_directly:
+                return work(*args)
+        return await anyio.to_thread.run_sync(work, *args)
+
     def _champion(self, name: str) -> LoadedModel:
-        champion = self.models.slots[name].champion
+        champion = self.models.slot(name).champion
         if champion is None:
             raise ServiceUnavailable(f"no {name} has been promoted to the model store yet")
         return champion

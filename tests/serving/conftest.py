@@ -65,6 +65,7 @@ def run_server(home: Path, log: Path, **env: str) -> Iterator[Server]:
         "ANALYTICS_HOME": str(home),
         "SCORING_RELOAD_INTERVAL_S": "1",
         "SCORING_LOG_FLUSH_S": "1",
+        "SCORING_WORKERS": "1",  # one process per test server; tests/serving/test_load.py: 2
         **env,
     }
     bentoml = Path(sys.executable).parent / "bentoml"

@@ -187,9 +187,10 @@ def test_new_champion_while_requests_run_then_challenger_share(server) -> None:
         switched = seen.index("2")
         assert set(seen[switched:]) == {"2"}  # no flapping back
 
-    # a kept challenger gets its share (0.3 here) by a hash of the customer id
+    # a kept challenger gets its share (0.3 here) by a hash of the customer id; this one is
+    # a Pipeline, which treelite cannot convert: scored by scikit-learn, and /reload says why
     with home_env(server.home):
-        folder = serving.churn_folder(server.home / "work" / "churn_v3", max_iter=30)
+        folder = serving.churn_folder(server.home / "work" / "churn_v3", max_iter=30, pipeline=True)
         serving.promote(folder, CHURN_MODEL, "3", "churn_v1", challenger=True)
     with server.client() as http:
         status = http.post("/reload", json={}).json()
@@ -197,6 +198,10 @@ def test_new_champion_while_requests_run_then_challenger_share(server) -> None:
             (CHURN_MODEL, "champion", "2"),
             (CHURN_MODEL, "challenger", "3"),
         }
+        scorers = {(m["model"], m["role"]): m["scorer"] for m in status["models"]}
+        assert scorers[(CHURN_MODEL, "champion")].startswith("treelite ")
+        assert scorers[(CHURN_MODEL, "challenger")].startswith("scikit-learn (fallback: ")
+        assert "cannot convert Pipeline" in scorers[(CHURN_MODEL, "challenger")]
         answers = [
             p
             for chunk in range(0, CUSTOMERS, 1000)

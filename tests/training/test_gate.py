@@ -18,6 +18,7 @@ from analytics_assets.defs.training.evaluation import evaluation_path, read_eval
 from analytics_assets.defs.training.jobs import rollback_champion
 from analytics_assets.defs.training.promotion import promote
 from analytics_assets.lib import bento_store, model_registry
+from analytics_assets.lib.artifacts import directory_sha256
 from analytics_assets.resources import MlflowTracking
 
 WEAK = {"max_iter": 1, "max_leaf_nodes": 2, "learning_rate": 0.05}
@@ -125,6 +126,44 @@ def test_gate_floor_margin_and_rollback(gated: dict) -> None:
         promote(gated["mlflow"].client(), gated["bento_store"], "churn_model", "4", work, {}, "t")
     assert served(gated) == "4"
     assert bento_store.current(gated["bento_store"].store(), "churn_model_challenger") is None
+
+
+def test_a_champion_whose_fast_scorer_disagrees_is_not_promoted(
+    gated: dict, monkeypatch, tmp_path
+) -> None:
+    from pathlib import Path
+
+    from analytics_assets.scoring import churn_trees
+
+    assert train_and_gate(gated, WEAK, {"churn_auc_floor": 0.55}).success
+    bento = bento_store.current(gated["bento_store"].store(), "churn_model")
+    metadata = bento.info.metadata
+    assert metadata["fast_scorer"].startswith("treelite ")
+    assert "largest difference" in metadata["fast_scorer_check"]
+    assert (Path(bento.path_of(churn_trees.FOLDER)) / churn_trees.FILE).is_file()
+    assert metadata["fast_scorer_sha256"] == directory_sha256(
+        Path(bento.path_of(churn_trees.FOLDER))
+    )
+
+    # a converter that gets the trees wrong (it converts another model): the gate's check
+    # fails and blocks the promotion of a better challenger
+    weak = model_registry.load_native(
+        model_registry.fetch(gated["mlflow"].client(), "churn_model", "1", str(tmp_path))
+    )
+    wrong = churn_trees.convert(weak)
+    monkeypatch.setattr(churn_trees, "convert", lambda _model: wrong)
+    result = train_and_gate(gated, {}, {"churn_auc_floor": 0.55})
+    assert not result.success
+    check = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "fast_scorer_agrees"
+    )
+    assert not check.passed and "largest difference" in check.metadata["churn_model"].value
+    assert champion(gated) == "1" and served(gated) == "1"
+
+    # and the promotion itself refuses one (a rollback, or a gate that saw other rows)
+    with tempfile.TemporaryDirectory() as work, pytest.raises(churn_trees.Disagrees):
+        promote(gated["mlflow"].client(), gated["bento_store"], "churn_model", "2", work, {}, "t")
+    assert champion(gated) == "1" and served(gated) == "1"
 
 
 class NaNModel(mlflow.pyfunc.PythonModel):

@@ -264,6 +264,9 @@ GATE_CHECKS = {
     "predicted / actual holdout purchases within bounds.",
     "metric_above_floor": "The deciding holdout metric (churn ROC AUC, CLV purchases "
     "correlation) is above its floor.",
+    "fast_scorer_agrees": "Churn: the service's fast scorer (treelite GTIL) equals "
+    "scikit-learn's probabilities to 1e-9 on the holdout, with missing values and on every "
+    "split threshold.",
 }
 
 

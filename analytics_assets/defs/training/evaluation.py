@@ -57,6 +57,22 @@ def _policies(config: EvaluationConfig) -> dict[str, gate.Policy]:
     }
 
 
+def fast_scorer_check(model: str, fetched: model_registry.Fetched, holdout) -> gate.Check:
+    """Whether the fast scorer the service would use agrees with the model (churn: treelite's
+    GTIL against scikit-learn, :mod:`analytics_assets.scoring.churn_trees`). A model treelite
+    cannot convert passes: the service scores it with scikit-learn and says so."""
+    if model != CHURN_MODEL:
+        return gate.Check(True, "scored by its closed-form formulas: no fast scorer to check")
+    from analytics_assets.scoring import churn_trees
+
+    classifier = model_registry.load_native(fetched)
+    try:
+        _, found = churn_trees.check(classifier, holdout)
+    except churn_trees.Unconvertible as error:
+        return gate.Check(True, f"{error}; the service will score it with scikit-learn")
+    return gate.Check(found.agrees, found.detail())
+
+
 def _score(model: str, fetched: model_registry.Fetched, holdout: pl.DataFrame) -> dict:
     """Load a verified version and score the holdout with it: validity and metrics."""
     pyfunc = model_registry.load_pyfunc(fetched)
@@ -110,9 +126,8 @@ def evaluate_model(model: str, client, config: EvaluationConfig, workdir) -> dic
         "champion": None,
         "policy": policy.as_dict(),
     }
-    result["challenger"].update(
-        _score(model, model_registry.fetch(client, model, challenger.version, workdir), holdout)
-    )
+    fetched = model_registry.fetch(client, model, challenger.version, workdir)
+    result["challenger"].update(_score(model, fetched, holdout))
     if champion is not None:
         result["champion"] = {"version": champion.version}
         result["champion"].update(
@@ -124,6 +139,7 @@ def evaluate_model(model: str, client, config: EvaluationConfig, workdir) -> dic
         "predictions_valid": gate.Check(scored["valid"], scored["valid_detail"]),
         "calibration_within_bounds": _calibration(model, scored["metrics"], config),
         "metric_above_floor": gate.above_floor(policy, value),
+        "fast_scorer_agrees": fast_scorer_check(model, fetched, holdout),
     }
     result["checks"] = {name: check.__dict__ for name, check in checks.items()}
     if champion is not None and champion.version == challenger.version:
