@@ -74,6 +74,7 @@ EXPECTED_CHECKS = {
     ("model_evaluation", "predictions_valid", True),
     ("model_evaluation", "calibration_within_bounds", True),
     ("model_evaluation", "metric_above_floor", True),
+    ("model_evaluation", "fast_scorer_agrees", True),
 }
 
 
