@@ -34,12 +34,17 @@ def home_env(home: Path, **extra: str) -> Iterator[None]:
         yield
 
 
+def prepared_home(tmp_path_factory, name: str, customers: int) -> Path:
+    """A fresh home with ``customers`` online and version 1 of both models as champions."""
+    home = tmp_path_factory.mktemp(name) / "analytics"
+    with home_env(home):
+        serving.prepare(customers, home / "work")
+    return home
+
+
 @pytest.fixture(scope="session")
 def serving_home(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("serving") / "analytics"
-    with home_env(home):
-        serving.prepare(CUSTOMERS, home / "work")
-    return home
+    return prepared_home(tmp_path_factory, "serving", CUSTOMERS)
 
 
 @dataclass

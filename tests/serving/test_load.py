@@ -22,7 +22,7 @@ from analytics_assets.testing import serving
 from analytics_assets.testing.feature_snapshot import customer_id
 from analytics_assets.testing.servers import free_port, stop
 from bentos.customer_scoring.readiness import WORKER_MODULE
-from tests.serving.conftest import SERVICE_DIR, home_env, run_server
+from tests.serving.conftest import SERVICE_DIR, home_env, prepared_home, run_server
 
 CUSTOMERS = 2000
 IDS = [customer_id(i) for i in range(CUSTOMERS)]
@@ -30,10 +30,8 @@ IDS = [customer_id(i) for i in range(CUSTOMERS)]
 
 @pytest.fixture(scope="module")
 def load_home(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("load") / "analytics"
-    with home_env(home):
-        serving.prepare(CUSTOMERS, home / "work")
-    return home
+    """Its own home: the promotions here would disturb the other modules' servers."""
+    return prepared_home(tmp_path_factory, "load", CUSTOMERS)
 
 
 async def open_loop(url: str, rate: float, seconds: float, during) -> list[tuple]:
