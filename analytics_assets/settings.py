@@ -319,6 +319,42 @@ def alerts_path() -> Path:
     return analytics_home() / "alerts" / "run_failures.jsonl"
 
 
+def lake_dir() -> Path:
+    """The published, read-only lake: the warehouse's tables as Parquet in a Hive layout
+    (``$ANALYTICS_LAKE_DIR`` or ``<home>/lake``). Readers use it, never the live DuckDB file."""
+    return Path(_env("ANALYTICS_LAKE_DIR") or analytics_home() / "lake").resolve()
+
+
+def lake_catalog_path() -> Path:
+    """A read-only DuckDB file of views over the lake, at a storage version DuckDB 1.5 clients
+    read (``<home>/lake.duckdb``)."""
+    return analytics_home() / "lake.duckdb"
+
+
+def lake_quarantine_raw() -> bool:
+    """Whether ``quarantined_events`` in the lake keeps each row's raw record
+    (``$LAKE_QUARANTINE_RAW=1``; default off: raw records may hold what was never meant to be
+    stored)."""
+    return _env("LAKE_QUARANTINE_RAW") in ("1", "true", "yes")
+
+
+def read_api_sql_max_rows() -> int:
+    """The most rows the read API's SQL endpoint returns; a bigger result is refused
+    (``$READ_API_SQL_MAX_ROWS``, default 10,000)."""
+    return int(_env("READ_API_SQL_MAX_ROWS") or 10_000)
+
+
+def read_api_sql_timeout_s() -> float:
+    """How long one query of the read API's SQL endpoint may run (``$READ_API_SQL_TIMEOUT_S``,
+    default 5 s)."""
+    return float(_env("READ_API_SQL_TIMEOUT_S") or 5.0)
+
+
+def read_api_url() -> str:
+    """Where the read API answers (``$READ_API_URL``, default ``http://127.0.0.1:3002``)."""
+    return (_env("READ_API_URL") or "http://127.0.0.1:3002").rstrip("/")
+
+
 def reports_dir() -> Path:
     """Plots and reports written beside their materializations (``<home>/reports``)."""
     return analytics_home() / "reports"
@@ -360,5 +396,6 @@ def ensure_dirs() -> None:
         analytics_home() / "mlflow",
         models_dir(),
         predictions_dir(),
+        lake_dir(),
     ):
         path.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,20 @@ EXPECTED_CHECKS = {
     ("model_evaluation", "calibration_within_bounds", True),
     ("model_evaluation", "metric_above_floor", True),
     ("model_evaluation", "fast_scorer_agrees", True),
+    # every table the lake publishes (issue 17); not blocking: the commit stands, the next
+    # publish heals the lake
+    *(
+        (asset, "lake_matches_warehouse", False)
+        for asset in (
+            "events",
+            "quarantined_events",
+            "sessions",
+            "customer_daily",
+            "kpis_hourly",
+            "kpis_daily",
+            "customer_base_audit",
+        )
+    ),
 }
 
 

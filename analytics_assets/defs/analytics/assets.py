@@ -7,9 +7,11 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
-from analytics_assets.defs.analytics import audit, plots, tables, transforms
+from analytics_assets.defs.analytics import audit, plots, report, tables, transforms
+from analytics_assets.lib import lake
+from analytics_assets.lib.atomic_files import write_text
 from analytics_assets.lib.plotting import markdown_image
-from analytics_assets.metadata import preview
+from analytics_assets.metadata import lake_check, lake_check_spec, preview, publish_lake
 from analytics_assets.partitions import days
 from analytics_assets.resources import WAREHOUSE_POOL
 
@@ -45,7 +47,7 @@ def _written(table: str, rows: int, start: date, end: date, written: pl.DataFram
     }
 
 
-@dg.asset(deps=[EVENTS], **COMMON)
+@dg.asset(deps=[EVENTS], check_specs=[lake_check_spec("sessions")], **COMMON)
 def sessions(
     context: dg.AssetExecutionContext, config: SessionsConfig, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -55,12 +57,14 @@ def sessions(
     with warehouse.get_connection() as conn:
         data = transforms.sessions(conn, start, end, config.gap_minutes).fetch_arrow_table()
         rows = tables.replace_range(conn, "sessions", data, "day", start, end)
+        check = lake_check(conn, publish_lake(context, conn), "sessions")
     return dg.MaterializeResult(
-        metadata=_written("sessions", rows, start, end, pl.from_arrow(data))
+        metadata=_written("sessions", rows, start, end, pl.from_arrow(data)),
+        check_results=[check],
     )
 
 
-@dg.asset(deps=[EVENTS], **COMMON)
+@dg.asset(deps=[EVENTS], check_specs=[lake_check_spec("customer_daily")], **COMMON)
 def customer_daily(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -71,15 +75,17 @@ def customer_daily(
         data = transforms.customer_daily(conn, start, end).fetch_arrow_table()
         rows = tables.replace_range(conn, "customer_daily", data, "day", start, end)
         transforms.create_rolling_view(conn)
+        check = lake_check(conn, publish_lake(context, conn), "customer_daily")
     return dg.MaterializeResult(
-        metadata=_written("customer_daily", rows, start, end, pl.from_arrow(data))
+        metadata=_written("customer_daily", rows, start, end, pl.from_arrow(data)),
+        check_results=[check],
     )
 
 
 def _kpi_asset(grain: str) -> dg.AssetsDefinition:
     name = f"kpis_{grain}ly" if grain == "hour" else "kpis_daily"
 
-    @dg.asset(name=name, deps=[EVENTS, "sessions"], **COMMON)
+    @dg.asset(name=name, deps=[EVENTS, "sessions"], check_specs=[lake_check_spec(name)], **COMMON)
     def kpi_windows(
         context: dg.AssetExecutionContext, warehouse: DuckDBResource
     ) -> dg.MaterializeResult:
@@ -87,7 +93,10 @@ def _kpi_asset(grain: str) -> dg.AssetsDefinition:
         with warehouse.get_connection() as conn:
             data = transforms.kpis(conn, start, end, grain).fetch_arrow_table()
             rows = tables.replace_range(conn, name, data, "window_start", start, end)
-        return dg.MaterializeResult(metadata=_written(name, rows, start, end, pl.from_arrow(data)))
+            check = lake_check(conn, publish_lake(context, conn), name)
+        return dg.MaterializeResult(
+            metadata=_written(name, rows, start, end, pl.from_arrow(data)), check_results=[check]
+        )
 
     kpi_windows.__doc__ = (
         f"Tumbling {grain} windows: events, active customers, sessions, purchases, revenue, "
@@ -110,6 +119,7 @@ class AuditConfig(dg.Config):
     group_name=GROUP,
     pool=WAREHOUSE_POOL,
     kinds={"duckdb", "matplotlib"},
+    check_specs=[lake_check_spec("customer_base_audit")],
     # After new days land; waits while their runs are in progress, so a burst is one audit.
     # Eager minus "any dependency missing": most of the ~13,000 daily partitions of
     # customer_daily never have data, which would block it for ever.
@@ -132,24 +142,33 @@ def customer_base_audit(
         tables.replace_all(
             conn, {name: frame.to_arrow() for name, frame in result.tables().items()}
         )
+        check = lake_check(
+            conn, publish_lake(context, conn), lake.AUDIT_TABLES, asset="customer_base_audit"
+        )
     reports = settings.reports_dir() / "customer_base_audit"
     reports.mkdir(parents=True, exist_ok=True)
     metadata: dict[str, object] = {}
+    images: dict[str, bytes] = {}
     for name, draw in plots.LENSES.items():
-        image = draw(result)
+        image = images[name] = draw(result)
         (reports / f"{name}.png").write_bytes(image)
         metadata[name] = dg.MetadataValue.md(markdown_image(image, name))
+    customers = purchases["customer_id"].n_unique()
+    page = reports / report.FILE
+    write_text(page, report.render(result, images, config.period, customers))
     latest = result.summary.row(-1, named=True) if result.summary.height else {}
     metadata.update(
         {
             "period": config.period,
-            "customers": purchases["customer_id"].n_unique(),
+            "customers": customers,
             "periods": result.summary.height,
             "latest_period": str(latest.get("period")),
             "latest_top10_share": latest.get("top10_share"),
             "latest_top20_share": latest.get("top20_share"),
             "tables": sorted(result.tables()),
             "reports": dg.MetadataValue.path(str(reports)),
+            "report": dg.MetadataValue.path(str(page)),
+            "report_url": dg.MetadataValue.url(f"{settings.read_api_url()}/report"),
         }
     )
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])

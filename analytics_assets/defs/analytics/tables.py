@@ -7,6 +7,7 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
+from analytics_assets.lib import lake
 from analytics_assets.lib.warehouse import identifier, transaction
 
 
@@ -22,24 +23,26 @@ def replace_range(
 
     The table is created from ``data``'s schema the first time. Delete and insert commit
     together, so a re-run, or a run killed half-way, never leaves a day twice or half-written.
+    The days emptied and filled are marked for the lake in the same transaction.
     """
     identifier(table), identifier(column)
     conn.register("_staged", data)
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _staged LIMIT 0")
+        in_range = f"{column} >= $start AND {column} < $end"
         with transaction(conn):
-            conn.execute(
-                f"DELETE FROM {table} WHERE {column} >= $start AND {column} < $end",
-                {"start": start, "end": end},
-            )
+            lake.mark_rows(conn, table, in_range, {"start": start, "end": end})
+            conn.execute(f"DELETE FROM {table} WHERE {in_range}", {"start": start, "end": end})
             conn.execute(f"INSERT INTO {table} SELECT * FROM _staged")
+            lake.mark_rows(conn, table, source="_staged")
     finally:
         conn.unregister("_staged")
     return data.num_rows
 
 
 def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> None:
-    """Replace each named table with its data, all in one transaction."""
+    """Replace each named table with its data, all in one transaction (each marked for the
+    lake)."""
     for name in data:
         identifier(name)
     with transaction(conn):
@@ -47,3 +50,4 @@ def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> N
             conn.register("_staged", table)
             conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _staged")
             conn.unregister("_staged")
+            lake.mark(conn, name)
