@@ -25,7 +25,8 @@ def _landing(path: Path | None) -> Path:
 
 @click.group()
 def main() -> None:
-    """Customer event analytics platform: produce events into the landing zone."""
+    """Customer event analytics platform: produce events into the landing zone, and query the
+    published lake."""
 
 
 @main.command("simulate")
@@ -107,6 +108,58 @@ def replay_cdnow(
     )
 
 
+@main.command("sql")
+@click.argument("query", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="How to print the result of QUERY.",
+)
+@click.option("--max-rows", type=click.IntRange(min=1), default=100, show_default=True)
+def sql(query: str | None, fmt: str, max_rows: int) -> None:
+    """Query the published lake with DuckDB while the platform runs: QUERY's result, or with no
+    QUERY an interactive DuckDB shell (read-only) on the lake's catalog. The tables are views
+    over the lake's Parquet files (events, sessions, kpis_daily, audit_*, predictions, ...);
+    the warehouse file is never opened."""
+    from analytics_assets.lib import lake
+
+    if query is None:
+        _shell(lake)
+        return
+    import duckdb
+
+    conn = lake.connect(settings.lake_dir(), settings.predictions_dir())
+    try:
+        result = conn.sql(query)
+    except duckdb.Error as exc:
+        raise click.ClickException(str(exc)) from exc
+    if result is None:
+        return
+    if fmt == "table":
+        result.show(max_rows=max_rows, max_width=200)
+        return
+    frame = result.pl()
+    click.echo(frame.write_csv() if fmt == "csv" else frame.write_json(), nl=False)
+
+
+def _shell(lake) -> None:
+    """Replace this process with the DuckDB shell (the ``duckdb-cli`` package) on the catalog."""
+    import os
+    import shutil
+    import sys
+
+    catalog = settings.lake_catalog_path()
+    lake.refresh_catalog(catalog, lake.views(settings.lake_dir(), settings.predictions_dir()))
+    here = Path(sys.executable).parent / "duckdb"
+    binary = str(here) if here.exists() else shutil.which("duckdb")
+    if binary is None:
+        raise click.ClickException("no duckdb shell found: install the duckdb-cli package")
+    os.execv(binary, [binary, "-readonly", str(catalog)])
+
+
 @main.command("paths")
 def paths() -> None:
     """Print where the platform keeps its state."""
@@ -115,6 +168,8 @@ def paths() -> None:
         ("landing", settings.landing_dir()),
         ("quarantine", settings.quarantine_dir()),
         ("warehouse", settings.warehouse_path()),
+        ("lake", settings.lake_dir()),
+        ("lake catalog", settings.lake_catalog_path()),
         ("DAGSTER_HOME", settings.dagster_home()),
         ("feature repo", settings.feature_repo_path()),
         ("snapshots", settings.feature_snapshots_dir()),

@@ -191,8 +191,8 @@ def publish(
 ) -> Published | None:
     """Write one partition (or a whole small table) from the warehouse and rename it into place.
     A partition that has become empty is replaced by an empty file (so a reader that listed it
-    can still read it); one that never had rows is not created (a whole table always is). ``None`` when the table is not
-    in the warehouse yet."""
+    can still read it); one that never had rows is not created (a whole table always is).
+    ``None`` when the table is not in the warehouse yet."""
     if not _exists(conn, spec.name):
         return None
     path = partition_path(root, spec.name, day if spec.day else None)
@@ -273,6 +273,14 @@ def views(root: Path, predictions: Path | None = None) -> dict[str, str]:
 def create_views(conn: duckdb.DuckDBPyConnection, view_sql: dict[str, str]) -> None:
     for name, sql in view_sql.items():
         conn.execute(f"CREATE OR REPLACE VIEW {identifier(name)} AS {sql}")
+
+
+def connect(root: Path, predictions: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per published table: what ``analytics sql``
+    and the read API query. Never touches the warehouse file."""
+    conn = duckdb.connect()
+    create_views(conn, views(root, predictions))
+    return conn
 
 
 CATALOG_STORAGE_VERSION = "v1.0.0"

@@ -202,3 +202,40 @@ def test_the_catalog_opens_in_duckdb_1_5_while_the_warehouse_is_held(
         )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["n", "12"]
+
+
+@pytest.mark.timeout(120)
+def test_analytics_sql_and_its_shell_read_the_lake_while_a_writer_holds_the_warehouse(
+    land, resources, instance
+) -> None:
+    land("b1.jsonl", jsonl([event(i) for i in range(12)]))
+    ingest("b1", resources, instance)
+    command = [str(Path(os.sys.executable).parent / "analytics"), "sql"]
+    with duckdb.connect(str(settings.warehouse_path())):  # a run holding the warehouse
+        out = subprocess.run(
+            [
+                *command,
+                "--format",
+                "csv",
+                "SELECT day, count(*) AS n FROM events GROUP BY day ORDER BY day",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[0] == "day,n"
+        assert sum(int(line.split(",")[1]) for line in out.stdout.splitlines()[1:]) == 12
+        shell = subprocess.run(
+            command,
+            input="SELECT count(*) AS n FROM events;\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shell.returncode == 0, shell.stderr
+        assert "12" in shell.stdout
+        bad = subprocess.run(
+            [*command, "SELECT * FROM no_such_table"], capture_output=True, text=True, timeout=60
+        )
+    assert bad.returncode == 1 and "no_such_table" in bad.stderr
