@@ -277,7 +277,7 @@ def request_path_us() -> dict[str, float]:
     from prometheus_client import CollectorRegistry, Counter
     from pydantic import TypeAdapter
 
-    from bentos.customer_scoring.middleware import RequestGuard
+    from bentos.guard import RequestGuard
     from bentos.customer_scoring.prediction_log import PredictionLog
     from bentos.customer_scoring.schemas import ChurnPrediction, ChurnResponse, CustomerIds
 

@@ -24,7 +24,6 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from analytics_assets import settings
 from analytics_assets.lib.names import CHURN_MODEL, CLV_MODEL
 from bentos.customer_scoring.champions import LoadedModel, Models, model_store
-from bentos.customer_scoring.middleware import RequestGuard
 from bentos.customer_scoring.prediction_log import PredictionLog
 from bentos.customer_scoring.readiness import Workers
 from bentos.customer_scoring.routing import to_challenger
@@ -40,6 +39,7 @@ from bentos.customer_scoring.schemas import (
     ValuePrediction,
     ValueResponse,
 )
+from bentos.guard import RequestGuard
 
 logger = logging.getLogger("bentoml.customer_scoring")
 MODEL_NAMES = {"churn": CHURN_MODEL, "clv": CLV_MODEL}

@@ -62,8 +62,10 @@ class Server:
 
 
 @contextmanager
-def run_server(home: Path, log: Path, **env: str) -> Iterator[Server]:
-    """``bentoml serve`` in the service folder (its bentofile), until ``/readyz`` says 200."""
+def run_server(
+    home: Path, log: Path, service_dir: Path = SERVICE_DIR, **env: str
+) -> Iterator[Server]:
+    """``bentoml serve`` in ``service_dir`` (its bentofile), until ``/readyz`` says 200."""
     port = free_port()
     environment = {
         **{k: v for k, v in os.environ.items() if k not in {"BENTOML_HOME", "SCORING_API_KEY"}},
@@ -77,7 +79,7 @@ def run_server(home: Path, log: Path, **env: str) -> Iterator[Server]:
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(bentoml), "serve", "--port", str(port)],
-            cwd=SERVICE_DIR,
+            cwd=service_dir,
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,

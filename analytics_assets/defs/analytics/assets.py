@@ -168,7 +168,7 @@ def customer_base_audit(
             "tables": sorted(result.tables()),
             "reports": dg.MetadataValue.path(str(reports)),
             "report": dg.MetadataValue.path(str(page)),
-            "report_url": dg.MetadataValue.url(f"{settings.read_api_url()}/report"),
+            "report_url": dg.MetadataValue.url(f"{settings.read_api_url()}/report/"),
         }
     )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

@@ -1,4 +1,5 @@
-"""An ASGI guard in front of the scoring API, answering before BentoML parses anything:
+"""An ASGI guard in front of every API here (scoring and the read API), answering before
+BentoML parses anything:
 401 without the API key (when ``SCORING_API_KEY`` is set) and 413 for a body over
 ``SCORING_MAX_BODY_BYTES``. Every POST body is read as JSON whatever its declared type (``curl
 -d`` declares form encoding), so no other parser (multipart, pickle) ever sees it. Probes and

@@ -1,0 +1,110 @@
+"""Request and response models of the read API (pydantic: validated, and in the OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+Window = Literal["hour", "day"]
+Lens = Literal[
+    "summary",
+    "purchase_distribution",
+    "revenue_deciles",
+    "lorenz",
+    "period_comparison",
+    "cohort_evolution",
+    "cohort_comparison",
+    "layer_cake",
+]
+MAX_DAYS = {"hour": 366, "day": 3_660}
+"""The longest range one KPI request may ask for, per window."""
+
+Scalar = float | int | str | bool | None
+
+
+class DayRange(BaseModel):
+    first_day: date = Field(description="First day of the range (UTC), included.")
+    last_day: date = Field(description="Last day of the range (UTC), included.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DayRange:
+        if self.last_day < self.first_day:
+            raise ValueError(f"last_day {self.last_day} is before first_day {self.first_day}")
+        return self
+
+    @property
+    def days(self) -> int:
+        return (self.last_day - self.first_day).days + 1
+
+
+class KpiRow(BaseModel):
+    window_start: datetime
+    events: int
+    active_customers: int
+    sessions: int | None
+    purchases: int
+    revenue: float
+    conversion_rate: float | None
+    average_order_value: float | None
+
+
+class KpiResponse(BaseModel):
+    window: Window
+    first_day: date
+    last_day: date
+    rows: list[KpiRow]
+
+
+class AuditResponse(BaseModel):
+    lens: Lens
+    table: str
+    columns: list[str]
+    rows: list[dict[str, Scalar]]
+    periods: list[date] = Field(description="Every period the audit has, for this lens.")
+
+
+class Activity(BaseModel):
+    first_day: date
+    last_day: date
+    active_days: int
+    events: int
+    purchases: int
+    revenue: float
+    recent_days: list[dict[str, Scalar]] = Field(description="The last active days, newest first.")
+
+
+class Prediction(BaseModel):
+    logged_at: datetime
+    model: str
+    model_version: str | None
+    role: str | None
+    endpoint: str | None
+    outputs: dict[str, float | None]
+
+
+class CustomerProfile(BaseModel):
+    customer_id: str
+    features: dict[str, float | None] | None = Field(
+        description="Latest features in the online store (null when it has none)."
+    )
+    features_as_of: datetime | None
+    activity: Activity | None
+    predictions: list[Prediction] = Field(description="The last predictions, newest first.")
+
+
+CustomerId = Annotated[str, Field(min_length=1, max_length=200)]
+Query = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class SqlResult(BaseModel):
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Scalar | list | dict]]
+    row_count: int
+    elapsed_ms: float
+
+
+class LakeTables(BaseModel):
+    tables: dict[str, str] = Field(description="Every view the SQL endpoint can read, by name.")

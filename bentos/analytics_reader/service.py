@@ -1,0 +1,220 @@
+"""The read API (BentoML): KPIs, the customer-base audit, customer profiles and read-only SQL
+over the published lake, while the platform runs. Never opens the warehouse file.
+
+``make read-api`` starts it on 127.0.0.1:3002 (scoring has 3001, Dagster's UI 3000).
+
+A service of its own, not routes on the scoring service: a SQL query or a long KPI range may
+take a core for seconds, which would stall scoring requests that answer in 3 ms (scoring runs
+small requests on its event loop); the two scale apart (scoring by workers, reads by
+DuckDB threads and memory); scoring loads Feast, MLflow and the models (about 0.5 GiB per
+worker), which reads need only for one profile field. Both share the same guard
+(:mod:`bentos.guard`: the API key and the body limit) and settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date
+from http import HTTPStatus
+from pathlib import Path
+
+import anyio.to_thread
+import bentoml
+import duckdb
+from bentoml.exceptions import BentoMLException, NotFound
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse
+from starlette.routing import Route
+
+from analytics_assets import settings
+from bentos.analytics_reader import reads
+from bentos.analytics_reader.sandbox import Refused, Sandbox, TooBig, TooSlow
+from bentos.analytics_reader.schemas import (
+    MAX_DAYS,
+    AuditResponse,
+    CustomerId,
+    CustomerProfile,
+    DayRange,
+    KpiResponse,
+    LakeTables,
+    Lens,
+    Query,
+    SqlResult,
+    Window,
+)
+from bentos.guard import RequestGuard
+
+logger = logging.getLogger("bentoml.analytics_reader")
+
+AUDIT_REPORT = Path("customer_base_audit") / "index.html"
+
+
+def _report(request: Request):
+    """The customer-base audit's HTML page, as the audit asset last wrote it."""
+    page = settings.reports_dir() / AUDIT_REPORT
+    if not page.is_file():
+        return PlainTextResponse(
+            "no audit report yet: materialize customer_base_audit", status_code=404
+        )
+    return FileResponse(page, media_type="text/html; charset=utf-8")
+
+
+report_app = Starlette(routes=[Route("/", _report, methods=["GET"])])
+
+
+class ClientError(BentoMLException):
+    """A request the API cannot answer as asked (4xx, with the reason)."""
+
+    error_code = HTTPStatus.BAD_REQUEST
+
+
+@bentoml.service(
+    name="analytics_reader",
+    http={"host": settings.serving_host(), "port": 3002},
+    traffic={"timeout": 30},
+    workers=1,
+)
+@bentoml.asgi_app(report_app, path="/report")
+class AnalyticsReader:
+    def __init__(self) -> None:
+        settings.check_serving_exposure()
+        self.root = settings.lake_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.predictions = settings.predictions_dir()
+        self.cache = reads.FileCache()
+        self.sandbox = Sandbox(self.root, self.predictions)
+        self.max_rows = settings.read_api_sql_max_rows()
+        self.timeout_s = settings.read_api_sql_timeout_s()
+        self._online = None
+        self._online_lock = threading.Lock()
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.sandbox.close()
+
+    @bentoml.api(route="/kpis")
+    def kpis(self, window: Window, first_day: date, last_day: date) -> KpiResponse:
+        """KPI windows (``hour`` or ``day``) of every day from ``first_day`` to ``last_day``
+        (UTC, both included): events, active customers, sessions, purchases, revenue,
+        conversion rate and average order value."""
+        span = _range(first_day, last_day)
+        if span.days > MAX_DAYS[window]:
+            raise ClientError(
+                f"at most {MAX_DAYS[window]} days of {window} windows per request, not {span.days}"
+            )
+        rows = reads.kpis(self.cache, self.root, window, first_day, last_day)
+        return KpiResponse(window=window, first_day=first_day, last_day=last_day, rows=rows)
+
+    @bentoml.api(route="/audit")
+    def audit(
+        self, lens: Lens, first_period: date | None = None, last_period: date | None = None
+    ) -> AuditResponse:
+        """One table of the customer-base audit (``summary``, ``period_comparison``,
+        ``cohort_evolution``, ...), for the periods (their first days) from ``first_period`` to
+        ``last_period``, either open. A period the audit does not have gives no rows."""
+        if first_period and last_period:
+            _range(first_period, last_period)
+        name, columns, rows, periods = reads.audit_lens(
+            self.cache, self.root, lens, first_period, last_period
+        )
+        if not columns:
+            raise NotFound("no audit published yet: materialize customer_base_audit")
+        return AuditResponse(lens=lens, table=name, columns=columns, rows=rows, periods=periods)
+
+    @bentoml.api(route="/customer")
+    async def customer(self, customer_id: CustomerId) -> CustomerProfile:
+        """One customer: latest online features, activity from the lake, last predictions."""
+        return await anyio.to_thread.run_sync(self._profile, customer_id)
+
+    @bentoml.api(route="/sql")
+    async def sql(self, query: Query, max_rows: int | None = None) -> SqlResult:
+        """A read-only SQL query (one SELECT) over the lake's tables (``/tables`` lists them),
+        with a row limit and a time limit. Refused with a 4xx and the reason: anything but a
+        SELECT, files outside the lake, a query over the time limit, a result over the row
+        limit."""
+        limit = min(max_rows or self.max_rows, self.max_rows)
+        try:
+            result = await anyio.to_thread.run_sync(self.sandbox.run, query, limit, self.timeout_s)
+        except Refused as exc:
+            raise ClientError(str(exc)) from exc
+        except TooSlow as exc:
+            raise ClientError(str(exc), error_code=HTTPStatus.REQUEST_TIMEOUT) from exc
+        except TooBig as exc:
+            raise ClientError(str(exc), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from exc
+        except duckdb.PermissionException as exc:  # 400: BentoML hides a 403's message
+            raise ClientError(f"only the lake can be read here: {exc}") from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise ClientError(f"the query needs too much memory: {exc}") from exc
+        except duckdb.Error as exc:  # the query itself is wrong: unknown table, bad types, ...
+            raise ClientError(str(exc)) from exc
+        return SqlResult(
+            columns=result.columns,
+            types=result.types,
+            rows=result.rows,
+            row_count=len(result.rows),
+            elapsed_ms=result.elapsed_ms,
+        )
+
+    @bentoml.api(route="/tables")
+    def tables(self) -> LakeTables:
+        """The lake's tables the SQL endpoint reads, with the SELECT behind each view."""
+        return LakeTables(tables=self.sandbox.refresh())
+
+    def _profile(self, customer_id: str) -> CustomerProfile:
+        self.sandbox.refresh()
+        db = self.sandbox._db  # noqa: SLF001 (the sandboxed database: same views, same fences)
+        activity = reads.activity(db, customer_id)
+        predictions = reads.predictions(db, customer_id)
+        features, as_of = self._features(customer_id)
+        if activity is None and features is None and not predictions:
+            raise NotFound(f"customer {customer_id!r} is not known to the lake or online store")
+        return CustomerProfile(
+            customer_id=customer_id,
+            features=features,
+            features_as_of=as_of,
+            activity=activity,
+            predictions=predictions,
+        )
+
+    def _features(self, customer_id: str):
+        reader = self._online_reader()
+        if reader is None:
+            return None, None
+        rows = reader.read([customer_id])
+        if not rows.known[0]:
+            return None, None
+        values = {
+            name: (None if value != value else float(value))
+            for name, column in rows.columns.items()
+            for value in [column[0]]
+        }
+        return values, rows.as_of[0]
+
+    def _online_reader(self):
+        """Every feature view's features from the online store (Feast loaded at first use:
+        reads that need no features do not pay for it)."""
+        with self._online_lock:
+            if self._online is None:
+                if not settings.online_layout_path().exists():
+                    return None
+                from analytics_assets.lib.feast_repo import open_store
+                from analytics_assets.lib.online_reader import OnlineReader
+
+                store = open_store(settings.feature_repo_path())
+                views = {v.name: [f.name for f in v.features] for v in store.list_feature_views()}
+                if not views:
+                    return None
+                self._online = OnlineReader(store, views)
+            return self._online
+
+
+def _range(first: date, last: date) -> DayRange:
+    try:
+        return DayRange(first_day=first, last_day=last)
+    except ValueError as exc:
+        raise ClientError(f"last day {last} is before first day {first}") from exc
+
+
+AnalyticsReader.add_asgi_middleware(RequestGuard)

@@ -1,0 +1,119 @@
+"""A home with a published lake built by the real assets from simulated events, a prediction
+log written by the scoring service's own writer, online features, and the real read API
+(``bentoml serve`` in ``bentos/analytics_reader``) on a free loopback port."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pytest
+
+from analytics_assets import settings
+from analytics_assets.resources import warehouse_resource
+from tests.serving.conftest import Server, home_env, run_server
+
+READER_DIR = settings.REPO_ROOT / "bentos" / "analytics_reader"
+FIRST_DAY = "2024-01-01"
+DAYS = 120
+API_KEY = "reader-test-key"
+ACTIVE_CUSTOMER = "cust-0000129"
+
+
+def build_lake(home: Path) -> None:
+    """Simulated events ingested and published, then the analytics and the audit, as runs
+    would: through the real assets, on an ephemeral Dagster instance."""
+    from analytics_assets.defs.analytics.assets import (
+        customer_base_audit,
+        customer_daily,
+        kpis_daily,
+        kpis_hourly,
+        sessions,
+    )
+    from analytics_assets.defs.ingest.batch import ingest_file
+    from analytics_assets.lib import lake
+    from analytics_assets.producers import simulate
+    from analytics_assets.producers.files import write_batch
+
+    settings.ensure_dirs()
+    config = simulate.SimulationConfig(
+        customers=400, days=DAYS, seed=5, start=datetime.fromisoformat(FIRST_DAY)
+    )
+    events = simulate.simulate_events(config)
+    path = write_batch(events, home / "work", "sim", "parquet")
+    with duckdb.connect(str(settings.warehouse_path())) as conn:
+        ingest_file(conn, Path(path), "sim")
+        lake.publish_pending(conn, settings.lake_dir())
+    last = str(events["occurred_at"].max().date())
+    with dg.instance_for_test() as instance:
+        for assets in ([sessions, customer_daily, kpis_hourly, kpis_daily], [customer_base_audit]):
+            dg.materialize(
+                assets,
+                resources={"warehouse": warehouse_resource()},
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": FIRST_DAY,
+                    "dagster/asset_partition_range_end": last,
+                },
+            )
+
+
+def log_predictions(customer_id: str) -> None:
+    """Two answers for ``customer_id`` through the scoring service's prediction log writer."""
+    from analytics_assets.lib.names import CHURN_FEATURES, CHURN_MODEL
+    from bentos.customer_scoring.prediction_log import PredictionLog
+
+    log = PredictionLog(settings.predictions_dir(), 60)
+    model = types.SimpleNamespace(
+        name=CHURN_MODEL,
+        version="3",
+        role="champion",
+        feature_service=CHURN_FEATURES,
+        features=["recency_days"],
+    )
+    for value in (0.25, 0.75):
+        log.record(
+            endpoint="churn",
+            request_id=f"r{value}",
+            model=model,
+            served=True,
+            customer_ids=[customer_id],
+            known=np.array([True]),
+            as_of=[None],
+            features={"recency_days": np.array([3.0])},
+            outputs={"churn_probability": np.array([value])},
+            params={},
+        )
+        log.flush()
+
+
+@pytest.fixture(scope="session")
+def lake_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("lake") / "analytics"
+    with home_env(home):
+        (home / "work").mkdir(parents=True)
+        build_lake(home)
+        log_predictions(ACTIVE_CUSTOMER)
+        from analytics_assets.testing import serving
+
+        serving.online_features(50)
+    return home
+
+
+@pytest.fixture(scope="session")
+def reader(lake_home: Path, tmp_path_factory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("reader-logs") / "reader.log"
+    with run_server(
+        lake_home,
+        log,
+        service_dir=READER_DIR,
+        SCORING_API_KEY=API_KEY,
+        READ_API_SQL_MAX_ROWS="1000",
+        READ_API_SQL_TIMEOUT_S="2",
+    ) as server:
+        yield server
