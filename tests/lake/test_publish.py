@@ -239,3 +239,23 @@ def test_analytics_sql_and_its_shell_read_the_lake_while_a_writer_holds_the_ware
             [*command, "SELECT * FROM no_such_table"], capture_output=True, text=True, timeout=60
         )
     assert bad.returncode == 1 and "no_such_table" in bad.stderr
+
+
+def test_the_audit_before_any_purchase(land, resources, instance) -> None:
+    """Page views only: the audit still materializes (empty tables, published; plots that say
+    so), instead of failing every automation tick until someone buys."""
+    land("b1.jsonl", jsonl([event(i) for i in range(6)]))
+    ingest("b1", resources, instance)
+    dg.materialize(
+        [customer_daily],
+        resources={"warehouse": resources["warehouse"]},
+        instance=instance,
+        tags=RANGE,
+    )
+    audit = dg.materialize(
+        [customer_base_audit], resources={"warehouse": resources["warehouse"]}, instance=instance
+    )
+    assert lake_check(audit) == {"customer_base_audit": True}
+    assert lake.file_rows(settings.lake_dir() / "audit_summary" / "data.parquet") == 0
+    page = (settings.reports_dir() / "customer_base_audit" / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 5

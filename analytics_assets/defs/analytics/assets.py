@@ -150,7 +150,7 @@ def customer_base_audit(
     metadata: dict[str, object] = {}
     images: dict[str, bytes] = {}
     for name, draw in plots.LENSES.items():
-        image = images[name] = draw(result)
+        image = images[name] = draw(result) if result.summary.height else plots.no_purchases(name)
         (reports / f"{name}.png").write_bytes(image)
         metadata[name] = dg.MetadataValue.md(markdown_image(image, name))
     customers = purchases["customer_id"].n_unique()

@@ -91,6 +91,15 @@ def layer_cake(result: Audit) -> bytes:
     return png(plt, fig)
 
 
+def no_purchases(name: str) -> bytes:
+    """What a lens shows before any customer has purchased (the audit has no period yet)."""
+    plt, fig, axes = figure(width=9)
+    ax = axes[0][0]
+    ax.text(0.5, 0.5, "no purchases yet", ha="center", va="center", fontsize=16, color="grey")
+    ax.set(title=name.replace("_", " "), xticks=[], yticks=[])
+    return png(plt, fig)
+
+
 LENSES = {
     "lens1_single_period": single_period,
     "lens2_period_comparison": period_comparison,
