@@ -8,11 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from analytics_assets import settings
-from analytics_assets.producers import cdnow, simulate
-from analytics_assets.producers.files import write_batch
 
 _FORMAT = click.Choice(["jsonl", "parquet"])
 
@@ -59,6 +56,11 @@ def simulate_command(
     landing: Path | None,
 ) -> None:
     """Write a seeded synthetic clickstream as micro-batch files."""
+    from tqdm import tqdm
+
+    from analytics_assets.producers import simulate
+    from analytics_assets.producers.files import write_batch
+
     config = simulate.SimulationConfig(customers=customers, days=days, seed=seed, start=start)
     events = simulate.simulate_events(config)
     target = _landing(landing)
@@ -93,6 +95,11 @@ def replay_cdnow(
     period_days: int, sample: bool, rate: float | None, fmt: str, landing: Path | None
 ) -> None:
     """Replay the CDNOW transaction log (1997-98) as purchase events, one file per period."""
+    from tqdm import tqdm
+
+    from analytics_assets.producers import cdnow
+    from analytics_assets.producers.files import write_batch
+
     source = cdnow.dataset_path(cdnow.SAMPLE if sample else cdnow.MASTER)
     events = cdnow.to_events(cdnow.read_transactions(source))
     target = _landing(landing)
