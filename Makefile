@@ -13,6 +13,7 @@ export ANALYTICS_HOME DAGSTER_HOME
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 SERVING_PORT ?= 3001
+READ_API_PORT ?= 3002
 DEMO_CUSTOMERS ?= 2000
 DEMO_DAYS ?= 90
 DEMO_CDNOW_PERIOD_DAYS ?= 28
@@ -20,7 +21,7 @@ DEMO_CDNOW_PERIOD_DAYS ?= 28
 # simulated up to today, beside CDNOW's 1997-98, would read 28 silent years as churn
 DEMO_SIM_START ?= 1997-01-01
 
-.PHONY: env test lint format demo demo-check seed dagster-home mlflow-ui serve bento bench-ingest bench-freshness bench-features bench-training bench-serving clean
+.PHONY: env test lint format demo demo-check seed dagster-home mlflow-ui serve read-api bento bench-ingest bench-freshness bench-features bench-training bench-serving bench-lake clean
 
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -63,6 +64,10 @@ mlflow-ui: env
 serve: env
 	cd bentos/customer_scoring && BENTOML_HOME="$(ANALYTICS_HOME)/bentoml" $(UV) run --locked bentoml serve --port $(SERVING_PORT)
 
+# the read API on 127.0.0.1:$(READ_API_PORT): KPIs, the audit, profiles, read-only SQL over the lake
+read-api: env
+	cd bentos/analytics_reader && $(UV) run --locked bentoml serve --port $(READ_API_PORT)
+
 # a bento (service, code, Feast repo, pinned requirements, current champions); offline
 bento: env
 	BENTOML_HOME="$(ANALYTICS_HOME)/bentoml" $(UV) run --locked bentoml build -f bentos/customer_scoring/bentofile.yaml .
@@ -81,6 +86,9 @@ bench-training: env
 
 bench-serving: env
 	$(UV) run --locked python benchmarks/serving.py
+
+bench-lake: env
+	$(UV) run --locked python benchmarks/lake.py
 
 clean:
 	rm -rf .analytics .pytest_cache .ruff_cache

@@ -148,8 +148,18 @@ def sql(query: str | None, fmt: str, max_rows: int) -> None:
     if fmt == "table":
         result.show(max_rows=max_rows, max_width=200)
         return
-    frame = result.pl()
-    click.echo(frame.write_csv() if fmt == "csv" else frame.write_json(), nl=False)
+    columns, rows = result.columns, result.fetchall()
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps([dict(zip(columns, map(lake.plain, r), strict=True)) for r in rows]))
+        return
+    import csv
+    import sys
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([lake.plain(v) for v in r] for r in rows)
 
 
 def _shell(lake) -> None:

@@ -14,10 +14,16 @@ PAGES = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glo
 STATE = {
     "landing", "archive", "quarantine", "alerts", "features", "feast", "mlflow", "models",
     "bentoml", "dagster_home", "predictions", "reports", "logs", ".analytics", "src", "env",
-    "artifacts",
+    "artifacts", "lake",
 }  # fmt: skip
 TAG_NAMESPACES = {"analytics", "dagster"}  # run tags such as analytics/claims
-ROOTS = ("", "analytics_assets/", "bentos/customer_scoring/", "feature_repo/")
+ROOTS = (
+    "",
+    "analytics_assets/",
+    "bentos/customer_scoring/",
+    "bentos/analytics_reader/",
+    "feature_repo/",
+)
 SUFFIXES = (".py", ".yaml", ".yml", ".md", ".toml", ".txt", ".lock")
 
 

@@ -20,8 +20,12 @@ without a person. The cost of a publish is the partitions a change touched, not 
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
+import math
 import os
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -105,7 +109,18 @@ CREATE TABLE IF NOT EXISTS lake_pending (
 
 
 def ensure_pending(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create ``lake_pending``. A warehouse from before the lake gets every partition of every
+    published table marked once, so the first run after an upgrade publishes it all."""
+    if _exists(conn, "lake_pending"):
+        return
     conn.execute(PENDING_DDL)
+    for name, spec in tables().items():
+        if not _exists(conn, name):
+            continue
+        if spec.day is None:
+            mark(conn, name)
+        else:
+            mark_rows(conn, name)
 
 
 def mark(conn: duckdb.DuckDBPyConnection, table: str, days: Iterable[date] | None = None) -> None:
@@ -324,3 +339,26 @@ def refresh_catalog(path: Path, view_sql: dict[str, str]) -> bool:
     write_catalog(path, view_sql)
     write_text(record, wanted)
     return True
+
+
+def plain(value):
+    """A DuckDB result value as JSON (or CSV) can carry it."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return str(value)

@@ -102,9 +102,7 @@ def _day(value) -> date:
 
 
 def _plain_row(row: dict) -> dict:
-    from bentos.analytics_reader.sandbox import plain
-
-    return {k: plain(v) for k, v in row.items()}
+    return {k: lake.plain(v) for k, v in row.items()}
 
 
 def activity(conn, customer_id: str, recent: int = 10) -> dict | None:

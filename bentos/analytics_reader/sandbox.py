@@ -17,18 +17,15 @@ Four fences, each enough for its own class of harm:
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import math
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from analytics_assets.lib import lake
+from analytics_assets.lib.lake import plain
 
 MEMORY_LIMIT = "1GB"
 THREADS = 2
@@ -138,26 +135,3 @@ class Sandbox:
 
     def close(self) -> None:
         self._db.close()
-
-
-def plain(value):
-    """A DuckDB result value as JSON can carry it."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (dt.date, dt.datetime, dt.time)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return str(value)

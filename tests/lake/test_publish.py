@@ -259,3 +259,16 @@ def test_the_audit_before_any_purchase(land, resources, instance) -> None:
     assert lake.file_rows(settings.lake_dir() / "audit_summary" / "data.parquet") == 0
     page = (settings.reports_dir() / "customer_base_audit" / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 5
+
+
+def test_a_warehouse_from_before_the_lake_is_published_whole_by_the_first_run(
+    land, resources, instance
+) -> None:
+    path = land("old.jsonl", jsonl([event(i) for i in range(10)]))
+    with duckdb.connect(str(settings.warehouse_path())) as conn:
+        ingest_file(conn, path, "old")
+        conn.execute("DROP TABLE lake_pending")  # as a warehouse written before the lake
+    land("new.jsonl", jsonl([event(100, occurred_at="2024-03-09T10:00:00Z")]))
+    ingest("new", resources, instance)
+    assert sum(lake_counts("events").values()) == 11
+    assert date(2024, 3, 9) in lake_counts("events")
