@@ -51,11 +51,11 @@ seed: env
 # the whole loop on this machine: seed the landing zone, start Dagster (webserver + daemon), let
 # sensors and automation ingest, build features, train and promote, then serve; see scripts/demo.py
 demo: env dagster-home seed
-	$(UV) run --locked python scripts/demo.py --dagster-port $(DAGSTER_PORT) --scoring-port $(SERVING_PORT)
+	$(UV) run --locked python scripts/demo.py --dagster-port $(DAGSTER_PORT) --scoring-port $(SERVING_PORT) --reader-port $(READ_API_PORT)
 
 # checks a running demo from the outside: runs, assets, tables, online features, the endpoint
 demo-check: env
-	$(UV) run --locked python scripts/demo_check.py --dagster http://127.0.0.1:$(DAGSTER_PORT) --scoring http://127.0.0.1:$(SERVING_PORT)
+	$(UV) run --locked python scripts/demo_check.py --dagster http://127.0.0.1:$(DAGSTER_PORT) --scoring http://127.0.0.1:$(SERVING_PORT) --reader http://127.0.0.1:$(READ_API_PORT)
 
 mlflow-ui: env
 	$(UV) run --locked mlflow ui --backend-store-uri "sqlite:///$(ANALYTICS_HOME)/mlflow/mlflow.db" -h 127.0.0.1 -p $(MLFLOW_PORT)

@@ -277,9 +277,9 @@ def request_path_us() -> dict[str, float]:
     from prometheus_client import CollectorRegistry, Counter
     from pydantic import TypeAdapter
 
-    from bentos.guard import RequestGuard
     from bentos.customer_scoring.prediction_log import PredictionLog
     from bentos.customer_scoring.schemas import ChurnPrediction, ChurnResponse, CustomerIds
+    from bentos.guard import RequestGuard
 
     class Model:
         name, version, role, feature_service = "churn_model", "1", "champion", "churn_v1"

@@ -176,6 +176,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dagster-port", type=int, default=3000)
     parser.add_argument("--scoring-port", type=int, default=3001)
+    parser.add_argument("--reader-port", type=int, default=3002)
     parser.add_argument("--timeout", type=float, default=900, help="seconds for the whole loop")
     parser.add_argument("--exit", action="store_true", help="stop once the checks have run")
     args = parser.parse_args()
@@ -186,13 +187,16 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     dagster = f"http://127.0.0.1:{args.dagster_port}"
     scoring = f"http://127.0.0.1:{args.scoring_port}"
+    reader = f"http://127.0.0.1:{args.reader_port}"
     settings.ensure_dirs()
     logs = settings.analytics_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stop_leftovers(logs)
-    for port in (args.dagster_port, args.scoring_port):
+    for port in (args.dagster_port, args.scoring_port, args.reader_port):
         if (busy := port_holder(port)) is not None:
-            print(f"{busy}: stop what holds it, or pass --dagster-port/--scoring-port.")
+            print(
+                f"{busy}: stop what holds it, or pass --dagster-port/--scoring-port/--reader-port."
+            )
             return 1
     landed = sum(1 for p in settings.landing_dir().iterdir() if not p.name.startswith("."))
     started = time.monotonic()
@@ -212,7 +216,7 @@ def main() -> int:
         logs / "dagster.log",
         **DEMO_ENV,
     )
-    serving_proc = None
+    serving_proc = reader_proc = None
     pids = logs / PIDS_FILE
     pids.write_text(f"{dagster_proc.pid}\n")
     try:
@@ -231,7 +235,20 @@ def main() -> int:
             cwd=REPO / "bentos" / "customer_scoring",
             BENTOML_HOME=str(settings.bentoml_home()),
         )
-        pids.write_text(f"{dagster_proc.pid}\n{serving_proc.pid}\n")
+        print(f"Read API: {reader} (log {logs / 'reader.log'})", flush=True)
+        reader_proc = start(
+            [
+                str(bin_dir / "bentoml"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.reader_port),
+            ],
+            logs / "reader.log",
+            cwd=REPO / "bentos" / "analytics_reader",
+        )
+        pids.write_text(f"{dagster_proc.pid}\n{serving_proc.pid}\n{reader_proc.pid}\n")
         wait_for(
             "scoring service ready",
             lambda: None if answers(f"{scoring}/readyz") else "loading the champions",
@@ -239,28 +256,38 @@ def main() -> int:
             started,
             every=1,
         )
+        wait_for(
+            "read API ready",
+            lambda: None if answers(f"{reader}/readyz") else "starting",
+            120,
+            started,
+            every=1,
+        )
         print("\nChecking every stage from the outside (scripts/demo_check.py):", flush=True)
-        status = demo_check.main(["--dagster", dagster, "--scoring", scoring])
+        status = demo_check.main(["--dagster", dagster, "--scoring", scoring, "--reader", reader])
         customer = demo_check.sample_customer()
+        report = settings.reports_dir() / "customer_base_audit" / "index.html"
         print(tour(dagster, champion_run_url()), flush=True)
         print(
             f"""
 The loop closed in {time.monotonic() - started:.0f} s.
   Dagster UI      {dagster}   (Assets > Lineage; Automation: sensors and schedules)
   Scoring service {scoring}   (OpenAPI docs at /docs; metrics at /metrics)
+  Read API        {reader}   (KPIs, audit, profiles, SQL over the lake; docs/lake.md)
+  Audit report    {reader}/report/   (or the file {report})
   MLflow          make mlflow-ui -> http://127.0.0.1:5000
   Drift report    {settings.reports_dir() / "drift"}   (plots on drift_report in the UI)
-  Warehouse       {settings.warehouse_path()}
+  SQL             uv run analytics sql   (the lake, while this runs; not the warehouse file)
 Score a customer:
   curl -s -X POST {scoring}/churn -H 'Content-Type: application/json' \\
        -d '{{"customer_ids": ["{customer}"]}}'
 More data: uv run analytics simulate --customers 500 --days 7 (the sensors pick it up).
-Ctrl-C stops the webserver, the daemon and the scoring service.""",
+Ctrl-C stops the webserver, the daemon and the two services.""",
             flush=True,
         )
         if args.exit:
             return status
-        while dagster_proc.poll() is None and serving_proc.poll() is None:
+        while all(p.poll() is None for p in (dagster_proc, serving_proc, reader_proc)):
             time.sleep(1)
         return 1
     except KeyboardInterrupt:
@@ -270,10 +297,8 @@ Ctrl-C stops the webserver, the daemon and the scoring service.""",
         return 1
     finally:
         _ignore_signals()
-        print(
-            "Stopping the scoring service and Dagster (further Ctrl-C are ignored) ...", flush=True
-        )
-        for proc in (serving_proc, dagster_proc):
+        print("Stopping the services and Dagster (further Ctrl-C are ignored) ...", flush=True)
+        for proc in (reader_proc, serving_proc, dagster_proc):
             if proc is not None:
                 stop(proc, timeout_s=20)
         pids.unlink(missing_ok=True)
@@ -291,7 +316,8 @@ def tour(dagster: str, mlflow_run: str | None) -> str:
 What to click first:
   1. The asset graph       {dagster}/asset-groups
   2. A lens of the audit   {dagster}/assets/customer_base_audit  (latest materialization:
-                           revenue deciles, customer bridge, cohorts, retention, layer cake)
+                           revenue deciles, customer bridge, cohorts, retention, layer cake;
+                           as one page: its report_url)
   3. The drift report      {dagster}/assets/drift_report  (PSI / KS per feature, histograms)
   4. The model's MLflow run {run}
                            (start it with: make mlflow-ui; its dagster_run_id tag leads back)

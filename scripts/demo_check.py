@@ -161,10 +161,37 @@ def check_scoring(scoring: str, customer: str) -> str:
     )
 
 
+def check_reader(reader: str) -> str:
+    """The read API answers from the lake: the last week of daily KPIs and the audit summary."""
+    import json
+    import urllib.request
+    from datetime import date, timedelta
+
+    tables = post_json(f"{reader}/tables", {})["tables"]
+    if "kpis_daily" not in tables:
+        raise AssertionError(f"no kpis_daily in the lake yet: {sorted(tables)}")
+    newest = post_json(f"{reader}/sql", {"query": "SELECT max(day) AS d FROM kpis_daily"})
+    last = date.fromisoformat(newest["rows"][0][0])
+    first = last - timedelta(days=6)
+    kpis = post_json(
+        f"{reader}/kpis", {"window": "day", "first_day": str(first), "last_day": str(last)}
+    )
+    audit = post_json(f"{reader}/audit", {"lens": "summary"})
+    with urllib.request.urlopen(f"{reader}/report/", timeout=30) as page:
+        report = page.read().decode()
+    if not kpis["rows"] or "<img" not in report:
+        raise AssertionError(f"/kpis {json.dumps(kpis)[:200]}; report {len(report)} bytes")
+    return (
+        f"/kpis {first}..{last}: {len(kpis['rows'])} days; /audit summary: "
+        f"{len(audit['rows'])} periods; /report/: {len(report) // 1024} KiB"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dagster", default="http://127.0.0.1:3000")
     parser.add_argument("--scoring", default="http://127.0.0.1:3001")
+    parser.add_argument("--reader", default=None, help="the read API, e.g. http://127.0.0.1:3002")
     args = parser.parse_args(argv)
     customer = None
     failures = 0
@@ -175,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         ("online features", lambda: check_online(customer)),
         ("scoring service", lambda: check_scoring(args.scoring, customer)),
     ]
+    if args.reader:
+        stages.append(("read API over the lake", lambda: check_reader(args.reader)))
     try:
         customer = sample_customer()
     except Exception as error:  # noqa: BLE001 (reported as a failed stage)
