@@ -42,6 +42,14 @@ def start(command: list[str], log: Path, cwd: Path = REPO, **env: str) -> subpro
     )
 
 
+def serve_bento(service: str, port: int, log: Path, **env: str) -> subprocess.Popen:
+    """``bentoml serve`` of ``bentos/<service>`` on 127.0.0.1:``port``."""
+    print(f"BentoML service {service}: http://127.0.0.1:{port} (log {log})", flush=True)
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    command = [bentoml, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return start(command, log, cwd=REPO / "bentos" / service, **env)
+
+
 def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -221,48 +229,21 @@ def main() -> int:
     pids.write_text(f"{dagster_proc.pid}\n")
     try:
         wait_for("the loop", loop_progress(dagster, landed, settings), args.timeout, started)
-        print(f"Scoring service: {scoring} (log {logs / 'scoring.log'})", flush=True)
-        serving_proc = start(
-            [
-                str(bin_dir / "bentoml"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(args.scoring_port),
-            ],
+        serving_proc = serve_bento(
+            "customer_scoring",
+            args.scoring_port,
             logs / "scoring.log",
-            cwd=REPO / "bentos" / "customer_scoring",
             BENTOML_HOME=str(settings.bentoml_home()),
         )
-        print(f"Read API: {reader} (log {logs / 'reader.log'})", flush=True)
-        reader_proc = start(
-            [
-                str(bin_dir / "bentoml"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(args.reader_port),
-            ],
-            logs / "reader.log",
-            cwd=REPO / "bentos" / "analytics_reader",
-        )
+        reader_proc = serve_bento("analytics_reader", args.reader_port, logs / "reader.log")
         pids.write_text(f"{dagster_proc.pid}\n{serving_proc.pid}\n{reader_proc.pid}\n")
-        wait_for(
-            "scoring service ready",
-            lambda: None if answers(f"{scoring}/readyz") else "loading the champions",
-            180,
-            started,
-            every=1,
-        )
-        wait_for(
-            "read API ready",
-            lambda: None if answers(f"{reader}/readyz") else "starting",
-            120,
-            started,
-            every=1,
-        )
+        for what, url, doing in (
+            ("scoring service", scoring, "loading the champions"),
+            ("read API", reader, "starting"),
+        ):
+            probe = f"{url}/readyz"
+            until = lambda p=probe, d=doing: None if answers(p) else d  # noqa: E731
+            wait_for(f"{what} ready", until, 180, started, every=1)
         print("\nChecking every stage from the outside (scripts/demo_check.py):", flush=True)
         status = demo_check.main(["--dagster", dagster, "--scoring", scoring, "--reader", reader])
         customer = demo_check.sample_customer()

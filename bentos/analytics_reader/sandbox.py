@@ -59,7 +59,8 @@ class Sandbox:
     def __init__(self, root: Path, predictions: Path | None = None) -> None:
         self.root = root
         self.predictions = predictions
-        self._db = duckdb.connect(
+        # the fenced database; the service's own queries (profiles) use it too, on cursors
+        self.db = duckdb.connect(
             config={
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
@@ -69,9 +70,9 @@ class Sandbox:
             }
         )
         allowed = [f"{root}/"] + ([f"{predictions}/"] if predictions else [])
-        self._db.execute("SET allowed_directories = ?", [allowed])
-        self._db.execute("SET enable_external_access = false")
-        self._db.execute("SET lock_configuration = true")
+        self.db.execute("SET allowed_directories = ?", [allowed])
+        self.db.execute("SET enable_external_access = false")
+        self.db.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._views: dict[str, str] = {}
         self.refresh()
@@ -81,16 +82,15 @@ class Sandbox:
         found = lake.views(self.root, self.predictions)
         if found != self._views:
             with self._lock:
-                lake.create_views(
-                    self._db, {k: v for k, v in found.items() if k not in self._views}
-                )
+                lake.create_views(self.db, {k: v for k, v in found.items() if k not in self._views})
                 self._views = found
         return found
 
     def check(self, sql: str) -> None:
         """Raise :class:`Refused` unless ``sql`` is exactly one SELECT."""
         try:
-            statements = self._db.cursor().extract_statements(sql)
+            with self.db.cursor() as cursor:
+                statements = cursor.extract_statements(sql)
         except duckdb.Error as exc:
             raise Refused(f"the query does not parse: {exc}") from exc
         if len(statements) != 1:
@@ -108,7 +108,7 @@ class Sandbox:
         the lake: ``duckdb.PermissionException``)."""
         self.check(sql)
         self.refresh()
-        cursor = self._db.cursor()
+        cursor = self.db.cursor()
         timer = threading.Timer(timeout_s, cursor.interrupt)
         started = time.perf_counter()
         timer.start()
@@ -134,4 +134,4 @@ class Sandbox:
         )
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()

@@ -164,9 +164,8 @@ class AnalyticsReader:
 
     def _profile(self, customer_id: str) -> CustomerProfile:
         self.sandbox.refresh()
-        db = self.sandbox._db  # noqa: SLF001 (the sandboxed database: same views, same fences)
-        activity = reads.activity(db, customer_id)
-        predictions = reads.predictions(db, customer_id)
+        activity = reads.activity(self.sandbox.db, customer_id)
+        predictions = reads.predictions(self.sandbox.db, customer_id)
         features, as_of = self._features(customer_id)
         if activity is None and features is None and not predictions:
             raise NotFound(f"customer {customer_id!r} is not known to the lake or online store")
