@@ -319,6 +319,46 @@ def alerts_path() -> Path:
     return analytics_home() / "alerts" / "run_failures.jsonl"
 
 
+def kafka_bootstrap() -> str | None:
+    """Kafka bootstrap servers (``$KAFKA_BOOTSTRAP_SERVERS``); unset: the Kafka source is off."""
+    return _env("KAFKA_BOOTSTRAP_SERVERS")
+
+
+def kafka_topics() -> list[str]:
+    """Topics to ingest, comma-separated (``$KAFKA_TOPICS``); one sensor each."""
+    return [t.strip() for t in (_env("KAFKA_TOPICS") or "").split(",") if t.strip()]
+
+
+def kafka_group() -> str:
+    """The consumer group offsets are committed under after each commit, for lag monitoring
+    (``$KAFKA_GROUP_ID``, default ``analytics-platform``)."""
+    return _env("KAFKA_GROUP_ID") or "analytics-platform"
+
+
+def kafka_client_config() -> dict:
+    """Further librdkafka settings as a JSON object (``$KAFKA_CLIENT_CONFIG``), passed as they
+    are: security.protocol, sasl.mechanism, sasl.username, ssl.ca.location, ..."""
+    import json
+
+    raw = _env("KAFKA_CLIENT_CONFIG")
+    value = json.loads(raw) if raw else {}
+    if not isinstance(value, dict):
+        raise ValueError("KAFKA_CLIENT_CONFIG must be a JSON object of librdkafka settings")
+    return value
+
+
+def kafka_max_records() -> int:
+    """Most records of one partition one run ingests (``$KAFKA_MAX_RECORDS``, default 50,000):
+    a busy topic is not one run per message."""
+    return int(_env("KAFKA_MAX_RECORDS") or 50_000)
+
+
+def kafka_max_wait_s() -> float:
+    """How long fewer than ``KAFKA_MAX_RECORDS`` new records wait for more before they are a
+    run anyway (``$KAFKA_MAX_WAIT_S``, default 5): a quiet topic still flows."""
+    return float(_env("KAFKA_MAX_WAIT_S") or 5.0)
+
+
 def lake_dir() -> Path:
     """The published, read-only lake: the warehouse's tables as Parquet in a Hive layout
     (``$ANALYTICS_LAKE_DIR`` or ``<home>/lake``). Readers use it, never the live DuckDB file."""

@@ -94,6 +94,7 @@ def tables(quarantine_raw: bool = False) -> dict[str, LakeTable]:
         LakeTable("customer_daily", "day", "day = $day", "* EXCLUDE (day)"),
         LakeTable("kpis_hourly", *hourly),
         LakeTable("kpis_daily", *hourly),
+        LakeTable("kafka_ledger", *_utc_day("committed_at")),
         *(LakeTable(name) for name in AUDIT_TABLES),
     ]
     return {table.name: table for table in found}

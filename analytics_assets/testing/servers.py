@@ -13,7 +13,7 @@ from pathlib import Path
 
 from analytics_assets.lib.processes import stop
 
-__all__ = ["free_port", "postgres_server", "redis_server", "stop"]
+__all__ = ["KafkaBroker", "free_port", "kafka_broker", "postgres_server", "redis_server", "stop"]
 
 
 def free_port() -> int:
@@ -149,3 +149,63 @@ def postgres_server(
     finally:
         stop(proc, timeout_s=20)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class KafkaBroker:
+    """A Kafka-protocol broker on a free loopback port: the ``noida-db`` binary (PyPI, a dev
+    dependency) with only its Kafka service, data under ``workdir`` (kept across a restart).
+    ``bootstrap`` is ``host:port`` for a client's ``bootstrap.servers``."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        import sys
+
+        found = Path(sys.executable).parent / "noida-db"
+        binary = str(found) if found.exists() else shutil.which("noida-db")
+        if binary is None:
+            raise RuntimeError("noida-db is not installed (uv sync installs it, a dev dependency)")
+        self.binary = binary
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 30.0) -> KafkaBroker:
+        from confluent_kafka.admin import AdminClient
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / "broker.log").open("ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "start", "--only", "kafka", "--host", "127.0.0.1",
+             "--kafka-port", str(self.port), "--data-dir", str(self.workdir / "data")],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                admin.list_topics(timeout=1)
+                return self
+            except Exception:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"noida-db did not start on port {self.port}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def kafka_broker(workdir: Path) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(workdir).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

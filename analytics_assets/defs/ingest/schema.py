@@ -130,6 +130,8 @@ class Reason:
     FILE_TOO_LARGE = "file_too_large"
     BATCH_NAME_RESENT = "batch_name_resent"
     INGEST_FAILED = "ingest_failed"
+    KAFKA_RECORDS_MISSING = "kafka_records_missing"
+    """Offsets of a Kafka range the broker no longer had (retention, compaction)."""
 
     FILE_LEVEL = (FILE_UNREADABLE, FILE_TOO_LARGE, BATCH_NAME_RESENT, INGEST_FAILED)
     """Reasons that quarantine a whole file (one record, the file moved to quarantine)."""

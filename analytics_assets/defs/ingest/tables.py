@@ -6,6 +6,7 @@ All SQL of the ingest domain lives here.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -93,11 +94,13 @@ def commit_batch(
     quarantined: pl.DataFrame,
     records_read: int,
     status: str = "ingested",
+    also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> CommitResult:
     """Replace everything stored for ``batch`` with this result, atomically.
 
     ``records_read`` is what the reader counted in the file; the ledger keeps it beside the
-    stored counts so a check can reconcile the two.
+    stored counts so a check can reconcile the two. ``also`` runs inside the same transaction,
+    after the ledger row (the Kafka source writes its offset ledger there).
 
     Inside one transaction: the batch's old rows go, clean rows whose ``event_id`` is already
     stored by another batch are quarantined as duplicates, the rest are inserted, and the ledger
@@ -190,6 +193,8 @@ def commit_batch(
                     committed_at,
                 ],
             )
+            if also is not None:
+                also(conn)
             reasons = dict(
                 conn.execute(
                     """

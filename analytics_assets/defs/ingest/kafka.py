@@ -1,0 +1,200 @@
+"""A Kafka offset range as a batch: the same parsing, validation, quarantine and commit as a
+landed file, with the range written to ``kafka_ledger`` in the commit's transaction.
+
+Record ``n`` of the range is line ``n`` of a JSON-lines batch, so the file path's parser and
+validation apply as they are; every stored or quarantined row then carries its offset as
+``record_number`` and ``partition P offset O`` in a quarantine row's detail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import duckdb
+import polars as pl
+
+from analytics_assets.defs.ingest import tables
+from analytics_assets.defs.ingest.batch import BatchOutcome, Status
+from analytics_assets.defs.ingest.parsing import UnreadableFileError, parse_batch
+from analytics_assets.defs.ingest.schema import QUARANTINE_SCHEMA, Reason, event_dtypes
+from analytics_assets.defs.ingest.validation import validate_batch
+from analytics_assets.lib import lake
+from analytics_assets.lib.kafka_source import OffsetRange, RangeRead
+
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS kafka_ledger (
+    topic        VARCHAR NOT NULL,
+    "partition"  INTEGER NOT NULL,
+    start_offset BIGINT NOT NULL,
+    end_offset   BIGINT NOT NULL,
+    batch_id     VARCHAR NOT NULL,
+    records      BIGINT NOT NULL,
+    missing      BIGINT NOT NULL,
+    committed_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+
+def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(LEDGER_DDL)
+
+
+def committed(conn: duckdb.DuckDBPyConnection, rng: OffsetRange) -> bool:
+    ensure_ledger(conn)
+    rows = conn.execute(
+        'SELECT count(*) FROM kafka_ledger WHERE topic = ? AND "partition" = ? '
+        "AND start_offset = ? AND end_offset = ?",
+        [rng.topic, rng.partition, rng.start, rng.end],
+    ).fetchall()
+    return rows[0][0] > 0
+
+
+def next_offsets(conn: duckdb.DuckDBPyConnection, topic: str) -> dict[int, int]:
+    """Per partition of ``topic``, the offset after the last committed range."""
+    ensure_ledger(conn)
+    return dict(
+        conn.execute(
+            'SELECT "partition", max(end_offset) FROM kafka_ledger WHERE topic = ? GROUP BY 1',
+            [topic],
+        ).fetchall()
+    )
+
+
+def _bad(offset: int, partition: int, reason: str, detail: str, raw: bytes | None) -> dict:
+    text = (raw or b"").decode("utf-8", "replace")[:2000]
+    return {
+        "record_number": offset,
+        "reason": reason,
+        "detail": f"partition {partition} offset {offset}: {detail}",
+        "raw": text,
+    }
+
+
+def ingest_range(
+    conn: duckdb.DuckDBPyConnection,
+    requested: OffsetRange,
+    read_records: Callable[[OffsetRange], RangeRead],
+) -> BatchOutcome:
+    """Commit the batch ``requested`` names, exactly once, with no gap and no overlap.
+
+    The ledger decides where it starts: at the end of the partition's last committed range.
+    A range an earlier run already covered commits nothing (``already_committed``, an empty
+    ledger row under its id, so its checks reconcile); a range whose predecessor is not
+    committed yet (its run failed, or runs out of order) takes the predecessor's records too,
+    which then finds them covered. ``read_records`` reads a range from the broker.
+    """
+    started = time.perf_counter()
+    next_offset = next_offsets(conn, requested.topic).get(requested.partition, 0)
+    if requested.end <= next_offset:
+        return _covered(conn, requested, started)
+    rng = OffsetRange(requested.topic, requested.partition, next_offset, requested.end)
+    read = read_records(rng)
+    landed = (
+        datetime.fromtimestamp(read.first_appended_ms / 1000, tz=UTC)
+        if read.first_appended_ms
+        else datetime.now(UTC)
+    )
+    info = tables.BatchFile(
+        requested.batch_id,
+        f"{rng.topic}[{rng.partition}]@{rng.start}-{rng.end}",
+        None,
+        sum(len(v or b"") for _, _, v in read.records),
+        landed,
+    )
+    offsets = [offset for offset, _, _ in read.records]
+    lines: list[bytes] = []
+    early: list[dict] = []
+    for offset, _key, value in read.records:
+        if value is None or not value.strip() or b"\n" in value:
+            what = "empty value" if not (value or b"").strip() else "a value with a line break"
+            early.append(_bad(offset, rng.partition, Reason.UNPARSEABLE_LINE, what, value))
+            lines.append(b"")  # keeps record n on line n
+        else:
+            lines.append(value)
+    missing = [
+        _bad(
+            start,
+            rng.partition,
+            Reason.KAFKA_RECORDS_MISSING,
+            f"offsets {start}..{end - 1} deleted or compacted by the broker before they were read",
+            None,
+        )
+        for start, end in read.missing
+    ]
+    clean = pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
+    quarantined = pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    if any(lines):
+        try:
+            raw = parse_batch(b"\n".join(lines), "kafka.jsonl")
+        except UnreadableFileError as exc:  # no record at all is a JSON object
+            raw = None
+            early += [
+                _bad(o, rng.partition, Reason.UNPARSEABLE_LINE, str(exc), line)
+                for o, line in zip(offsets, lines, strict=True)
+                if line
+            ]
+    if any(lines) and raw is not None:
+        at = pl.Series(offsets, dtype=pl.Int64)
+        raw.frame = raw.frame.with_columns(record_number=at.gather(raw.frame["record_number"] - 1))
+        if raw.unparseable.height:
+            raw.unparseable = raw.unparseable.with_columns(
+                record_number=at.gather(raw.unparseable["record_number"] - 1)
+            )
+        validated = validate_batch(raw)
+        clean = validated.clean
+        quarantined = validated.quarantined.with_columns(
+            detail=pl.format(
+                "partition {} offset {}: {}",
+                pl.lit(rng.partition),
+                pl.col("record_number"),
+                pl.col("detail"),
+            )
+        )
+    extra = pl.DataFrame(early + missing, schema=QUARANTINE_SCHEMA)
+    quarantined = pl.concat([quarantined.select(list(QUARANTINE_SCHEMA)), extra])
+
+    def ledger(c: duckdb.DuckDBPyConnection) -> None:
+        ensure_ledger(c)
+        lake.mark(c, "kafka_ledger", [datetime.now(UTC).date()])
+        c.execute(
+            "INSERT INTO kafka_ledger VALUES (?, ?, ?, ?, ?, ?, ?, now())",
+            [
+                rng.topic,
+                rng.partition,
+                rng.start,
+                rng.end,
+                requested.batch_id,
+                len(read.records),
+                sum(end - start for start, end in read.missing),
+            ],
+        )
+
+    result = tables.commit_batch(
+        conn,
+        info,
+        clean,
+        quarantined,
+        records_read=len(read.records) + len(missing),
+        also=ledger,
+    )
+    return BatchOutcome(info, result, time.perf_counter() - started)
+
+
+def _covered(conn: duckdb.DuckDBPyConnection, rng: OffsetRange, started: float) -> BatchOutcome:
+    """A range an earlier commit covered: its (empty) ledger row, once."""
+    prior = tables.ledger_row(conn, rng.batch_id)
+    info = tables.BatchFile(rng.batch_id, f"{rng.topic}[{rng.partition}] (covered)", None, 0, None)
+    if prior is None:
+        empty = pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
+        tables.commit_batch(
+            conn, info, empty, pl.DataFrame(schema=QUARANTINE_SCHEMA), 0, status="covered"
+        )
+        prior = tables.ledger_row(conn, rng.batch_id)
+    return BatchOutcome(
+        info,
+        tables.result_from_ledger(conn, prior),
+        time.perf_counter() - started,
+        status=Status.ALREADY_COMMITTED,
+    )

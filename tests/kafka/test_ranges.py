@@ -1,0 +1,99 @@
+"""Offset ranges into the warehouse through the real broker: exact, exactly once, no gap and no
+overlap, bad records quarantined with their partition and offset."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from functools import partial
+
+import duckdb
+
+from analytics_assets import settings
+from analytics_assets.defs.ingest import kafka
+from analytics_assets.lib import kafka_source
+from analytics_assets.lib.kafka_source import OffsetRange
+from tests.conftest import event
+from tests.kafka.conftest import create_topic
+
+
+def send(broker, topic: str, records: list[dict | bytes], partition_of=None) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    for i, record in enumerate(records):
+        value = record if isinstance(record, bytes) else json.dumps(record).encode()
+        producer.produce(topic, value, partition=partition_of(i) if partition_of else 0)
+    assert producer.flush(10) == 0
+
+
+def ingest(conn, broker, rng: OffsetRange):
+    config = kafka_source.client_config(broker.bootstrap)
+    return kafka.ingest_range(conn, rng, partial(kafka_source.read_range, config))
+
+
+def test_ranges_across_partitions_store_every_record_once(broker, analytics_home) -> None:
+    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}", partitions=2)
+    send(broker, topic, [event(i) for i in range(10)], partition_of=lambda i: i % 2)
+    config = kafka_source.client_config(broker.bootstrap)
+    marks = kafka_source.partitions(config, topic)
+    assert marks == {0: (0, 5), 1: (0, 5)}
+    planned = kafka_source.plan_ranges({}, marks, max_records=3)
+    assert planned == [(0, 0, 3), (0, 3, 5), (1, 0, 3), (1, 3, 5)]
+    with duckdb.connect(str(settings.warehouse_path())) as conn:
+        for partition, start, end in planned:
+            outcome = ingest(conn, broker, OffsetRange(topic, partition, start, end))
+            assert outcome.result.clean == end - start
+        again = ingest(conn, broker, OffsetRange(topic, 0, 0, 3))
+        assert again.status == "already_committed"
+        stored = conn.execute("SELECT event_id FROM events ORDER BY 1").fetchall()
+        assert sorted(e for (e,) in stored) == sorted(f"e{i}" for i in range(10))
+        assert kafka.next_offsets(conn, topic) == {0: 5, 1: 5}
+
+
+def test_a_range_whose_predecessor_failed_takes_its_records(broker, analytics_home) -> None:
+    """No gap: the second range, committed first, starts where the ledger ends; the first then
+    finds itself covered and stores nothing."""
+    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}")
+    send(broker, topic, [event(i) for i in range(6)])
+    with duckdb.connect(str(settings.warehouse_path())) as conn:
+        later = ingest(conn, broker, OffsetRange(topic, 0, 3, 6))
+        assert later.result.clean == 6
+        earlier = ingest(conn, broker, OffsetRange(topic, 0, 0, 3))
+        assert earlier.status == "already_committed" and earlier.result.clean == 0
+        ledger = conn.execute(
+            "SELECT start_offset, end_offset, batch_id FROM kafka_ledger ORDER BY 1"
+        ).fetchall()
+        assert ledger == [(0, 6, f"kafka.{topic}.0.3-6")]
+        assert conn.execute("SELECT count(*) FROM events").fetchall() == [(6,)]
+
+
+def test_bad_records_are_quarantined_with_partition_and_offset(broker, analytics_home) -> None:
+    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}")
+    send(
+        broker,
+        topic,
+        [
+            event(1),
+            b"{not json",
+            b"",
+            event(2, event_type="teleport"),
+            b'{"a": 1}\n{"b": 2}',
+            event(3),
+        ],
+    )
+    with duckdb.connect(str(settings.warehouse_path())) as conn:
+        outcome = ingest(conn, broker, OffsetRange(topic, 0, 0, 6))
+        assert (outcome.result.clean, outcome.result.quarantined) == (2, 4)
+        rows = conn.execute(
+            "SELECT record_number, reason, detail FROM quarantined_events ORDER BY 1"
+        ).fetchall()
+        stored = conn.execute("SELECT event_id, batch_id FROM events ORDER BY 1").fetchall()
+    assert [(n, r) for n, r, _ in rows] == [
+        (1, "unparseable_line"),
+        (2, "unparseable_line"),
+        (3, "unknown_event_type"),
+        (4, "unparseable_line"),
+    ]
+    assert all(d.startswith(f"partition 0 offset {n}: ") for n, _, d in rows)
+    assert stored == [("e1", f"kafka.{topic}.0.0-6"), ("e3", f"kafka.{topic}.0.0-6")]
