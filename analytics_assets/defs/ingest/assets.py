@@ -14,6 +14,7 @@ from analytics_assets.defs.ingest.batch import BatchOutcome, Status, ingest_file
 from analytics_assets.defs.ingest.landing import Claim, claims_from_tags
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, Reason, event_dtypes
 from analytics_assets.lib import atomic_files, faults
+from analytics_assets.lib.kafka_source import OffsetRange
 from analytics_assets.metadata import lake_check, lake_check_spec, preview, publish_lake
 from analytics_assets.partitions import batches
 from analytics_assets.resources import WAREHOUSE_POOL, LandingZone
@@ -142,6 +143,9 @@ def _quarantine_failed(context, conn, landing_zone, batch_id: str, claims, error
 
 
 def _ingest(context, conn, landing_zone: LandingZone, batch_id: str, claim: Claim | None):
+    offsets = OffsetRange.parse(batch_id)
+    if offsets is not None:
+        return _ingest_kafka(context, conn, offsets), None
     if claim is not None:
         path = landing_zone.root_path / claim.file_name
         if not path.is_file():
@@ -198,6 +202,37 @@ def _ingest(context, conn, landing_zone: LandingZone, batch_id: str, claim: Clai
             f"{result.quarantined} quarantined in {outcome.seconds:.2f}s"
         )
     return outcome, moved_to
+
+
+def _ingest_kafka(context, conn, requested: OffsetRange) -> BatchOutcome:
+    """An offset range from Kafka: read from where the ledger ends to the range's end, commit
+    it with its ledger row, then commit the offsets to the broker (lag monitoring only)."""
+    from functools import partial
+
+    from analytics_assets.defs.ingest.kafka import ingest_range
+    from analytics_assets.lib import kafka_source
+
+    bootstrap = settings.kafka_bootstrap()
+    if bootstrap is None:
+        raise dg.Failure(
+            f"Batch {requested.batch_id} is a Kafka range; KAFKA_BOOTSTRAP_SERVERS is unset"
+        )
+    config = kafka_source.client_config(bootstrap, settings.kafka_client_config())
+    outcome = ingest_range(conn, requested, partial(kafka_source.read_range, config))
+    faults.point(faults.AFTER_COMMIT)
+    if outcome.status == Status.INGESTED:
+        try:
+            kafka_source.commit_offsets(config, settings.kafka_group(), requested)
+        except Exception as exc:  # the ledger is what counts; the broker's offsets are a view
+            context.log.warning(f"Batch {requested.batch_id}: offsets not committed: {exc}")
+        context.log.info(
+            f"Batch {requested.batch_id}: {outcome.result.rows_in} records from "
+            f"{outcome.file.file_name}, {outcome.result.clean} clean, "
+            f"{outcome.result.quarantined} quarantined"
+        )
+    else:
+        context.log.info(f"Batch {requested.batch_id}: already committed (covered by the ledger)")
+    return outcome
 
 
 def _unchanged(conn, claim: Claim, committed: dict) -> BatchOutcome:

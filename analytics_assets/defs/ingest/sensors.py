@@ -274,4 +274,14 @@ def build_landing_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(sensors=[build_landing_sensor(settings.sensor_interval_seconds())])
+    """The landing sensor; and one sensor per Kafka topic when ``KAFKA_BOOTSTRAP_SERVERS`` and
+    ``KAFKA_TOPICS`` are set (otherwise the Kafka source is off)."""
+    from analytics_assets.defs.ingest.kafka_sensors import build_kafka_sensor
+
+    interval = settings.sensor_interval_seconds()
+    sensors = [build_landing_sensor(interval)]
+    if settings.kafka_bootstrap():
+        sensors += [
+            build_kafka_sensor(topic, STREAMING_LANE, interval) for topic in settings.kafka_topics()
+        ]
+    return dg.Definitions(sensors=sensors)
