@@ -12,6 +12,27 @@ import click
 from analytics_assets import settings
 
 _FORMAT = click.Choice(["jsonl", "parquet"])
+_TO = click.Choice(["landing", "kafka"])
+
+
+def _emitter(to: str, topic: str | None, landing: Path | None, fmt: str):
+    """Where batches go: ``emit(batch_id, frame)``, and a description of the target."""
+    if to == "kafka":
+        from analytics_assets.lib import kafka_source
+        from analytics_assets.producers.kafka import send_batch
+
+        bootstrap = settings.kafka_bootstrap()
+        if bootstrap is None:
+            raise click.UsageError("--to kafka needs KAFKA_BOOTSTRAP_SERVERS")
+        name = topic or next(iter(settings.kafka_topics()), None)
+        if name is None:
+            raise click.UsageError("--to kafka needs --topic (or KAFKA_TOPICS)")
+        config = kafka_source.client_config(bootstrap, settings.kafka_client_config())
+        return (lambda _batch_id, part: send_batch(part, name, config)), f"topic {name}"
+    from analytics_assets.producers.files import write_batch
+
+    target = _landing(landing)
+    return (lambda batch_id, part: write_batch(part, target, batch_id, fmt)), str(target)
 
 
 def _landing(path: Path | None) -> Path:
@@ -45,6 +66,10 @@ def main() -> None:
 )
 @click.option("--format", "fmt", type=_FORMAT, default="jsonl", show_default=True)
 @click.option("--landing", type=click.Path(path_type=Path), default=None, help="Landing folder.")
+@click.option("--to", "to", type=_TO, default="landing", show_default=True)
+@click.option(
+    "--topic", default=None, help="Kafka topic (--to kafka); default: KAFKA_TOPICS' first."
+)
 def simulate_command(
     customers: int,
     days: int,
@@ -54,27 +79,28 @@ def simulate_command(
     start: datetime | None,
     fmt: str,
     landing: Path | None,
+    to: str,
+    topic: str | None,
 ) -> None:
-    """Write a seeded synthetic clickstream as micro-batch files."""
+    """Write a seeded synthetic clickstream as micro-batch files (or records of a Kafka topic)."""
     from tqdm import tqdm
 
     from analytics_assets.producers import simulate
-    from analytics_assets.producers.files import write_batch
 
+    emit, target = _emitter(to, topic, landing, fmt)
     config = simulate.SimulationConfig(customers=customers, days=days, seed=seed, start=start)
     events = simulate.simulate_events(config)
-    target = _landing(landing)
     files = 0
     with tqdm(total=events.height, unit="ev", unit_scale=True, desc="simulate") as bar:
         for batch_id, part in simulate.batches(events, events_per_batch, config):
             began = time.monotonic()
-            write_batch(part, target, batch_id, fmt)  # type: ignore[arg-type]
+            emit(batch_id, part)
             files += 1
             bar.update(part.height)
             if rate:
                 time.sleep(max(0.0, part.height / rate - (time.monotonic() - began)))
     click.echo(
-        f"{events.height:,} events from {customers:,} customers in {files} files -> {target}"
+        f"{events.height:,} events from {customers:,} customers in {files} batches -> {target}"
     )
 
 
@@ -91,27 +117,38 @@ def replay() -> None:
 )
 @click.option("--format", "fmt", type=_FORMAT, default="jsonl", show_default=True)
 @click.option("--landing", type=click.Path(path_type=Path), default=None, help="Landing folder.")
+@click.option("--to", "to", type=_TO, default="landing", show_default=True)
+@click.option(
+    "--topic", default=None, help="Kafka topic (--to kafka); default: KAFKA_TOPICS' first."
+)
 def replay_cdnow(
-    period_days: int, sample: bool, rate: float | None, fmt: str, landing: Path | None
+    period_days: int,
+    sample: bool,
+    rate: float | None,
+    fmt: str,
+    landing: Path | None,
+    to: str,
+    topic: str | None,
 ) -> None:
-    """Replay the CDNOW transaction log (1997-98) as purchase events, one file per period."""
+    """Replay the CDNOW transaction log (1997-98) as purchase events, one file (or one burst
+    of Kafka records) per period."""
     from tqdm import tqdm
 
     from analytics_assets.producers import cdnow
-    from analytics_assets.producers.files import write_batch
 
+    emit, target = _emitter(to, topic, landing, fmt)
     source = cdnow.dataset_path(cdnow.SAMPLE if sample else cdnow.MASTER)
     events = cdnow.to_events(cdnow.read_transactions(source))
-    target = _landing(landing)
     prefix = "cdnow-sample" if sample else "cdnow"
     parts = list(cdnow.batches(events, period_days, prefix=prefix))
-    for batch_id, part in tqdm(parts, unit="file", desc="replay cdnow"):
-        write_batch(part, target, batch_id, fmt)  # type: ignore[arg-type]
+    for batch_id, part in tqdm(parts, unit="batch", desc="replay cdnow"):
+        emit(batch_id, part)
         if rate:
             time.sleep(1.0 / rate)
     customers = events["customer_id"].n_unique()
     click.echo(
-        f"{events.height:,} purchases of {customers:,} customers in {len(parts)} files -> {target}"
+        f"{events.height:,} purchases of {customers:,} customers in {len(parts)} batches -> "
+        f"{target}"
     )
 
 

@@ -165,16 +165,16 @@ def read_range(config: dict, rng: OffsetRange, timeout_s: float = 30.0) -> Range
         consumer.close()
 
 
-def commit_offsets(config: dict, group: str, rng: OffsetRange, timeout_s: float = 10.0) -> None:
-    """Tell the broker the group has consumed up to ``rng.end`` (after the warehouse commit;
-    for lag monitoring only: the ledger, not this, decides what is done)."""
+def commit_offset(
+    config: dict, group: str, topic: str, partition: int, offset: int, timeout_s: float = 10.0
+) -> None:
+    """Tell the broker the group has consumed ``partition`` up to ``offset`` (after the
+    warehouse commit; for lag monitoring only: the ledger, not this, decides what is done)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False})
     try:
-        consumer.commit(
-            offsets=[TopicPartition(rng.topic, rng.partition, rng.end)], asynchronous=False
-        )
+        consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
     finally:
         consumer.close()
 

@@ -209,7 +209,7 @@ def _ingest_kafka(context, conn, requested: OffsetRange) -> BatchOutcome:
     it with its ledger row, then commit the offsets to the broker (lag monitoring only)."""
     from functools import partial
 
-    from analytics_assets.defs.ingest.kafka import ingest_range
+    from analytics_assets.defs.ingest.kafka import ingest_range, next_offsets
     from analytics_assets.lib import kafka_source
 
     bootstrap = settings.kafka_bootstrap()
@@ -220,11 +220,16 @@ def _ingest_kafka(context, conn, requested: OffsetRange) -> BatchOutcome:
     config = kafka_source.client_config(bootstrap, settings.kafka_client_config())
     outcome = ingest_range(conn, requested, partial(kafka_source.read_range, config))
     faults.point(faults.AFTER_COMMIT)
+    # where the ledger ends (never backwards), after a covered range too: a run killed after
+    # its commit did not get here
+    done = next_offsets(conn, requested.topic)[requested.partition]
+    try:
+        kafka_source.commit_offset(
+            config, settings.kafka_group(), requested.topic, requested.partition, done
+        )
+    except Exception as exc:  # the ledger is what counts; the broker's offsets are a view
+        context.log.warning(f"Batch {requested.batch_id}: offsets not committed: {exc}")
     if outcome.status == Status.INGESTED:
-        try:
-            kafka_source.commit_offsets(config, settings.kafka_group(), requested)
-        except Exception as exc:  # the ledger is what counts; the broker's offsets are a view
-            context.log.warning(f"Batch {requested.batch_id}: offsets not committed: {exc}")
         context.log.info(
             f"Batch {requested.batch_id}: {outcome.result.rows_in} records from "
             f"{outcome.file.file_name}, {outcome.result.clean} clean, "
@@ -356,6 +361,7 @@ def _batch_results(outcome: BatchOutcome, moved_to: Path | None):
             "landed_to_commit_s": latency,
             "ingest_seconds": round(outcome.seconds, 3),
             "preview": preview(validated.clean.select(EVENT_COLUMNS) if validated else None),
+            **outcome.extra_metadata,
         },
     )
     yield dg.MaterializeResult(

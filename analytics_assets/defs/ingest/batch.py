@@ -45,6 +45,8 @@ class BatchOutcome:
     file_error: str | None = None
     reason: str | None = None
     """The quarantine reason of a file quarantined whole."""
+    extra_metadata: dict = field(default_factory=dict)
+    """More for the ``events`` materialization (a Kafka range and the partition's lag)."""
     claimed_sha256: str | None = None
     """Set when the file was replaced between its claim and this run: the claim's digest (the
     content found now is what was ingested; the sensor's claim of it finds it committed)."""

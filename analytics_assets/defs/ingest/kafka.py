@@ -41,16 +41,6 @@ def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(LEDGER_DDL)
 
 
-def committed(conn: duckdb.DuckDBPyConnection, rng: OffsetRange) -> bool:
-    ensure_ledger(conn)
-    rows = conn.execute(
-        'SELECT count(*) FROM kafka_ledger WHERE topic = ? AND "partition" = ? '
-        "AND start_offset = ? AND end_offset = ?",
-        [rng.topic, rng.partition, rng.start, rng.end],
-    ).fetchall()
-    return rows[0][0] > 0
-
-
 def next_offsets(conn: duckdb.DuckDBPyConnection, topic: str) -> dict[int, int]:
     """Per partition of ``topic``, the offset after the last committed range."""
     ensure_ledger(conn)
@@ -179,7 +169,13 @@ def ingest_range(
         records_read=len(read.records) + len(missing),
         also=ledger,
     )
-    return BatchOutcome(info, result, time.perf_counter() - started)
+    outcome = BatchOutcome(info, result, time.perf_counter() - started)
+    if read.high is not None:
+        outcome.extra_metadata = {
+            "kafka_range": f"{rng.topic}[{rng.partition}] {rng.start}..{rng.end - 1}",
+            "kafka_lag": read.high - rng.end,
+        }
+    return outcome
 
 
 def _covered(conn: duckdb.DuckDBPyConnection, rng: OffsetRange, started: float) -> BatchOutcome:
