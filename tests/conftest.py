@@ -135,3 +135,12 @@ def training_set_file(analytics_home):
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(path)
     return frame
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """A real Kafka-protocol broker (noida-db) on a loopback port, for the session."""
+    from analytics_assets.testing.servers import kafka_broker
+
+    with kafka_broker(tmp_path_factory.mktemp("kafka")) as running:
+        yield running

@@ -1,18 +1,8 @@
-"""A real Kafka-protocol broker (noida-db) on a loopback port, per test session."""
+"""Topics on the session's real broker (the ``broker`` fixture, tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from analytics_assets.testing.servers import KafkaBroker, kafka_broker
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory) -> Iterator[KafkaBroker]:
-    with kafka_broker(tmp_path_factory.mktemp("kafka")) as running:
-        yield running
+from analytics_assets.testing.servers import KafkaBroker
 
 
 def create_topic(broker: KafkaBroker, name: str, partitions: int = 1) -> str:

@@ -97,3 +97,23 @@ def test_bad_records_are_quarantined_with_partition_and_offset(broker, analytics
     ]
     assert all(d.startswith(f"partition 0 offset {n}: ") for n, _, d in rows)
     assert stored == [("e1", f"kafka.{topic}.0.0-6"), ("e3", f"kafka.{topic}.0.0-6")]
+
+
+def test_the_broker_restarted_mid_stream(tmp_path, analytics_home) -> None:
+    """A broker of its own, restarted between two ranges (its data kept): the second range
+    reads on, and every record is stored once."""
+    from analytics_assets.testing.servers import kafka_broker
+
+    with kafka_broker(tmp_path / "own-broker") as own:
+        topic = create_topic(own, "restarted")
+        send(own, topic, [event(i) for i in range(5)])
+        with duckdb.connect(str(settings.warehouse_path())) as conn:
+            ingest(conn, own, OffsetRange(topic, 0, 0, 5))
+        own.restart()
+        send(own, topic, [event(i) for i in range(5, 9)])
+        with duckdb.connect(str(settings.warehouse_path())) as conn:
+            outcome = ingest(conn, own, OffsetRange(topic, 0, 5, 9))
+            assert outcome.result.clean == 4
+            assert conn.execute(
+                "SELECT count(DISTINCT event_id), count(*) FROM events"
+            ).fetchall() == [(9, 9)]
