@@ -144,7 +144,9 @@ def read_range(config: dict, rng: OffsetRange, timeout_s: float = 30.0) -> Range
                 raise TimeoutError(
                     f"{rng.batch_id}: read to {expected} of {rng.end} in {timeout_s}s"
                 )
-            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+            # no more than the range still needs: consume() waits for num_messages or timeout
+            wanted = min(10_000, rng.end - expected)
+            for message in consumer.consume(num_messages=wanted, timeout=0.5):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
