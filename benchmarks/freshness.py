@@ -32,7 +32,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -403,11 +402,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.files, args.probes = 5, 6
-    home = Path(tempfile.mkdtemp(prefix="freshness-"))
-    os.environ["ANALYTICS_HOME"] = str(home)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
-    (home / "dagster_home").mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    from analytics_assets.testing.servers import temporary_home
+
+    home = temporary_home("freshness-")
 
     import dagster as dg
     import duckdb

@@ -28,11 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -40,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from freshness import REPO, percentile, prepare_serving, probe_batch, start_daemon  # noqa: E402
+from freshness import percentile, prepare_serving, probe_batch, start_daemon  # noqa: E402
 
 PARTITIONS = 4
 ROUNDS = 3
@@ -114,18 +111,17 @@ def throughput(home: Path, broker, events: int) -> dict:
 
 def latency(home: Path, broker, probes: int) -> dict:
     """Produce a batch with a new customer every SPACING_S seconds; time until it is scored."""
-    import httpx
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from analytics_assets import settings
     from analytics_assets.lib import kafka_source
     from analytics_assets.lib.processes import stop
     from analytics_assets.producers import simulate
-    from analytics_assets.producers.kafka import send_batch
-    from analytics_assets.testing.servers import free_port
+    from analytics_assets.testing.servers import bento_service
 
     config = kafka_source.client_config(broker.bootstrap)
-    for future in AdminClient(config).create_topics([NewTopic("stream", 2, 1)]).values():
+    admin = AdminClient(config)  # kept alive until the topic exists
+    for future in admin.create_topics([NewTopic("stream", 2, 1)]).values():
         future.result(timeout=30)
     prepare_serving(home)
     sim = simulate.SimulationConfig(customers=2_000, days=30, start=datetime(2024, 1, 1))
@@ -133,57 +129,11 @@ def latency(home: Path, broker, probes: int) -> dict:
     env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_TOPICS": "stream"}
     os.environ.update(env)
     daemon = start_daemon(home / "daemon.log", **env)
-    port = free_port()
-    service = subprocess.Popen(
-        [str(Path(sys.executable).parent / "bentoml"), "serve", "--port", str(port)],
-        cwd=REPO / "bentos" / "customer_scoring",
-        env={**os.environ, "BENTOML_HOME": str(settings.bentoml_home())},
-        stdout=(home / "scoring.log").open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    latencies: list[float] = []
+    scoring_env = {"BENTOML_HOME": str(settings.bentoml_home())}
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the scoring service did not become ready")
-            time.sleep(0.5)
-        # one batch first: the daemon's code server and warm runs start
-        _, warm = probe_batch(parts[0][1], 999, datetime.now(UTC))
-        send_batch(warm, "stream", config)
-        time.sleep(20)
-        produced: dict[str, float] = {}
-        pending: set[str] = set()
-        k, next_send, deadline = 0, time.monotonic(), None
-        while k < probes or pending:
-            if k < probes and time.monotonic() >= next_send:
-                customer, batch = probe_batch(
-                    parts[1 + k % (len(parts) - 1)][1], k, datetime.now(UTC)
-                )
-                send_batch(batch, "stream", config)
-                produced[customer] = time.time()
-                pending.add(customer)
-                k += 1
-                next_send = time.monotonic() + SPACING_S
-                deadline = time.monotonic() + 300
-            answer = httpx.post(f"{url}/churn", json={"customer_ids": sorted(pending) or ["none"]})
-            for row in answer.json()["predictions"]:
-                if row["known"] and row["customer_id"] in pending:
-                    latencies.append(time.time() - produced[row["customer_id"]])
-                    pending.discard(row["customer_id"])
-                    print(f"  {row['customer_id']}: scored after {latencies[-1]:.1f}s")
-            if deadline and time.monotonic() > deadline:
-                raise TimeoutError(f"never scored: {sorted(pending)}")
-            time.sleep(0.5)
+        with bento_service("customer_scoring", home / "scoring.log", scoring_env) as url:
+            latencies = probe(url, parts, config, probes)
     finally:
-        stop(service)
         stop(daemon)
     return {
         "probes": len(latencies),
@@ -191,6 +141,42 @@ def latency(home: Path, broker, probes: int) -> dict:
         "p95_online_s": round(percentile(latencies, 0.95), 2),
         "max_online_s": round(max(latencies), 2),
     }
+
+
+def probe(url: str, parts: list, config: dict, probes: int) -> list[float]:
+    """A batch with a new customer every SPACING_S seconds; seconds from each produce call's
+    return to the first answer that knows the customer."""
+    import httpx
+
+    from analytics_assets.producers.kafka import send_batch
+
+    # one batch first: the daemon's code server and warm runs start
+    _, warm = probe_batch(parts[0][1], 999, datetime.now(UTC))
+    send_batch(warm, "stream", config)
+    time.sleep(20)
+    latencies: list[float] = []
+    produced: dict[str, float] = {}
+    pending: set[str] = set()
+    k, next_send, deadline = 0, time.monotonic(), None
+    while k < probes or pending:
+        if k < probes and time.monotonic() >= next_send:
+            customer, batch = probe_batch(parts[1 + k % (len(parts) - 1)][1], k, datetime.now(UTC))
+            send_batch(batch, "stream", config)
+            produced[customer] = time.time()
+            pending.add(customer)
+            k += 1
+            next_send = time.monotonic() + SPACING_S
+            deadline = time.monotonic() + 300
+        answer = httpx.post(f"{url}/churn", json={"customer_ids": sorted(pending) or ["none"]})
+        for row in answer.json()["predictions"]:
+            if row["known"] and row["customer_id"] in pending:
+                latencies.append(time.time() - produced[row["customer_id"]])
+                pending.discard(row["customer_id"])
+                print(f"  {row['customer_id']}: scored after {latencies[-1]:.1f}s")
+        if deadline and time.monotonic() > deadline:
+            raise TimeoutError(f"never scored: {sorted(pending)}")
+        time.sleep(0.5)
+    return latencies
 
 
 def main() -> None:
@@ -202,11 +188,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.events, args.probes = 100_000, 4
-    home = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
-    os.environ["ANALYTICS_HOME"] = str(home)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
-    (home / "dagster_home").mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    from analytics_assets.testing.servers import temporary_home
+
+    home = temporary_home("bench-kafka-")
     from analytics_assets import settings
     from analytics_assets.testing.servers import kafka_broker
 

@@ -164,50 +164,31 @@ def kpi_latency(home: Path, last: date, span: int) -> dict:
 
     from analytics_assets import settings
     from analytics_assets.lib import lake
-    from analytics_assets.testing.servers import free_port, stop
+    from analytics_assets.testing.servers import bento_service
 
     rng = random.Random(3)
     starts = [
         last - timedelta(days=span - 1 - rng.randrange(span - 89)) for _ in range(KPI_REQUESTS)
     ]
-    port = free_port()
-    env = {**os.environ, "ANALYTICS_HOME": str(home)}
-    log = (home / "reader.log").open("w")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "bentoml"), "serve", "--port", str(port)],
-        cwd=settings.REPO_ROOT / "bentos" / "analytics_reader",
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "reader not ready"
-            time.sleep(0.3)
-        latencies = []
-        with httpx.Client(base_url=url, timeout=30) as client:
-            for i, first in enumerate(starts):
-                body = {
-                    "window": "day",
-                    "first_day": str(first),
-                    "last_day": str(first + timedelta(days=89)),
-                }
-                began = time.perf_counter()
-                answer = client.post("/kpis", json=body)
-                elapsed = time.perf_counter() - began
-                assert answer.status_code == 200 and len(answer.json()["rows"]) == 90, answer.text
-                if i >= 20:  # the first requests fill the file cache
-                    latencies.append(elapsed * 1e3)
-    finally:
-        stop(server)
-        log.close()
+    latencies = []
+    with (
+        bento_service(
+            "analytics_reader", home / "reader.log", {"ANALYTICS_HOME": str(home)}
+        ) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        for i, first in enumerate(starts):
+            body = {
+                "window": "day",
+                "first_day": str(first),
+                "last_day": str(first + timedelta(days=89)),
+            }
+            began = time.perf_counter()
+            answer = client.post("/kpis", json=body)
+            elapsed = time.perf_counter() - began
+            assert answer.status_code == 200 and len(answer.json()["rows"]) == 90, answer.text
+            if i >= 20:  # the first requests fill the file cache
+                latencies.append(elapsed * 1e3)
     conn = lake.connect(settings.lake_dir())
     duck = []
     for first in starts[:100]:

@@ -209,3 +209,60 @@ def kafka_broker(workdir: Path) -> Iterator[KafkaBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@contextmanager
+def bento_service(
+    service: str, log: Path, env: dict[str, str] | None = None, timeout_s: float = 180.0
+) -> Iterator[str]:
+    """``bentoml serve`` of ``bentos/<service>`` on a free loopback port, until ``/readyz``
+    answers 200; yields its URL. Stopped (with its workers) on exit."""
+    import os
+    import sys
+
+    import httpx
+
+    from analytics_assets.settings import REPO_ROOT
+
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "bentoml"), "serve", "--port", str(port)],
+            cwd=REPO_ROOT / "bentos" / service,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{service} did not become ready; see {log}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        stop(proc)
+
+
+def temporary_home(prefix: str) -> Path:
+    """A fresh ANALYTICS_HOME with its DAGSTER_HOME (the repo's dagster.yaml), both exported:
+    what a benchmark that starts the daemon runs in."""
+    import os
+    import shutil
+    import tempfile
+
+    from analytics_assets.settings import REPO_ROOT
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["ANALYTICS_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
+    (home / "dagster_home").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    return home

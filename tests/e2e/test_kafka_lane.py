@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -16,7 +15,7 @@ from analytics_assets.lib import kafka_source
 from analytics_assets.testing import serving
 from analytics_assets.testing.fault_trials import Daemon
 from tests.conftest import event, purchase
-from tests.kafka.conftest import create_topic
+from tests.kafka.conftest import configure
 from tests.serving.conftest import run_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -24,10 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 @pytest.fixture
 def kafka_daemon(analytics_home, broker, monkeypatch):
-    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}", partitions=2)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
-    monkeypatch.setenv("KAFKA_TOPICS", topic)
-    monkeypatch.setenv("KAFKA_MAX_WAIT_S", "0")
+    topic = configure(monkeypatch, broker)
     monkeypatch.setenv("ANALYTICS_SENSOR_INTERVAL_S", "1")
     monkeypatch.setenv("ANALYTICS_REBUILD_INTERVAL_S", "1")
     process = Daemon(analytics_home / "daemon.log")

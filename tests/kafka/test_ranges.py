@@ -117,3 +117,24 @@ def test_the_broker_restarted_mid_stream(tmp_path, analytics_home) -> None:
             assert conn.execute(
                 "SELECT count(DISTINCT event_id), count(*) FROM events"
             ).fetchall() == [(9, 9)]
+
+
+def test_records_the_broker_deleted_are_recorded_not_skipped(broker, analytics_home) -> None:
+    """Retention (here DeleteRecords) removed offsets 0..3 before the range was read: the six
+    left are stored, the four gone are one quarantine row and the ledger's ``missing``."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}")
+    send(broker, topic, [event(i) for i in range(10)])
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for future in admin.delete_records([TopicPartition(topic, 0, 4)]).values():
+        future.result(timeout=10)
+    with duckdb.connect(str(settings.warehouse_path())) as conn:
+        outcome = ingest(conn, broker, OffsetRange(topic, 0, 0, 10))
+        assert (outcome.result.clean, outcome.result.quarantined) == (6, 1)
+        (row,) = conn.execute(
+            "SELECT record_number, reason, detail FROM quarantined_events"
+        ).fetchall()
+        assert row[:2] == (0, "kafka_records_missing") and "offsets 0..3" in row[2]
+        assert conn.execute("SELECT records, missing FROM kafka_ledger").fetchall() == [(6, 4)]

@@ -4,7 +4,6 @@ partition, the ledger published to the lake, and a sensor without a cursor resum
 from __future__ import annotations
 
 import json
-import uuid
 
 import dagster as dg
 import duckdb
@@ -16,18 +15,13 @@ from analytics_assets.defs.ingest.kafka_sensors import build_kafka_sensor
 from analytics_assets.defs.ingest.sensors import STREAMING_LANE
 from analytics_assets.partitions import batches
 from tests.conftest import event
-from tests.kafka.conftest import create_topic
+from tests.kafka.conftest import configure
 from tests.kafka.test_ranges import send
 
 
 @pytest.fixture
 def kafka_env(broker, monkeypatch, analytics_home):
-    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}", partitions=2)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
-    monkeypatch.setenv("KAFKA_TOPICS", topic)
-    monkeypatch.setenv("KAFKA_MAX_RECORDS", "4")
-    monkeypatch.setenv("KAFKA_MAX_WAIT_S", "0")
-    return topic
+    return configure(monkeypatch, broker, MAX_RECORDS="4")
 
 
 def tick(sensor, instance, cursor=None):
@@ -40,7 +34,15 @@ def run_all(result, resources, instance) -> list[str]:
     keys = [r.partition_key for r in result.run_requests]
     instance.add_dynamic_partitions(batches.name, keys)
     for key in keys:
-        dg.materialize([ingest_batch], partition_key=key, resources=resources, instance=instance)
+        done = dg.materialize(
+            [ingest_batch], partition_key=key, resources=resources, instance=instance
+        )
+        (events,) = [
+            m.materialization.metadata
+            for m in done.get_asset_materialization_events()
+            if m.asset_key == dg.AssetKey("events")
+        ]
+        assert events["kafka_lag"].value >= 0 and "kafka_range" in events
     return keys
 
 
