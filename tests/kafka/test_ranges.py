@@ -24,7 +24,7 @@ def send(broker, topic: str, records: list[dict | bytes], partition_of=None) -> 
     for i, record in enumerate(records):
         value = record if isinstance(record, bytes) else json.dumps(record).encode()
         producer.produce(topic, value, partition=partition_of(i) if partition_of else 0)
-    assert producer.flush(10) == 0
+    assert producer.flush(60) == 0
 
 
 def ingest(conn, broker, rng: OffsetRange):
