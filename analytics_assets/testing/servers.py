@@ -157,40 +157,54 @@ class KafkaBroker:
     ``bootstrap`` is ``host:port`` for a client's ``bootstrap.servers``."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
-        import sys
+        import os
+        from importlib.resources import files
 
-        found = Path(sys.executable).parent / "noida-db"
-        binary = str(found) if found.exists() else shutil.which("noida-db")
-        if binary is None:
+        # the server binary itself, not the package's console script: that wrapper runs it as a
+        # child, so stopping the wrapper returned while the server still held its data folder
+        # ("already running" for the restart that followed)
+        try:
+            binary = str(files("noida_db").joinpath("noida-db"))
+        except ModuleNotFoundError:
+            binary = None
+        if binary is None or not Path(binary).is_file():
             raise RuntimeError("noida-db is not installed (uv sync installs it, a dev dependency)")
+        os.chmod(binary, 0o755)
         self.binary = binary
         self.workdir = workdir
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 30.0) -> KafkaBroker:
+    def start(self, timeout_s: float = 60.0) -> KafkaBroker:
+        """Start it and wait until it answers. A process that exits at once (after a restart,
+        its port may still be held for a moment) is started again until ``timeout_s``."""
         from confluent_kafka.admin import AdminClient
 
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = (self.workdir / "broker.log").open("ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "start", "--only", "kafka", "--host", "127.0.0.1",
-             "--kafka-port", str(self.port), "--data-dir", str(self.workdir / "data")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
         deadline = time.monotonic() + timeout_s
+        self._launch()
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
         while True:
             try:
                 admin.list_topics(timeout=1)
                 return self
             except Exception:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
+                if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"noida-db did not start on port {self.port}") from None
+                if self.proc is None or self.proc.poll() is not None:
+                    time.sleep(0.5)
+                    self._launch()
                 time.sleep(0.1)
+
+    def _launch(self) -> None:
+        with (self.workdir / "broker.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "start", "--only", "kafka", "--host", "127.0.0.1",
+                 "--kafka-port", str(self.port), "--data-dir", str(self.workdir / "data")],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
 
     def stop(self) -> None:
         if self.proc is not None:
