@@ -40,14 +40,19 @@ class DayRange(BaseModel):
 
 
 class KpiRow(BaseModel):
-    window_start: datetime
-    events: int
-    active_customers: int
-    sessions: int | None
-    purchases: int
-    revenue: float
-    conversion_rate: float | None
-    average_order_value: float | None
+    window_start: datetime = Field(description="Start of the window (UTC).")
+    events: int = Field(description="Events that occurred in the window.")
+    active_customers: int = Field(description="Distinct customers with an event in the window.")
+    sessions: int | None = Field(description="Sessions started in the window.")
+    purchases: int = Field(description="Purchase events in the window.")
+    revenue: float = Field(description="Sum of the purchases' amounts.")
+    conversion_rate: float | None = Field(
+        description="Share of the sessions started in the window with at least one purchase "
+        "(0 to 1; null without sessions)."
+    )
+    average_order_value: float | None = Field(
+        description="Revenue per purchase (null without purchases)."
+    )
 
 
 class KpiResponse(BaseModel):

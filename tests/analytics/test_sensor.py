@@ -7,6 +7,7 @@ from datetime import date
 import dagster as dg
 
 from analytics_assets.defs.analytics.sensors import (
+    DEFINITIONS_VERSION,
     RANGE_END_TAG,
     RANGE_START_TAG,
     build_events_sensor,
@@ -74,4 +75,18 @@ def test_unreadable_batch_requests_nothing(land, resources, instance) -> None:
     land("bad.jsonl", b"")
     instance.add_dynamic_partitions(batches.name, ["bad"])
     dg.materialize([ingest_batch], partition_key="bad", resources=resources, instance=instance)
+    assert ticker.ranges() == []
+
+
+def test_a_cursor_of_older_definitions_rebuilds_every_day_once(land, resources, instance) -> None:
+    """After an upgrade that changes a day table's definition (the cursor's version), the first
+    tick reads every batch again, so no day keeps a value of the old definition."""
+    ticker = Ticker(instance)
+    ingest(land, resources, instance, "b1", ["2024-03-10"])
+    assert ticker.ranges() == [("2024-03-09", "2024-03-10")]
+    assert ticker.ranges() == []
+    version, _, position = ticker.cursor.partition(":")
+    assert version == DEFINITIONS_VERSION and position
+    ticker.cursor = position  # what a sensor of the older definitions stored
+    assert ticker.ranges() == [("2024-03-09", "2024-03-10")]
     assert ticker.ranges() == []

@@ -10,6 +10,7 @@ import pytest
 
 from analytics_assets.defs.analytics import transforms
 from tests.analytics.conftest import D1, D2, D3, RECORDS, ingest
+from tests.conftest import event, purchase
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_daily_kpis(conn) -> None:
     transforms.sessions(conn, D1, D3).create("sessions")
     got = transforms.kpis(conn, D1, D3, "day").fetchall()
     assert got == [
-        (datetime(2024, 3, 1), 5, 2, 3, 1, 30.0, pytest.approx(1 / 3), 30.0),
+        (datetime(2024, 3, 1), 5, 2, 3, 1, 30.0, pytest.approx(2 / 3), 30.0),
         (datetime(2024, 3, 2), 1, 1, 0, 1, 5.0, None, 5.0),
     ]
 
@@ -74,3 +75,24 @@ def test_hourly_kpis(conn) -> None:
 
 def test_late_events_reach_back_one_day() -> None:
     assert transforms.session_days_affected([D2, D3]) == [D1, D2, D3]
+
+
+def test_conversion_is_a_share_of_sessions(tmp_path) -> None:
+    """By hand: three sessions start on D1, one with two purchases ($10 + $20), one with
+    one ($6), one with none: 2 of 3 sessions converted (never purchases / sessions = 1.0),
+    3 purchases, average order value $36 / 3."""
+    records = [
+        event(1, customer_id="x", occurred_at="2024-03-01T09:00:00Z"),
+        purchase(2, 10.0, customer_id="x", occurred_at="2024-03-01T09:05:00Z"),
+        purchase(3, 20.0, customer_id="x", occurred_at="2024-03-01T09:10:00Z"),
+        purchase(4, 6.0, customer_id="y", occurred_at="2024-03-01T12:00:00Z"),
+        event(5, customer_id="z", occurred_at="2024-03-01T15:00:00Z"),
+    ]
+    ingest(tmp_path / "w.duckdb", "two-purchases", records)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        transforms.sessions(conn, D1, D2).create("sessions")
+        (row,) = transforms.kpis(conn, D1, D2, "day").fetchall()
+        hourly = transforms.kpis(conn, D1, D2, "hour").fetchall()
+    assert row == (datetime(2024, 3, 1), 5, 3, 3, 3, 36.0, pytest.approx(2 / 3), 12.0)
+    assert [(r[0].hour, r[3], r[6]) for r in hourly] == [(9, 1, 1.0), (12, 1, 1.0), (15, 1, 0.0)]
+    assert all(0 <= r[6] <= 1 for r in hourly)

@@ -100,7 +100,7 @@ def _kpi_asset(grain: str) -> dg.AssetsDefinition:
 
     kpi_windows.__doc__ = (
         f"Tumbling {grain} windows: events, active customers, sessions, purchases, revenue, "
-        "conversion rate (purchases per session) and average order value."
+        "conversion rate (share of sessions with a purchase) and average order value."
     )
     return kpi_windows
 

@@ -11,6 +11,15 @@ from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from analytics_assets.partitions import days
 
 _PAGE = 1_000
+DEFINITIONS_VERSION = "2"
+"""Bumped when a day table's definition changes (2: conversion rate as a share of sessions):
+a cursor of another version is read from the start, so the first tick after an upgrade
+rebuilds every day once."""
+
+
+def _read_cursor(stored: str | None) -> str | None:
+    version, _, cursor = (stored or "").partition(":")
+    return cursor or None if version == DEFINITIONS_VERSION else None
 
 
 def contiguous_ranges(touched: set[date]) -> list[tuple[date, date]]:
@@ -44,7 +53,7 @@ def build_events_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     )
     def events_sensor(context: dg.SensorEvaluationContext):
         touched: set[date] = set()
-        cursor = context.cursor
+        cursor = _read_cursor(context.cursor)
         while True:
             page = context.instance.fetch_materializations(
                 dg.AssetKey("events"), limit=_PAGE, cursor=cursor, ascending=True
@@ -54,8 +63,9 @@ def build_events_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
             cursor = page.cursor if page.records else cursor
             if not page.has_more:
                 break
-        if cursor != context.cursor:
-            context.update_cursor(cursor)
+        stored = f"{DEFINITIONS_VERSION}:{cursor or ''}"
+        if stored != context.cursor:
+            context.update_cursor(stored)
         first_day = date.fromisoformat(settings.FIRST_DAY)
         last_day = date.fromisoformat(days.get_last_partition_key())
         affected = {d for d in session_days_affected(sorted(touched)) if first_day <= d <= last_day}

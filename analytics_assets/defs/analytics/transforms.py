@@ -133,9 +133,12 @@ def kpis(
 ) -> duckdb.DuckDBPyRelation:
     """Tumbling-window KPIs per ``grain`` ('hour' or 'day') over days ``[start, end)``.
 
-    Session counts come from ``sessions_table`` (rows as :func:`sessions` makes them, already
-    built for the range). Conversion rate is purchases per session started in the window;
-    average order value is revenue per purchase.
+    Events, active customers, purchases and revenue count the events that occurred in the
+    window. Sessions and conversion come from ``sessions_table`` (rows as :func:`sessions`
+    makes them, already built for the range): ``sessions`` started in the window, and
+    ``conversion_rate`` is the share of them with at least one purchase (a session with two
+    purchases converts once, so the rate is never above 1). Average order value is revenue per
+    purchase.
     """
     if grain not in ("hour", "day"):
         raise ValueError(f"grain must be 'hour' or 'day', not {grain!r}")
@@ -145,7 +148,8 @@ def kpis(
         f"""
         WITH per_window AS (
             SELECT date_trunc('{grain}', session_start AT TIME ZONE 'UTC') AS window_start,
-                   count(*) AS sessions
+                   count(*) AS sessions,
+                   count(*) FILTER (WHERE purchases > 0) AS converted
             FROM {sessions_table}
             WHERE session_start >= $lo AND session_start < $hi
             GROUP BY ALL
@@ -162,7 +166,7 @@ def kpis(
         )
         SELECT e.window_start, e.events, e.active_customers,
                coalesce(p.sessions, 0) AS sessions, e.purchases, e.revenue,
-               CASE WHEN p.sessions > 0 THEN e.purchases / p.sessions END AS conversion_rate,
+               CASE WHEN p.sessions > 0 THEN p.converted / p.sessions END AS conversion_rate,
                CASE WHEN e.purchases > 0 THEN e.revenue / e.purchases END AS average_order_value
         FROM e LEFT JOIN per_window p USING (window_start)
         ORDER BY e.window_start
