@@ -64,6 +64,13 @@ def main() -> None:
     default=None,
     help="First simulated day (UTC); default: DAYS before today.",
 )
+@click.option(
+    "--continue-calendar",
+    is_flag=True,
+    help="Add to the calendar this home's events already hold: the simulated days are its "
+    "last DAYS days, the customers new ones (ids after its simulated customers'), so no "
+    "existing customer's history or as-of day moves.",
+)
 @click.option("--format", "fmt", type=_FORMAT, default="jsonl", show_default=True)
 @click.option("--landing", type=click.Path(path_type=Path), default=None, help="Landing folder.")
 @click.option("--to", "to", type=_TO, default="landing", show_default=True)
@@ -77,18 +84,23 @@ def simulate_command(
     rate: float | None,
     seed: int,
     start: datetime | None,
+    continue_calendar: bool,
     fmt: str,
     landing: Path | None,
     to: str,
     topic: str | None,
 ) -> None:
-    """Write a seeded synthetic clickstream as micro-batch files (or records of a Kafka topic)."""
+    """Write a seeded synthetic clickstream as micro-batch files (or records of a Kafka topic).
+
+    Without --start, a home whose events lie on another calendar (the demo's are 1997-98) gets
+    nothing written but a warning: pass --continue-calendar to add to its calendar, or --start
+    to choose the days."""
     from tqdm import tqdm
 
     from analytics_assets.producers import simulate
 
+    config = _simulation(customers, days, seed, start, continue_calendar)
     emit, target = _emitter(to, topic, landing, fmt)
-    config = simulate.SimulationConfig(customers=customers, days=days, seed=seed, start=start)
     events = simulate.simulate_events(config)
     files = 0
     with tqdm(total=events.height, unit="ev", unit_scale=True, desc="simulate") as bar:
@@ -102,6 +114,53 @@ def simulate_command(
     click.echo(
         f"{events.height:,} events from {customers:,} customers in {files} batches -> {target}"
     )
+
+
+def _simulation(
+    customers: int, days: int, seed: int, start: datetime | None, continue_calendar: bool
+):
+    """The simulation to run, placed on the home's calendar where it must be."""
+    from analytics_assets.producers import simulate
+    from analytics_assets.producers.calendar import home_calendar
+
+    if start is not None and continue_calendar:
+        raise click.UsageError("--start and --continue-calendar choose the days both: pass one")
+    config = simulate.SimulationConfig(customers=customers, days=days, seed=seed, start=start)
+    if start is not None:
+        return config
+    calendar = home_calendar(settings.lake_dir())
+    if continue_calendar:
+        if calendar is None:
+            raise click.UsageError(
+                "--continue-calendar: this home holds no events yet (ingest some first, or "
+                "leave the flag out)"
+            )
+        first = datetime.combine(calendar.last_days(days), datetime.min.time())
+        config = simulate.SimulationConfig(
+            customers=customers,
+            days=days,
+            seed=seed,
+            start=first,
+            first_customer=calendar.simulated_customers,
+        )
+        click.echo(
+            f"On this home's calendar: {first:%Y-%m-%d} .. {calendar.last_day} "
+            f"(customers from {config.first_customer})",
+            err=True,
+        )
+        return config
+    first_day = config.window_start().date()
+    if calendar is not None and not calendar.holds(first_day, days):
+        click.echo(
+            f"Warning: this home's events are dated {calendar.first_day} .. "
+            f"{calendar.last_day}; {days} days from {first_day} would sit beside them on "
+            "another calendar (every customer would look churned, KPIs and the audit would "
+            "jump years). Nothing written. Pass --continue-calendar to add new customers on "
+            "the home's last days, or --start YYYY-MM-DD to choose the days.",
+            err=True,
+        )
+        raise SystemExit(1)
+    return config
 
 
 @main.group("replay")

@@ -262,7 +262,8 @@ The loop closed in {time.monotonic() - started:.0f} s.
 Score a customer:
   curl -s -X POST {scoring}/churn -H 'Content-Type: application/json' \\
        -d '{{"customer_ids": ["{customer}"]}}'
-More data: uv run analytics simulate --customers 500 --days 7 (the sensors pick it up).
+More data: uv run analytics simulate --customers 500 --days 7 --continue-calendar
+  (500 new customers on the last 7 days of this calendar; the sensors pick them up).
 Ctrl-C stops the webserver, the daemon and the two services.""",
             flush=True,
         )

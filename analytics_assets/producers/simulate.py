@@ -33,10 +33,15 @@ class SimulationConfig:
     seed: int = 7
     start: datetime | None = None
     """First day of the window (UTC); default: ``days`` before now, so recent data is fresh."""
+    first_customer: int = 0
+    """Number of the first customer (``cust-0000500`` for 500): new customers beside those of
+    an earlier simulation."""
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.days < 1:
             raise ValueError("a simulation needs at least one customer and one day")
+        if self.first_customer < 0:
+            raise ValueError("the first customer's number cannot be negative")
 
     def window_start(self) -> datetime:
         if self.start is not None:
@@ -51,7 +56,8 @@ class SimulationConfig:
         so it writes new names (a claimed name never carries new content) and new event ids
         (its events are not taken for duplicates); the same command again writes the same
         files, which the platform finds already committed."""
-        return f"sim-{self.seed}-{self.window_start():%Y%m%d}-{self.days}d-{self.customers}c"
+        name = f"sim-{self.seed}-{self.window_start():%Y%m%d}-{self.days}d-{self.customers}c"
+        return f"{name}-from{self.first_customer}" if self.first_customer else name
 
 
 def _customers(rng: np.random.Generator, config: SimulationConfig) -> dict[str, np.ndarray]:
@@ -118,7 +124,10 @@ def simulate_events(config: SimulationConfig) -> pl.DataFrame:
     base = config.window_start()
     frame = pl.DataFrame(
         {
-            "customer_id": pl.Series(who).cast(pl.String).str.zfill(7).str.replace(r"^", "cust-"),
+            "customer_id": pl.Series(who + config.first_customer)
+            .cast(pl.String)
+            .str.zfill(7)
+            .str.replace(r"^", "cust-"),
             "session_id": pl.Series(session_of_event).cast(pl.String).str.replace(r"^", "s-"),
             "seconds": occurred,
             "kind": kind_of_event,
