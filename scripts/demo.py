@@ -90,11 +90,13 @@ def loop_progress(dagster: str, landed: int, settings):
             for r in found
             if demo_check.sensor_of(r) == "landing_sensor" and r["status"] == "SUCCESS"
         )
-        failed = sum(1 for r in found if r["status"] == "FAILURE")
+        every = demo_check.outcomes(found)
+        failed = sum(1 for o in every if o.status == "FAILURE")
+        healed = sum(1 for o in every if o.status in ("HEALED", "RETRYING"))
         promoted = done.get("promoted_models", 0.0)
         monitored = [k for k in ("drift_report", "model_performance") if done.get(k, 0) > promoted]
         analytics = sum(1 for r in found if demo_check.sensor_of(r) == "events_sensor")
-        retraining = [r["status"].lower() for r in found if r["jobName"] == "retrain_models"]
+        retraining = [o.status.lower() for o in every if o.first["jobName"] == "retrain_models"]
         steps = [
             f"batches ingested {ingested}/{landed}",
             f"analytics runs {analytics}",
@@ -103,9 +105,11 @@ def loop_progress(dagster: str, landed: int, settings):
             f"champion: {'yes' if promoted else 'no'}",
             f"monitoring since: {', '.join(monitored) or 'not yet'}",
         ]
+        if healed:
+            steps.append(f"{healed} run(s) failed and retried by Dagster")
         if failed:
             steps.append(f"{failed} failed run(s): see the UI")
-        if not promoted and "failure" in retraining:
+        if not promoted and retraining[:1] == ["failure"]:
             # the retraining sensor waits out its cool-down now; say why instead of waiting
             raise RuntimeError(
                 "retrain_models failed, so there is no champion to serve; the errors are in "

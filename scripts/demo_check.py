@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 
 ASSETS = (
     "events",
@@ -78,16 +79,88 @@ def sensor_of(run: dict) -> str | None:
     return tag_of(run, "dagster/sensor_name")
 
 
+RETRYING = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A run and its retries read as one: the first run, and the last retry (or itself)."""
+
+    first: dict
+    last: dict
+    max_retries: int = 0
+
+    @property
+    def status(self) -> str:
+        """``HEALED`` (failed, then a retry succeeded), ``RETRYING`` (failed, and its retry is
+        not done, or not made yet while retries are left), else the last run's status."""
+        last = self.last["status"]
+        if last == "FAILURE" and int(tag_of(self.last, "dagster/retry_number") or 0) < (
+            self.max_retries
+        ):
+            return "RETRYING"  # the daemon retries a failed run within seconds
+        if self.first["status"] != "FAILURE" or self.first is self.last:
+            return last
+        if last == "SUCCESS":
+            return "HEALED"
+        return "RETRYING" if last in RETRYING else last
+
+    def describe(self) -> str:
+        text = f"{self.first['jobName']} {self.first['runId'][:8]}"
+        if self.last is not self.first:
+            text += f" (retry {self.last['runId'][:8]}: {self.last['status'].lower()})"
+        return text
+
+
+def max_retries() -> int:
+    """Dagster's ``run_retries.max_retries`` in ``$DAGSTER_HOME/dagster.yaml`` (0: off)."""
+    import yaml
+
+    from analytics_assets import settings
+
+    path = settings.dagster_home() / "dagster.yaml"
+    config = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    retries = config.get("run_retries") or {}
+    return int(retries.get("max_retries", 0)) if retries.get("enabled") else 0
+
+
+def outcomes(found: list[dict], retries: int | None = None) -> list[Outcome]:
+    """Dagster's retries (``dagster/root_run_id``, ``dagster/retry_number``) joined to the run
+    they retry: one outcome per run a sensor, schedule or person asked for, newest first.
+    ``retries``: how often Dagster retries a failed run (default: as the instance says)."""
+    retries = max_retries() if retries is None else retries
+    families: dict[str, list[dict]] = {}
+    for run in found:
+        families.setdefault(tag_of(run, "dagster/root_run_id") or run["runId"], []).append(run)
+    result = []
+    for root, family in families.items():
+        family.sort(key=lambda r: int(tag_of(r, "dagster/retry_number") or 0))
+        first = next((r for r in family if r["runId"] == root), family[0])
+        result.append(Outcome(first, family[-1], retries))
+    return result
+
+
 def check_runs(dagster: str) -> str:
-    found = runs(dagster)
-    failed = [f"{r['jobName']} {r['runId'][:8]}" for r in found if r["status"] == "FAILURE"]
+    return runs_verdict(runs(dagster))
+
+
+def runs_verdict(found: list[dict], retries: int | None = None) -> str:
+    """What the runs say: an AssertionError for a run that failed for good (after Dagster's
+    retries), or a line naming the runs that failed and were healed by a retry."""
+    every = outcomes(found, retries)
+    failed = [o.describe() for o in every if o.status == "FAILURE"]
     if failed:
         raise AssertionError(f"failed runs: {failed}")
-    unfinished = [r for r in found if r["status"] not in ("SUCCESS", "CANCELED")]
+    healed = [o.describe() for o in every if o.status in ("HEALED", "RETRYING")]
+    unfinished = [r for r in found if r["status"] not in ("SUCCESS", "CANCELED", "FAILURE")]
     by_job = Counter(r["jobName"] for r in found)
     if not any(r["jobName"] == "retrain_models" for r in found):
         raise AssertionError("no retrain_models run yet")
-    return f"{len(found)} runs, none failed ({len(unfinished)} in flight): {dict(by_job)}"
+    retried = f"; failed, then retried by Dagster: {healed}" if healed else ""
+    return (
+        f"{len(found)} runs, none failed for good ({len(unfinished)} in flight): "
+        f"{dict(by_job)}{retried}"
+    )
 
 
 def check_assets(dagster: str) -> str:
