@@ -8,7 +8,6 @@ Run by ``make demo`` (after ``make seed``); Ctrl-C stops everything it started.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import subprocess
@@ -22,7 +21,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import demo_check  # noqa: E402 (the scripts folder is not a package)
 
-from analytics_assets.lib.processes import stop  # noqa: E402
+from analytics_assets.lib.processes import group_members, stop, stop_group  # noqa: E402
 
 # quicker than the defaults, so the loop closes within minutes on a laptop (set ones win)
 DEMO_ENV = {
@@ -120,6 +119,16 @@ def loop_progress(dagster: str, landed: int, settings):
     return progress
 
 
+def say(text: str) -> None:
+    """Print, surviving a reader that went away: Ctrl-C on ``make demo 2>&1 | tee demo.log``
+    stops ``tee`` too, and the clean-up must still run. From the first broken pipe on, output
+    goes nowhere."""
+    try:
+        print(text, flush=True)
+    except OSError:  # BrokenPipeError, or the terminal closed
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the rest of the process)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -141,34 +150,11 @@ def stop_leftovers(logs: Path) -> None:
     path = logs / PIDS_FILE
     if not path.exists():
         return
-    alive = []
-    for line in path.read_text().split():
-        if line.isdigit():
-            try:
-                os.killpg(int(line), 0)
-                alive.append(int(line))
-            except (ProcessLookupError, PermissionError):
-                pass
-    for group in alive:
-        print(f"An earlier demo left process group {group} running; stopping it.", flush=True)
-        _stop_group(group)
+    for group in {int(line) for line in path.read_text().split() if line.isdigit()}:
+        if group_members(group):
+            say(f"An earlier demo left process group {group} running; stopping it.")
+            stop_group(group)
     path.unlink()
-
-
-def _stop_group(group: int, timeout_s: float = 20.0) -> None:
-    try:
-        os.killpg(group, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGKILL)
 
 
 def port_holder(port: int) -> str | None:
@@ -276,19 +262,19 @@ Ctrl-C stops the webserver, the daemon and the two services.""",
         while all(p.poll() is None for p in (dagster_proc, serving_proc, reader_proc)):
             time.sleep(1)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         return 0
     except (TimeoutError, RuntimeError) as error:
-        print(f"{error}; logs in {logs}", flush=True)
+        say(f"{error}; logs in {logs}")
         return 1
     finally:
         _ignore_signals()
-        print("Stopping the services and Dagster (further Ctrl-C are ignored) ...", flush=True)
+        say("Stopping the services and Dagster (further Ctrl-C are ignored) ...")
         for proc in (reader_proc, serving_proc, dagster_proc):
             if proc is not None:
                 stop(proc, timeout_s=20)
         pids.unlink(missing_ok=True)
-        print("Stopped.", flush=True)
+        say("Stopped.")
 
 
 TOUR_ASSETS = ("customer_base_audit", "drift_report", "churn_model")

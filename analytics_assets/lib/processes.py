@@ -5,27 +5,65 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from contextlib import suppress
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
     """SIGTERM, then SIGKILL after ``timeout_s``. A process started with
     ``start_new_session=True`` is signalled with its whole group (dagster-daemon, ``dagster
-    dev`` and ``bentoml serve`` have children)."""
-    if proc.poll() is not None:
+    dev`` and ``bentoml serve`` have children), and stopped only once every member is."""
+    if proc.poll() is not None and not _is_group(proc):
         return
-    group = os.getpgid(proc.pid) == proc.pid
-
-    def send(sig: int) -> None:
-        with suppress(ProcessLookupError):  # it may have exited meanwhile
-            if group:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-
-    send(signal.SIGTERM)
+    if _is_group(proc):
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout_s)  # reaps the leader, so it is no member any more
+        stop_group(proc.pid, max(0.0, deadline - time.monotonic()), signalled=True)
+        proc.wait()
+        return
+    proc.terminate()
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
+        proc.kill()
         proc.wait()
+
+
+def _is_group(proc: subprocess.Popen) -> bool:
+    """Whether ``proc`` leads a process group of its own (started in a new session)."""
+    try:
+        return os.getpgid(proc.pid) == proc.pid
+    except ProcessLookupError:  # reaped already: its group may live on under its id
+        return bool(group_members(proc.pid))
+
+
+def stop_group(group: int, timeout_s: float = 20.0, signalled: bool = False) -> None:
+    """SIGTERM to process group ``group`` (unless ``signalled``), then SIGKILL to whatever of
+    it still runs after ``timeout_s``."""
+    if not signalled:
+        with suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while group_members(group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in group_members(group):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def group_members(group: int) -> list[int]:
+    """The processes of process group ``group`` still running. Zombies do not count: a member
+    whose parent is gone waits for init to reap it, which may never come in a container."""
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == group and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
