@@ -101,6 +101,7 @@ def test_ctrl_c_with_the_output_piped_stops_everything(tmp_path) -> None:
         start_new_session=True,  # a terminal's foreground process group
     )
     url = f"http://127.0.0.1:{ports['DAGSTER_PORT']}/server_info"
+    started: list[psutil.Process] = []
     try:
         for _ in range(1200):  # make env, the seed, then dagster dev (minutes when loaded)
             if demo.answers(url) or group.poll() is not None:
@@ -113,7 +114,7 @@ def test_ctrl_c_with_the_output_piped_stops_everything(tmp_path) -> None:
         _, alive = psutil.wait_procs(started, timeout=30)
         assert not alive, [p.cmdline() for p in alive]
         assert all(demo.port_holder(port) is None for port in ports.values())
-    finally:
-        for proc in psutil.Process().children(recursive=True):
+    finally:  # whatever a failing demo left, so that the next tests find free cores
+        for proc in [*started, *psutil.Process().children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
