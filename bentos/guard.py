@@ -3,14 +3,14 @@ BentoML parses anything:
 401 without the API key (when ``SCORING_API_KEY`` is set) and 413 for a body over
 ``SCORING_MAX_BODY_BYTES``. Every POST body is read as JSON whatever its declared type (``curl
 -d`` declares form encoding), so no other parser (multipart, pickle) ever sees it. Probes and
-metrics stay open."""
+metrics stay open. Its answers are in the services' one error shape (:mod:`bentos.errors`)."""
 
 from __future__ import annotations
 
 import hmac
-import json
 
 from analytics_assets import settings
+from bentos import errors
 
 OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/metrics"})
 
@@ -74,7 +74,7 @@ class RequestGuard:
 
 
 async def _reply(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+    body = errors.body(status, message)
     await send(
         {
             "type": "http.response.start",

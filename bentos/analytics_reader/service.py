@@ -22,7 +22,6 @@ from pathlib import Path
 import anyio.to_thread
 import bentoml
 import duckdb
-from bentoml.exceptions import BentoMLException, NotFound
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse
@@ -44,6 +43,7 @@ from bentos.analytics_reader.schemas import (
     SqlResult,
     Window,
 )
+from bentos.errors import ApiError, ErrorShape
 from bentos.guard import RequestGuard
 
 logger = logging.getLogger("bentoml.analytics_reader")
@@ -62,12 +62,6 @@ def _report(request: Request):
 
 
 report_app = Starlette(routes=[Route("/", _report, methods=["GET"])])
-
-
-class ClientError(BentoMLException):
-    """A request the API cannot answer as asked (4xx, with the reason)."""
-
-    error_code = HTTPStatus.BAD_REQUEST
 
 
 @bentoml.service(
@@ -101,8 +95,9 @@ class AnalyticsReader:
         conversion rate and average order value."""
         span = _range(first_day, last_day)
         if span.days > MAX_DAYS[window]:
-            raise ClientError(
-                f"at most {MAX_DAYS[window]} days of {window} windows per request, not {span.days}"
+            raise ApiError(
+                f"at most {MAX_DAYS[window]} days of {window} windows per request, not {span.days}",
+                "range_too_long",
             )
         rows = reads.kpis(self.cache, self.root, window, first_day, last_day)
         return KpiResponse(window=window, first_day=first_day, last_day=last_day, rows=rows)
@@ -120,7 +115,9 @@ class AnalyticsReader:
             self.cache, self.root, lens, first_period, last_period
         )
         if not columns:
-            raise NotFound("no audit published yet: materialize customer_base_audit")
+            raise ApiError(
+                "no audit published yet: materialize customer_base_audit", "no_audit", 404
+            )
         return AuditResponse(lens=lens, table=name, columns=columns, rows=rows, periods=periods)
 
     @bentoml.api(route="/customer")
@@ -138,17 +135,19 @@ class AnalyticsReader:
         try:
             result = await anyio.to_thread.run_sync(self.sandbox.run, query, limit, self.timeout_s)
         except Refused as exc:
-            raise ClientError(str(exc)) from exc
+            raise ApiError(str(exc), "sql_refused") from exc
         except TooSlow as exc:
-            raise ClientError(str(exc), error_code=HTTPStatus.REQUEST_TIMEOUT) from exc
+            raise ApiError(str(exc), "sql_timeout", HTTPStatus.REQUEST_TIMEOUT) from exc
         except TooBig as exc:
-            raise ClientError(str(exc), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from exc
-        except duckdb.PermissionException as exc:  # 400: BentoML hides a 403's message
-            raise ClientError(f"only the lake can be read here: {exc}") from exc
+            raise ApiError(
+                str(exc), "result_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+            ) from exc
+        except duckdb.PermissionException as exc:
+            raise ApiError(f"only the lake can be read here: {exc}", "outside_lake", 403) from exc
         except duckdb.OutOfMemoryException as exc:
-            raise ClientError(f"the query needs too much memory: {exc}") from exc
+            raise ApiError(f"the query needs too much memory: {exc}", "sql_out_of_memory") from exc
         except duckdb.Error as exc:  # the query itself is wrong: unknown table, bad types, ...
-            raise ClientError(str(exc)) from exc
+            raise ApiError(str(exc), "sql_error") from exc
         return SqlResult(
             columns=result.columns,
             types=result.types,
@@ -168,7 +167,12 @@ class AnalyticsReader:
         predictions = reads.predictions(self.sandbox.db, customer_id)
         features, as_of = self._features(customer_id)
         if activity is None and features is None and not predictions:
-            raise NotFound(f"customer {customer_id!r} is not known to the lake or online store")
+            raise ApiError(
+                f"customer {customer_id!r} is not known to the lake, the online store or the "
+                "prediction log",
+                "unknown_customer",
+                404,
+            )
         return CustomerProfile(
             customer_id=customer_id,
             features=features,
@@ -213,7 +217,8 @@ def _range(first: date, last: date) -> DayRange:
     try:
         return DayRange(first_day=first, last_day=last)
     except ValueError as exc:
-        raise ClientError(f"last day {last} is before first day {first}") from exc
+        raise ApiError(f"last day {last} is before first day {first}", "invalid_range") from exc
 
 
 AnalyticsReader.add_asgi_middleware(RequestGuard)
+AnalyticsReader.add_asgi_middleware(ErrorShape)

@@ -17,7 +17,6 @@ from typing import Literal
 import anyio.to_thread
 import bentoml
 import numpy as np
-from bentoml.exceptions import ServiceUnavailable
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -39,6 +38,7 @@ from bentos.customer_scoring.schemas import (
     ValuePrediction,
     ValueResponse,
 )
+from bentos.errors import ApiError, ErrorShape
 from bentos.guard import RequestGuard
 
 logger = logging.getLogger("bentoml.customer_scoring")
@@ -241,7 +241,7 @@ class CustomerScoring:
     def _champion(self, name: str) -> LoadedModel:
         champion = self.models.slot(name).champion
         if champion is None:
-            raise ServiceUnavailable(f"no {name} has been promoted to the model store yet")
+            raise ApiError(f"no {name} has been promoted to the model store yet", "no_model", 503)
         return champion
 
     def _predict(
@@ -253,7 +253,7 @@ class CustomerScoring:
         slot = self.models.slot(name)  # once: a reload meanwhile does not mix versions
         champion = slot.champion
         if champion is None:
-            raise ServiceUnavailable(f"no {name} has been promoted to the model store yet")
+            raise ApiError(f"no {name} has been promoted to the model store yet", "no_model", 503)
         everyone = np.ones(len(customer_ids), dtype=bool)
         plan = [(champion, everyone, True)]
         if slot.challenger is not None and self.shadow:
@@ -321,6 +321,7 @@ class CustomerScoring:
 
 
 CustomerScoring.add_asgi_middleware(RequestGuard)
+CustomerScoring.add_asgi_middleware(ErrorShape)
 
 
 def _number(value: float) -> float | None:

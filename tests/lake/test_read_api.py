@@ -12,6 +12,7 @@ import pytest
 from analytics_assets import settings
 from analytics_assets.lib import lake
 from tests.lake.conftest import ACTIVE_CUSTOMER, API_KEY, FIRST_DAY, READER_DIR
+from tests.serving.conftest import error_of
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -140,10 +141,10 @@ SANDBOX_CORPUS = [
     ("SET enable_external_access = true", 400, "only SELECT"),
     ("PRAGMA database_list", 400, "only SELECT"),
     ("SELECT 1; SELECT 2", 400, "one statement"),
-    ("SELECT * FROM read_csv('/etc/passwd')", 400, "only the lake"),
-    ("SELECT * FROM read_parquet('{lake}/../warehouse.duckdb')", 400, "only the lake"),
-    ("SELECT * FROM read_text('{home}/lake.duckdb')", 400, "only the lake"),
-    ("SELECT * FROM glob('/*')", 400, "only the lake"),
+    ("SELECT * FROM read_csv('/etc/passwd')", 403, "only the lake"),
+    ("SELECT * FROM read_parquet('{lake}/../warehouse.duckdb')", 403, "only the lake"),
+    ("SELECT * FROM read_text('{home}/lake.duckdb')", 403, "only the lake"),
+    ("SELECT * FROM glob('/*')", 403, "only the lake"),
     ("SELECT * FROM range(100000)", 413, "more than 1,000 rows"),
     ("SELECT count(*) FROM range(1000000000000) a", 408, "time limit"),
     ("SELECT * FROM no_such_table", 400, "no_such_table"),
@@ -157,8 +158,15 @@ def test_the_sql_sandbox_refuses_with_a_4xx_and_stays_healthy(
 ) -> None:
     sql = query.format(lake=lake_home / "lake", home=lake_home)
     answer = client.post("/sql", json={"query": sql})
-    assert answer.status_code == status, answer.text
-    assert message in answer.text
+    error = error_of(answer, status)
+    assert message in error["message"]
+    assert error["code"] in (
+        "sql_refused",
+        "outside_lake",
+        "result_too_large",
+        "sql_timeout",
+        "sql_error",
+    )
     assert client.get("/readyz").status_code == 200
     ok = client.post("/sql", json={"query": "SELECT count(*) FROM events"})
     assert ok.status_code == 200
@@ -175,11 +183,31 @@ def test_the_same_key_and_body_limit_as_scoring(reader) -> None:
         assert huge.status_code == 413
 
 
+def test_errors_have_the_one_shape(reader, client) -> None:
+    """The read API's own errors, BentoML's validation errors and the guard's answers: one
+    shape with a code, as the scoring service's (tests/serving/test_errors.py)."""
+    unknown = error_of(client.post("/customer", json={"customer_id": "nobody"}), 404)
+    assert unknown["code"] == "unknown_customer" and "nobody" in unknown["message"]
+    inverted = {"window": "day", "first_day": "2024-02-01", "last_day": "2024-01-01"}
+    assert error_of(client.post("/kpis", json=inverted), 400)["code"] == "invalid_range"
+    long = {"window": "hour", "first_day": "2020-01-01", "last_day": "2024-01-01"}
+    assert error_of(client.post("/kpis", json=long), 400)["code"] == "range_too_long"
+    invalid = error_of(client.post("/audit", json={"lens": "horoscope"}), 400)
+    assert invalid["code"] == "invalid_request" and invalid["detail"][0]["loc"]
+    assert error_of(client.post("/nowhere", json={}), 404)["code"] == "not_found"
+    with reader.client() as anonymous:
+        assert error_of(anonymous.post("/kpis", json=long), 401)["code"] == "unauthorized"
+
+
 def test_openapi_lists_the_typed_endpoints(client) -> None:
     spec = client.get("/docs.json").json()
     for route in ("/kpis", "/audit", "/customer", "/sql", "/tables"):
         assert route in spec["paths"], route
     assert "KpiResponse" in str(spec) and "SqlResult" in str(spec)
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    assert spec["paths"]["/sql"]["post"]["responses"]["400"]["content"]["application/json"] == {
+        "schema": error
+    }
 
 
 def test_the_report_is_served(client) -> None:

@@ -106,3 +106,16 @@ def server(serving_home: Path, tmp_path_factory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("logs") / "server.log"
     with run_server(serving_home, log, SCORING_CHALLENGER_SHARE="0.3") as running:
         yield running
+
+
+def error_of(answer: httpx.Response, status: int) -> dict:
+    """The body of an error answer, after checking it has the services' one shape
+    (``{"error": {"code", "message", "detail"}}``, bentos/errors.py) and ``status``."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/json"), answer.headers
+    body = answer.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "detail"}, body
+    error = body["error"]
+    assert isinstance(error["code"], str) and error["code"].isidentifier(), error
+    assert isinstance(error["message"], str) and error["message"], error
+    return error
