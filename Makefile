@@ -51,7 +51,7 @@ seed: env
 # the whole loop on this machine: seed the landing zone, start Dagster (webserver + daemon), let
 # sensors and automation ingest, build features, train and promote, then serve; see scripts/demo.py
 demo: env dagster-home seed
-	$(UV) run --locked python scripts/demo.py --dagster-port $(DAGSTER_PORT) --scoring-port $(SERVING_PORT) --reader-port $(READ_API_PORT)
+	$(UV) run --locked python scripts/demo.py --dagster-port $(DAGSTER_PORT) --scoring-port $(SERVING_PORT) --reader-port $(READ_API_PORT) --mlflow-port $(MLFLOW_PORT)
 
 # checks a running demo from the outside: runs, assets, tables, online features, the endpoint
 demo-check: env

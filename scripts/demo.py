@@ -175,6 +175,9 @@ def main() -> int:
     parser.add_argument("--dagster-port", type=int, default=3000)
     parser.add_argument("--scoring-port", type=int, default=3001)
     parser.add_argument("--reader-port", type=int, default=3002)
+    parser.add_argument(
+        "--mlflow-port", type=int, default=5000, help="where `make mlflow-ui` serves (MLFLOW_PORT)"
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds for the whole loop")
     parser.add_argument("--exit", action="store_true", help="stop once the checks have run")
     args = parser.parse_args()
@@ -238,15 +241,17 @@ def main() -> int:
         status = demo_check.main(["--dagster", dagster, "--scoring", scoring, "--reader", reader])
         customer = demo_check.sample_customer()
         report = settings.reports_dir() / "customer_base_audit" / "index.html"
-        print(tour(dagster, champion_run_url()), flush=True)
+        mlflow = f"http://127.0.0.1:{args.mlflow_port}"
+        groups = demo_check.asset_groups(dagster)
+        print(tour(dagster, champion_run_url(mlflow), groups, mlflow), flush=True)
         print(
             f"""
 The loop closed in {time.monotonic() - started:.0f} s.
-  Dagster UI      {dagster}   (Assets > Lineage; Automation: sensors and schedules)
+  Dagster UI      {dagster}   (Lineage, Catalog; Automation: sensors and schedules)
   Scoring service {scoring}   (OpenAPI docs at /docs; metrics at /metrics)
   Read API        {reader}   (KPIs, audit, profiles, SQL over the lake; docs/lake.md)
   Audit report    {reader}/report/   (or the file {report})
-  MLflow          make mlflow-ui -> http://127.0.0.1:5000
+  MLflow          make mlflow-ui -> {mlflow}   (its first answer takes a while: docs/models.md)
   Drift report    {settings.reports_dir() / "drift"}   (plots on drift_report in the UI)
   SQL             uv run analytics sql   (the lake, while this runs; not the warehouse file)
 Score a customer:
@@ -281,12 +286,27 @@ TOUR_ASSETS = ("customer_base_audit", "drift_report", "churn_model")
 """The assets the tour links to (tests/test_demo_script.py checks they exist)."""
 
 
-def tour(dagster: str, mlflow_run: str | None) -> str:
+def lineage_url(dagster: str, groups: list[str]) -> str:
+    """The global asset lineage with every group expanded (Dagster's UI opens it collapsed, one
+    box per group; its ``expanded`` query names the open ones, as ``global@global:<group>``)."""
+    from urllib.parse import quote
+
+    expanded = ",".join(f"global@global:{g}" for g in sorted(groups))
+    return f"{dagster}/asset-groups?expanded={quote(expanded, safe=',')}" if groups else dagster
+
+
+def tour(
+    dagster: str,
+    mlflow_run: str | None,
+    groups: list[str] | None = None,
+    mlflow: str = "http://127.0.0.1:5000",
+) -> str:
     """What to click first, with this demo's URLs (the README's tour)."""
-    run = mlflow_run or "make mlflow-ui -> http://127.0.0.1:5000, experiment churn_model"
+    run = mlflow_run or f"make mlflow-ui -> {mlflow}, experiment churn_model"
     return f"""
 What to click first:
-  1. The asset graph       {dagster}/asset-groups
+  1. The asset graph       {lineage_url(dagster, groups or [])}
+                           (Lineage, every group open: raw events to scored customers)
   2. A lens of the audit   {dagster}/assets/customer_base_audit  (latest materialization:
                            revenue deciles, customer bridge, cohorts, retention, layer cake;
                            as one page: its report_url)
@@ -297,7 +317,7 @@ What to click first:
   5. A streamed batch      {dagster}/runs  (the newest landing_sensor run)"""
 
 
-def champion_run_url() -> str | None:
+def champion_run_url(mlflow: str) -> str | None:
     """The MLflow UI's page of the churn champion's training run, when there is one."""
     import warnings
 
@@ -314,7 +334,7 @@ def champion_run_url() -> str | None:
         run = client.get_run(version.run_id)
     except Exception:  # no champion yet, or MLflow unreachable: the tour says where to look
         return None
-    return f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    return f"{mlflow}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
 if __name__ == "__main__":

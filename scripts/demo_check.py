@@ -71,6 +71,12 @@ def materialized(dagster: str) -> dict[str, float]:
     }
 
 
+def asset_groups(dagster: str) -> list[str]:
+    """The code location's asset groups."""
+    nodes = graphql(dagster, "{ assetNodes { groupName } }")["assetNodes"]
+    return sorted({n["groupName"] for n in nodes if n["groupName"]})
+
+
 def tag_of(run: dict, key: str) -> str | None:
     return next((t["value"] for t in run["tags"] if t["key"] == key), None)
 
@@ -234,6 +240,42 @@ def check_scoring(scoring: str, customer: str) -> str:
     )
 
 
+DOCS_WITH_EXAMPLES = ("README.md", "docs/serving.md", "docs/lake.md")
+
+
+def doc_examples() -> list[tuple[str, str, dict]]:
+    """``(doc, endpoint, body)`` of every ``curl -s localhost:PORT/ENDPOINT -d '{...}'`` the
+    docs show for ``/churn``, ``/clv`` and ``/customer``."""
+    import re
+
+    from analytics_assets import settings
+
+    found = []
+    for doc in DOCS_WITH_EXAMPLES:
+        text = (settings.REPO_ROOT / doc).read_text()
+        for endpoint, body in re.findall(
+            r"curl -s localhost:\d+/(churn|clv|customer)\s+-d '(\{.*?\})'", text
+        ):
+            found.append((doc, endpoint, json.loads(body)))
+    return found
+
+
+def check_doc_examples(scoring: str, reader: str | None) -> str:
+    """The docs' curl examples answer for a customer the demo holds (known, or a profile)."""
+    answered = 0
+    for doc, endpoint, body in doc_examples():
+        if endpoint == "customer":
+            if reader is not None:
+                post_json(f"{reader}/customer", body)  # an unknown customer is an HTTP 404
+                answered += 1
+            continue
+        predictions = post_json(f"{scoring}/{endpoint}", body)["predictions"]
+        if not any(p["known"] for p in predictions):
+            raise AssertionError(f"{doc}: /{endpoint} {body} knows none of them")
+        answered += 1
+    return f"{answered} examples of {', '.join(DOCS_WITH_EXAMPLES)} answer for known customers"
+
+
 def check_reader(reader: str) -> str:
     """The read API answers from the lake: the last week of daily KPIs and the audit summary."""
     import json
@@ -274,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         ("warehouse tables", check_tables),
         ("online features", lambda: check_online(customer)),
         ("scoring service", lambda: check_scoring(args.scoring, customer)),
+        ("the docs' examples", lambda: check_doc_examples(args.scoring, args.reader)),
     ]
     if args.reader:
         stages.append(("read API over the lake", lambda: check_reader(args.reader)))

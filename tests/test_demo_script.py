@@ -62,8 +62,15 @@ def test_the_tour_links_to_assets_of_the_code_location() -> None:
 
     from analytics_assets.definitions import defs
 
-    text = demo.tour("http://127.0.0.1:3000", None)
-    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    graph = defs.resolve_asset_graph()
+    groups = sorted({graph.get(k).group_name for k in graph.get_all_asset_keys()})
+    text = demo.tour("http://127.0.0.1:3000", None, groups, "http://127.0.0.1:5123")
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    # the lineage with every group open (Dagster's UI folds each into a box by default)
+    lineage = demo.lineage_url("http://127.0.0.1:3000", groups)
+    assert lineage in text and "/asset-groups?expanded=" in lineage
+    assert all(f"global%40global%3A{g}" in lineage for g in groups), lineage
+    assert "http://127.0.0.1:5123" in text and ":5000" not in text
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for asset in demo.TOUR_ASSETS:
         assert asset in keys
