@@ -293,11 +293,18 @@ def paths() -> None:
 
 @main.command("dagster-home")
 def dagster_home_command() -> None:
-    """Write $DAGSTER_HOME/dagster.yaml: the repo's dagster.yaml, with PostgreSQL storage when
-    DAGSTER_POSTGRES_URL is set."""
-    from analytics_assets.instance import write_instance
+    """Write $DAGSTER_HOME/dagster.yaml (the repo's dagster.yaml, with PostgreSQL storage when
+    DAGSTER_POSTGRES_URL is set) and create the instance's storage once, before Dagster's
+    processes start (repairing a home that several processes created at once)."""
+    import logging
 
-    path = write_instance()
+    from analytics_assets.instance import prepare_instance
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        path = prepare_instance()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
     storage = "PostgreSQL ($DAGSTER_POSTGRES_URL)" if "storage" in path.read_text() else "SQLite"
     click.echo(f"{path}: {storage} storage")
 

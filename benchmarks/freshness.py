@@ -210,11 +210,12 @@ def use_launcher(warm: bool) -> None:
     (Dagster's default launcher: a new process per run), for a baseline in the same run."""
     import yaml
 
+    from analytics_assets.instance import prepare_instance
+
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
     if not warm:
         config.pop("run_launcher", None)
-    target = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
-    target.write_text(yaml.safe_dump(config))
+    prepare_instance(Path(os.environ["DAGSTER_HOME"]), config)
 
 
 def prepare_serving(home: Path) -> None:

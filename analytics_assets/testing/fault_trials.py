@@ -60,13 +60,13 @@ class Daemon:
         self.groups: list[int] = []
 
     def start(self) -> None:
-        home = settings.dagster_home()
-        home.mkdir(parents=True, exist_ok=True)
         import yaml
+
+        from analytics_assets.instance import prepare_instance
 
         config = yaml.safe_load((REPO / "dagster.yaml").read_text())
         config.update(self.overrides)
-        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+        prepare_instance(settings.dagster_home(), config)
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(
                 [

@@ -266,17 +266,21 @@ def bento_service(
 
 
 def temporary_home(prefix: str) -> Path:
-    """A fresh ANALYTICS_HOME with its DAGSTER_HOME (the repo's dagster.yaml), both exported:
-    what a benchmark that starts the daemon runs in."""
+    """A fresh ANALYTICS_HOME with its DAGSTER_HOME (the repo's dagster.yaml, storage created
+    once: :func:`analytics_assets.instance.prepare_instance`), both exported: what a benchmark
+    that starts the daemon runs in."""
     import os
-    import shutil
     import tempfile
 
+    import yaml
+
+    from analytics_assets.instance import prepare_instance
     from analytics_assets.settings import REPO_ROOT
 
     home = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["ANALYTICS_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
-    (home / "dagster_home").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    prepare_instance(
+        home / "dagster_home", yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    )
     return home
