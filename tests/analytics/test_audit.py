@@ -127,3 +127,33 @@ def test_lens5_layer_cake(result) -> None:
 def test_unknown_period_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="period must be one of"):
         audit(PURCHASES, "fortnight")
+
+
+def test_a_quiet_period_breaks_retention() -> None:
+    """By hand: a buys in January and March, b in January only, nobody in February. February
+    is a period of the bridge (both lapse), March's a is reactivated, never retained; a's
+    March is two periods after its cohort."""
+    quiet = pl.DataFrame(
+        {
+            "customer_id": ["a", "b", "a"],
+            "day": [date(2024, 1, 2), date(2024, 1, 3), date(2024, 3, 4)],
+            "orders": [1, 1, 1],
+            "revenue": [10.0, 20.0, 7.0],
+        }
+    )
+    found = audit(quiet, "month")
+    columns = ("period", "customers", "retained", "reactivated", "lapsed", "revenue_lost")
+    assert rows(found.period_comparison, *columns) == [
+        (FEB, 0, 0, 0, 2, 30.0),
+        (MAR, 1, 0, 1, 0, 0.0),
+    ]
+    bridge = found.period_comparison.with_columns(
+        check=pl.col("revenue_previous")
+        - pl.col("revenue_lost")
+        + pl.col("retained_change")
+        + pl.col("revenue_reactivated")
+        + pl.col("revenue_new")
+    )
+    assert bridge["check"].to_list() == pytest.approx(bridge["revenue"].to_list())
+    a = found.cohort_comparison.filter(pl.col("cohort") == JAN)
+    assert rows(a, "periods_since", "active", "retention") == [(0, 2, 1.0), (2, 1, 0.5)]

@@ -114,10 +114,23 @@ def lorenz(active: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def period_comparison(active: pl.DataFrame) -> pl.DataFrame:
+def calendar(active: pl.DataFrame, period: str) -> pl.DataFrame:
+    """Every period from the first active one to the last, quiet ones included, numbered: the
+    period before another is the calendar's, never merely the last one with purchases (a
+    customer of March is not retained in May across a quiet April)."""
+    if active.is_empty():
+        return pl.DataFrame(schema={"index": pl.UInt32, "period": pl.Date})
+    every = pl.date_range(
+        active["period"].min(), active["period"].max(), PERIODS[period], eager=True
+    )
+    return every.alias("period").to_frame().with_row_index("index")
+
+
+def period_comparison(active: pl.DataFrame, period: str = "month") -> pl.DataFrame:
     """Lens 2: new, repeat, retained, reactivated and lapsed customers, and the revenue bridge
-    ``revenue = previous - lost + retained_change + reactivated + new`` per period."""
-    periods = active.select("period").unique().sort("period").with_row_index("index")
+    ``revenue = previous - lost + retained_change + reactivated + new`` per calendar period
+    (a quiet period's customers are all lapsed, the next one's reactivated or new)."""
+    periods = calendar(active, period)
     indexed = active.join(periods, on="period")
     previous = indexed.select(
         "customer_id", (pl.col("index") + 1).alias("index"), pl.col("revenue").alias("prev_revenue")
@@ -153,7 +166,12 @@ def period_comparison(active: pl.DataFrame) -> pl.DataFrame:
         .join(gone, on="index", how="left")
         .join(before, on="index", how="left")
         .filter(pl.col("index") > 0)
-        .with_columns(pl.col("^(lapsed|revenue_lost|customers|revenue.*)$").fill_null(0))
+        .with_columns(
+            pl.col(
+                "^(customers|new|repeat|retained|reactivated|lapsed|revenue_lost|revenue.*)$"
+            ).fill_null(0),
+            pl.col("retained_change").fill_null(0.0),
+        )
         .select(
             "period",
             "customers",
@@ -201,9 +219,10 @@ def cohort_evolution(active: pl.DataFrame, cohort=None) -> pl.DataFrame:
     )
 
 
-def cohort_comparison(active: pl.DataFrame) -> pl.DataFrame:
-    """Lens 4: every cohort by periods since acquisition: retention and revenue per member."""
-    periods = active.select("period").unique().sort("period").with_row_index("index")
+def cohort_comparison(active: pl.DataFrame, period: str = "month") -> pl.DataFrame:
+    """Lens 4: every cohort by calendar periods since acquisition (quiet ones have no row):
+    retention and revenue per member."""
+    periods = calendar(active, period)
     indexed = active.join(periods, on="period").join(
         periods.rename({"period": "cohort", "index": "cohort_index"}), on="cohort"
     )
@@ -241,8 +260,8 @@ def audit(purchases: pl.DataFrame, period: str = "month") -> Audit:
         purchase_distribution=purchase_distribution(active),
         revenue_deciles=revenue_deciles(active),
         lorenz=lorenz(active),
-        period_comparison=period_comparison(active),
+        period_comparison=period_comparison(active, period),
         cohort_evolution=cohort_evolution(active),
-        cohort_comparison=cohort_comparison(active),
+        cohort_comparison=cohort_comparison(active, period),
         layer_cake=layer_cake(active),
     )
