@@ -270,7 +270,8 @@ def model_us_per_call(home: Path) -> dict[str, float]:
 def request_path_us() -> dict[str, float]:
     """What each step the service keeps on a one-customer request costs, in this process
     (microseconds per call, best of 5 runs of 2,000): the API-key and body guard (an ASGI
-    pass-through with the key set), request validation, the prediction log's record, the
+    pass-through with the key set), the error shape's middleware (a 200 passing through),
+    request validation, the prediction log's record, the
     metrics' counter and the response model."""
     import tempfile as tmp
 
@@ -279,6 +280,7 @@ def request_path_us() -> dict[str, float]:
 
     from bentos.customer_scoring.prediction_log import PredictionLog
     from bentos.customer_scoring.schemas import ChurnPrediction, ChurnResponse, CustomerIds
+    from bentos.errors import ErrorShape
     from bentos.guard import RequestGuard
 
     class Model:
@@ -345,8 +347,21 @@ def request_path_us() -> dict[str, float]:
             params={},
         )
 
+    shaped = ErrorShape(app)
+
+    async def error_shape(n: int) -> None:
+        async def receive():
+            return {"type": "http.request", "body": b'{"customer_ids": ["c0000042"]}'}
+
+        async def send(message) -> None:
+            pass
+
+        for _ in range(n):
+            await shaped(scope, receive, send)
+
     steps = {
         "guard_us": lambda: asyncio.run(guarded(2000)),
+        "error_shape_us": lambda: asyncio.run(error_shape(2000)),
         "validation_us": lambda: [ids.validate_json(b'["c0000042"]') for _ in range(2000)],
         "prediction_log_us": lambda: [record() for _ in range(2000)],
         "metrics_us": lambda: [
