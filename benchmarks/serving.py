@@ -303,7 +303,7 @@ def request_path_us() -> dict[str, float]:
         ],
     }
 
-    async def guarded(n: int) -> None:
+    async def through(middleware, n: int) -> None:
         async def receive():
             return {"type": "http.request", "body": b'{"customer_ids": ["c0000042"]}'}
 
@@ -311,7 +311,7 @@ def request_path_us() -> dict[str, float]:
             pass
 
         for _ in range(n):
-            await guard(scope, receive, send)
+            await middleware(scope, receive, send)
 
     ids = TypeAdapter(CustomerIds)
     log = PredictionLog(Path(tmp.mkdtemp()), flush_seconds=3600)
@@ -347,21 +347,9 @@ def request_path_us() -> dict[str, float]:
             params={},
         )
 
-    shaped = ErrorShape(app)
-
-    async def error_shape(n: int) -> None:
-        async def receive():
-            return {"type": "http.request", "body": b'{"customer_ids": ["c0000042"]}'}
-
-        async def send(message) -> None:
-            pass
-
-        for _ in range(n):
-            await shaped(scope, receive, send)
-
     steps = {
-        "guard_us": lambda: asyncio.run(guarded(2000)),
-        "error_shape_us": lambda: asyncio.run(error_shape(2000)),
+        "guard_us": lambda: asyncio.run(through(guard, 2000)),
+        "error_shape_us": lambda: asyncio.run(through(ErrorShape(app), 2000)),
         "validation_us": lambda: [ids.validate_json(b'["c0000042"]') for _ in range(2000)],
         "prediction_log_us": lambda: [record() for _ in range(2000)],
         "metrics_us": lambda: [
