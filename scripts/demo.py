@@ -184,12 +184,21 @@ def main() -> int:
 
     from analytics_assets import settings
 
-    # Ctrl-C (SIGINT) or SIGTERM (kill, docker stop): stop the services either way
+    # Ctrl-C (SIGINT) or SIGTERM (kill, docker stop): stop the services either way; SIGINT
+    # even where a shell started this in the background with SIGINT ignored
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     dagster = f"http://127.0.0.1:{args.dagster_port}"
     scoring = f"http://127.0.0.1:{args.scoring_port}"
     reader = f"http://127.0.0.1:{args.reader_port}"
     settings.ensure_dirs()
+    # the home `make demo` uses (without it, `dagster dev` runs on a temporary one and forgets
+    # every run when it stops), its storage created once before Dagster's processes start
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home())  # empty counts as unset
+    if not (settings.dagster_home() / "dagster.yaml").exists():
+        from analytics_assets.instance import prepare_instance
+
+        prepare_instance()
     logs = settings.analytics_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stop_leftovers(logs)
