@@ -309,3 +309,38 @@ def test_one_run_over_several_files(feature_resources, instance, land) -> None:
         "purchase_behaviour:total_revenue",
     )
     assert '"total_revenue": [\n        10.0' in served, served
+
+
+def test_a_batch_on_a_replayed_calendar_is_as_of_its_newest_day(
+    history, feature_resources, instance, land
+) -> None:
+    """The history ends on Mar 9, 2024; a batch for a new customer on its last days, committed
+    today, is streamed as of that calendar's end (its daily snapshots' instant), not as of
+    today: no years of silence in its features, and the snapshot of that day agrees."""
+    assert dg.materialize(
+        [customer_features, feast_definitions],
+        resources=feature_resources,
+        tags=range_tags(date(2024, 3, 1), date(2024, 3, 10)),
+    ).success
+    records = [
+        event(70, customer_id="x", occurred_at="2024-03-08T09:00:00Z"),
+        purchase(71, 12.0, customer_id="x", occurred_at="2024-03-08T09:05:00Z"),
+        purchase(72, 8.0, customer_id="x", occurred_at="2024-03-09T18:00:00Z"),
+    ]
+    meta = land_and_stream(instance, land, "replayed", records, feature_resources)
+    end = datetime(2024, 3, 10, tzinfo=UTC)
+    assert datetime.fromisoformat(meta["as_of"]) == end
+    assert datetime.fromisoformat(meta["committed_at"]) > datetime.now(UTC) - timedelta(hours=1)
+    served = online_rows(["x"])
+    assert served["days_since_last_purchase"] == [0.0] and served["orders"] == [2]
+    assert served["frequency__ts"] == [int(end.timestamp())]
+    roll_up(feature_resources, date(2024, 3, 8), date(2024, 3, 9))
+    assert dg.materialize(
+        [customer_features],
+        resources=feature_resources,
+        tags=range_tags(date(2024, 3, 9), date(2024, 3, 9)),
+    ).success
+    snapshot = pl.read_parquet(settings.feature_snapshots_dir() / "2024-03-09.parquet")
+    (expected,) = snapshot.filter(pl.col("customer_id") == "x").to_dicts()
+    for name in FEATURES:
+        assert served[name] == [expected[name]], name

@@ -183,15 +183,17 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
 def streamed_features(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource, feast: FeastRepo
 ) -> dg.MaterializeResult:
-    """The customers a batch touched, with their features as of the moment it was committed,
-    in Feast's online store: what the scoring service reads seconds after the file landed.
-    Same definitions as ``customer_features``; never overwrites a newer online row."""
+    """The customers a batch touched, with their features as of the moment it was committed
+    (in a replayed calendar: as of its newest day's end), in Feast's online store: what the
+    scoring service reads seconds after the file landed. Same definitions as
+    ``customer_features``; never overwrites a newer online row."""
     keys = context.partition_keys
     started = time.perf_counter()
     with warehouse.get_connection() as conn:
         customers, committed_at, landed_at = transforms.touched_by(conn, keys)
+        as_of = transforms.streaming_instant(conn, committed_at) if customers else committed_at
         rows = (
-            transforms.customer_features_now(conn, customers, committed_at, datetime.now(UTC))
+            transforms.customer_features_now(conn, customers, as_of, datetime.now(UTC))
             if customers
             else None
         )
@@ -201,13 +203,13 @@ def streamed_features(
     written, how = _write_online(context, feast, rows)
     online_at = datetime.now(UTC)
     context.log.info(
-        f"{rows.num_rows:,} customers as of {committed_at.isoformat()} -> online store "
-        f"({how}): {written}"
+        f"{rows.num_rows:,} customers as of {as_of.isoformat()} -> online store ({how}): {written}"
     )
     return dg.MaterializeResult(
         metadata={
             "customers": rows.num_rows,
-            "as_of": committed_at.isoformat(),
+            "as_of": as_of.isoformat(),
+            "committed_at": committed_at.isoformat(),
             "written": written,
             "kept_newer_online": {v: rows.num_rows - n for v, n in written.items()},
             "writer": how,

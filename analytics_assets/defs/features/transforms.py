@@ -170,6 +170,25 @@ def touched_by(
     return sorted(customers), committed.astimezone(UTC), landed and landed.astimezone(UTC)
 
 
+def streaming_instant(conn: duckdb.DuckDBPyConnection, committed_at: datetime) -> datetime:
+    """The instant a batch's customers' features are computed as of: its commit, in a live
+    stream; in a home whose events all lie more than a day before the commit (a replayed
+    calendar, such as the demo's 1997-98), the end of its newest event day, the instant its
+    daily snapshots are as of. Otherwise a batch added to that calendar would read decades of
+    silence (a churn near 1 for a customer who bought last week) and, being newer, keep that
+    row online over every snapshot."""
+    since = committed_at - timedelta(days=1)
+    recent = conn.execute(
+        "SELECT 1 FROM events WHERE occurred_at >= $since LIMIT 1", {"since": since}
+    ).fetchone()
+    if recent is not None:  # the common case: row groups' min/max skip all older ones
+        return committed_at
+    (newest,) = conn.execute("SELECT max(occurred_at) FROM events").fetchone()
+    if newest is None:
+        return committed_at
+    return snapshot_instant(newest.astimezone(UTC).date())
+
+
 def customer_features_now(
     conn: duckdb.DuckDBPyConnection,
     customer_ids: list[str],
