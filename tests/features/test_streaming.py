@@ -111,6 +111,17 @@ def land_and_stream(instance, land, name: str, records: list[dict], resources) -
     return {k: v.value for k, v in materialization.metadata.items()}
 
 
+def rebuild_snapshots(resources: dict, first: date, last: date, snapshots_from=None) -> None:
+    """What the coalesced lane does after a batch: the day tables of ``first`` to ``last``, then
+    the daily snapshots from ``snapshots_from`` (default ``first``) to ``last``."""
+    roll_up(resources, first, last)
+    assert dg.materialize(
+        [customer_features],
+        resources=resources,
+        tags=range_tags(snapshots_from or first, last),
+    ).success
+
+
 def online_rows(customers: list[str]) -> dict:
     store = open_store(settings.feature_repo_path())
     refs = [f"{v}:{f}" for v in ("purchase_behaviour", "engagement") for f in _view_features(v)]
@@ -158,10 +169,7 @@ def test_streamed_rows_equal_todays_snapshot(
     if date.fromisoformat(meta["as_of"][:10]) != today:
         pytest.skip("the batch was committed after midnight UTC: the days differ")
     # the same customer in today's daily snapshot, built by the coalesced lane's assets
-    roll_up(feature_resources, today - timedelta(days=3), today)
-    assert dg.materialize(
-        [customer_features], resources=feature_resources, tags=range_tags(today, today)
-    ).success
+    rebuild_snapshots(feature_resources, today - timedelta(days=3), today, today)
     snapshot = pl.read_parquet(settings.feature_snapshots_dir() / f"{today}.parquet")
     (expected,) = snapshot.filter(pl.col("customer_id") == "new").to_dicts()
     for name in FEATURES:
@@ -198,12 +206,7 @@ def test_online_rows_never_go_back_in_time(
     streamed = online_rows(["a", "b"])
     assert streamed["orders"] == [4, 2] and streamed["days_since_last_purchase"][1] == 0.0
     # the coalesced lane rebuilds the old days and refreshes the online store from snapshots
-    roll_up(feature_resources, date(2024, 3, 3), date(2024, 3, 10))
-    assert dg.materialize(
-        [customer_features],
-        resources=feature_resources,
-        tags=range_tags(date(2024, 3, 3), date(2024, 3, 10)),
-    ).success
+    rebuild_snapshots(feature_resources, date(2024, 3, 3), date(2024, 3, 10))
     result = dg.materialize(
         [online_features, online_matches_offline], resources=feature_resources, instance=instance
     )
@@ -334,12 +337,7 @@ def test_a_batch_on_a_replayed_calendar_is_as_of_its_newest_day(
     served = online_rows(["x"])
     assert served["days_since_last_purchase"] == [0.0] and served["orders"] == [2]
     assert served["frequency__ts"] == [int(end.timestamp())]
-    roll_up(feature_resources, date(2024, 3, 8), date(2024, 3, 9))
-    assert dg.materialize(
-        [customer_features],
-        resources=feature_resources,
-        tags=range_tags(date(2024, 3, 9), date(2024, 3, 9)),
-    ).success
+    rebuild_snapshots(feature_resources, date(2024, 3, 8), date(2024, 3, 9), date(2024, 3, 9))
     snapshot = pl.read_parquet(settings.feature_snapshots_dir() / "2024-03-09.parquet")
     (expected,) = snapshot.filter(pl.col("customer_id") == "x").to_dicts()
     for name in FEATURES:
