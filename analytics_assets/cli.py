@@ -120,6 +120,8 @@ def _simulation(
     customers: int, days: int, seed: int, start: datetime | None, continue_calendar: bool
 ):
     """The simulation to run, placed on the home's calendar where it must be."""
+    from dataclasses import replace
+
     from analytics_assets.producers import simulate
     from analytics_assets.producers.calendar import home_calendar
 
@@ -136,13 +138,7 @@ def _simulation(
                 "leave the flag out)"
             )
         first = datetime.combine(calendar.last_days(days), datetime.min.time())
-        config = simulate.SimulationConfig(
-            customers=customers,
-            days=days,
-            seed=seed,
-            start=first,
-            first_customer=calendar.simulated_customers,
-        )
+        config = replace(config, start=first, first_customer=calendar.simulated_customers)
         click.echo(
             f"On this home's calendar: {first:%Y-%m-%d} .. {calendar.last_day} "
             f"(customers from {config.first_customer})",

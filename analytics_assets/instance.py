@@ -34,10 +34,15 @@ SQLITE_STORAGE_FILES = ("history/runs.db", "history/runs/index.db", "schedules/s
 """Dagster's SQLite storages under DAGSTER_HOME that every process opens at start."""
 
 
+def repo_config(base: Path | None = None) -> dict:
+    """The repo's ``dagster.yaml`` as it is (tests and benchmarks change a block of it)."""
+    return yaml.safe_load((base or settings.REPO_ROOT / "dagster.yaml").read_text()) or {}
+
+
 def instance_config(base: Path | None = None) -> dict:
     """The instance configuration: ``dagster.yaml`` of the repo, with a ``storage`` block for
     PostgreSQL when ``$DAGSTER_POSTGRES_URL`` is set (else SQLite under ``DAGSTER_HOME``)."""
-    config = yaml.safe_load((base or settings.REPO_ROOT / "dagster.yaml").read_text()) or {}
+    config = repo_config(base)
     if os.environ.get(POSTGRES_URL_ENV):
         config["storage"] = POSTGRES_STORAGE
     return config

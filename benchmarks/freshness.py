@@ -208,11 +208,9 @@ def import_cost(repeats: int = 5) -> dict:
 def use_launcher(warm: bool) -> None:
     """$DAGSTER_HOME/dagster.yaml from the repo's, with the warm run launcher or without it
     (Dagster's default launcher: a new process per run), for a baseline in the same run."""
-    import yaml
+    from analytics_assets.instance import prepare_instance, repo_config
 
-    from analytics_assets.instance import prepare_instance
-
-    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config = repo_config()
     if not warm:
         config.pop("run_launcher", None)
     prepare_instance(Path(os.environ["DAGSTER_HOME"]), config)

@@ -13,16 +13,11 @@ def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
     """SIGTERM, then SIGKILL after ``timeout_s``. A process started with
     ``start_new_session=True`` is signalled with its whole group (dagster-daemon, ``dagster
     dev`` and ``bentoml serve`` have children), and stopped only once every member is."""
-    if proc.poll() is not None and not _is_group(proc):
-        return
     if _is_group(proc):
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout_s)  # reaps the leader, so it is no member any more
-        stop_group(proc.pid, max(0.0, deadline - time.monotonic()), signalled=True)
+        stop_group(proc.pid, timeout_s)  # the leader, once exited, waits as a zombie: not counted
         proc.wait()
+        return
+    if proc.poll() is not None:
         return
     proc.terminate()
     try:
@@ -40,12 +35,11 @@ def _is_group(proc: subprocess.Popen) -> bool:
         return bool(group_members(proc.pid))
 
 
-def stop_group(group: int, timeout_s: float = 20.0, signalled: bool = False) -> None:
-    """SIGTERM to process group ``group`` (unless ``signalled``), then SIGKILL to whatever of
-    it still runs after ``timeout_s``."""
-    if not signalled:
-        with suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
+def stop_group(group: int, timeout_s: float = 20.0) -> None:
+    """SIGTERM to process group ``group``, then SIGKILL to whatever of it still runs after
+    ``timeout_s``."""
+    with suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while group_members(group) and time.monotonic() < deadline:
         time.sleep(0.1)

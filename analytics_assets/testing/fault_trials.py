@@ -60,11 +60,9 @@ class Daemon:
         self.groups: list[int] = []
 
     def start(self) -> None:
-        import yaml
+        from analytics_assets.instance import prepare_instance, repo_config
 
-        from analytics_assets.instance import prepare_instance
-
-        config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+        config = repo_config()
         config.update(self.overrides)
         prepare_instance(settings.dagster_home(), config)
         with self.log_path.open("a") as log:

@@ -272,15 +272,10 @@ def temporary_home(prefix: str) -> Path:
     import os
     import tempfile
 
-    import yaml
-
-    from analytics_assets.instance import prepare_instance
-    from analytics_assets.settings import REPO_ROOT
+    from analytics_assets.instance import prepare_instance, repo_config
 
     home = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["ANALYTICS_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
-    prepare_instance(
-        home / "dagster_home", yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
-    )
+    prepare_instance(home / "dagster_home", repo_config())
     return home
