@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -56,86 +54,46 @@ class LandingZone(dg.ConfigurableResource):
 
 
 class Warehouse(DuckDBResource):
-    """The DuckDB warehouse, opened for writing; while another process holds the file's lock
-    (a run, or a person's ``duckdb`` session: DuckDB allows one process per file, read-only
-    ones included) it waits up to ``lock_timeout_s``, and says at once in the run's log, and
-    as an alert, which process it waits for."""
+    """The lakehouse (``lib/lakehouse.py``), opened for writing: dagster-duckdb's connection
+    (an in-memory DuckDB) with the DuckLake attached and in use, so SQL names its tables
+    directly. Many runs hold one at once; :meth:`commit` runs a transaction that retries
+    conflicts with other writers, logging each retry in the run's log."""
 
-    lock_timeout_s: float = 120.0
+    database: str = ":memory:"
+    catalog: str
+    """DuckLake's catalog (``sqlite:<path>`` or ``postgres:<connection string>``)."""
+    data_path: str
+    """Folder or object store URL of the Parquet data files."""
+
+    @property
+    def location(self):
+        from analytics_assets.lib.lakehouse import Location
+
+        return Location(self.catalog, self.data_path)
 
     @contextmanager
     def get_connection(self) -> Iterator:
-        import duckdb
+        from analytics_assets.lib import duckdb_extensions, lakehouse
 
-        config = {"custom_user_agent": "dagster", **self.connection_config}
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay, told = 0.02, False
-        while True:
-            try:
-                conn = duckdb.connect(self.database, read_only=False, config=config)
-                break
-            except duckdb.IOException as exc:
-                holder = lock_holder(str(exc))
-                if holder is None:
-                    raise
-                waited = self.lock_timeout_s - (deadline - time.monotonic())
-                if not told and waited > 1.0:  # runs take turns in the pool: say it only
-                    told = True  # when the wait is not one of those
-                    self._tell(holder)
-                if time.monotonic() > deadline:
-                    raise dg.Failure(
-                        f"The warehouse {self.database} stayed locked for "
-                        f"{self.lock_timeout_s:.0f}s by {holder}. DuckDB lets one process "
-                        "open the file at a time: close that session (or stop it) and the "
-                        "run's retry goes through."
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        try:
+        config = {**duckdb_extensions.config(), **self.connection_config}
+        with DuckDBResource(
+            database=self.database, connection_config=config
+        ).get_connection() as conn:
+            lakehouse.attach(conn, self.location)
             yield conn
-        finally:
-            conn.close()
 
-    def _tell(self, holder: str) -> None:
-        message = (
-            f"waiting for the warehouse {self.database}: its lock is held by {holder}. "
-            f"A DuckDB session opened on the file (even read-only) blocks every run; "
-            f"giving up after {self.lock_timeout_s:.0f}s."
-        )
+    def commit(self, conn, body, what: str = "commit"):
+        """``body(conn)`` in one transaction, retried on a conflict with another writer
+        (:func:`lakehouse.run_transaction`); each retry is a warning in the run's log."""
+        from analytics_assets.lib import lakehouse
+
+        return lakehouse.run_transaction(conn, body, what, log=self._warn)
+
+    def _warn(self, message: str) -> None:
         try:
-            context = self.get_resource_context()
-            log, run = context.log, context.dagster_run
+            self.get_resource_context().log.warning(message)
         except Exception:  # outside a run
-            log, run = None, None
-        (log or _log).warning(message)
-        from analytics_assets.lib import alerts
-
-        alerts.raise_alert(
-            {
-                "alert_id": f"warehouse-lock:{run.run_id if run else holder}",
-                "kind": "warehouse_locked",
-                "run_id": run.run_id if run else "",
-                "job_name": run.job_name if run else "",
-                "message": message,
-            }
-        )
-
-
-def lock_holder(error: str) -> str | None:
-    """The process a DuckDB lock error names, with its command line when it is on this host:
-    ``"PID 123 (duckdb /path/warehouse.duckdb)"``; ``None`` for other IO errors."""
-    if "lock" not in error.lower():
-        return None
-    found = re.search(r"held in (.+?) \(PID (\d+)\)", error)
-    if found is None:
-        return "another process"
-    program, pid = found.group(1), int(found.group(2))
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        command = " ".join(a.decode(errors="replace") for a in argv if a)[:200]
-    except OSError:
-        command = program
-    return f"PID {pid} ({command})"
+            _log.warning(message)
 
 
 class FeastRepo(dg.ConfigurableResource):
@@ -226,7 +184,10 @@ def from_env(name: str, default: object) -> str | dg.EnvVar:
 
 
 def warehouse_resource() -> Warehouse:
-    return Warehouse(database=from_env("ANALYTICS_WAREHOUSE", settings.warehouse_path()))
+    return Warehouse(
+        catalog=from_env("ANALYTICS_LAKEHOUSE_CATALOG", settings.lakehouse_catalog()),
+        data_path=from_env("ANALYTICS_LAKEHOUSE_DATA", settings.lakehouse_data()),
+    )
 
 
 def landing_resource() -> LandingZone:

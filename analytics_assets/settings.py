@@ -69,8 +69,36 @@ def max_file_bytes() -> int:
 
 
 def warehouse_path() -> Path:
-    """The DuckDB file: ``$ANALYTICS_WAREHOUSE`` or ``<home>/warehouse.duckdb``."""
+    """The DuckDB file of the platform before the lakehouse (``$ANALYTICS_WAREHOUSE`` or
+    ``<home>/warehouse.duckdb``): moved into the lakehouse once, on the first run after the
+    upgrade (``lib/lakehouse_upgrade.py``)."""
     return Path(_env("ANALYTICS_WAREHOUSE") or analytics_home() / "warehouse.duckdb").resolve()
+
+
+def lakehouse_catalog() -> str:
+    """The lakehouse's catalog, as DuckLake names it after ``ducklake:``
+    (``$ANALYTICS_LAKEHOUSE_CATALOG``): default ``sqlite:<home>/lakehouse/catalog.sqlite``
+    (embedded, no server); ``postgres:dbname=lake host=... user=...`` (or
+    ``postgres:postgresql://user@host:port/lake``) for many hosts."""
+    configured = _env("ANALYTICS_LAKEHOUSE_CATALOG")
+    if configured:
+        return configured
+    return f"sqlite:{analytics_home() / 'lakehouse' / 'catalog.sqlite'}"
+
+
+def lakehouse_data() -> str:
+    """Where the lakehouse's Parquet files go (``$ANALYTICS_LAKEHOUSE_DATA``): default
+    ``<home>/lakehouse/data/``; an object store URL (``s3://bucket/prefix/``) through httpfs."""
+    configured = _env("ANALYTICS_LAKEHOUSE_DATA")
+    if configured:
+        return configured if "://" in configured else str(Path(configured).resolve()) + "/"
+    return str(analytics_home() / "lakehouse" / "data") + "/"
+
+
+def commit_attempts() -> int:
+    """How many times a commit that conflicts with another writer's is tried
+    (``$ANALYTICS_COMMIT_ATTEMPTS``, default 12; the waits grow from 20 ms to 2 s)."""
+    return max(1, int(_env("ANALYTICS_COMMIT_ATTEMPTS") or 12))
 
 
 def dagster_home() -> Path:

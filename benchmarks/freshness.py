@@ -36,6 +36,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from analytics_assets.lib import lakehouse
 from analytics_assets.lib.processes import stop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -406,7 +407,6 @@ def main() -> None:
     home = temporary_home("freshness-")
 
     import dagster as dg
-    import duckdb
 
     from analytics_assets import settings
     from analytics_assets.producers import simulate
@@ -445,7 +445,7 @@ def main() -> None:
                 )
     finally:
         stop(daemon)
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         ledger = conn.execute(
             "SELECT batch_id, epoch(landed_at), epoch(committed_at) FROM ingest_ledger"
         ).fetchall()

@@ -84,7 +84,6 @@ def bench_churn(customers: int, runs: int) -> dict:
 
 def bench_clv(dataset: str, repeats: int) -> dict:
     import dagster as dg
-    import duckdb
     import polars as pl
 
     from analytics_assets import settings
@@ -93,7 +92,7 @@ def bench_clv(dataset: str, repeats: int) -> dict:
     from analytics_assets.defs.ingest.batch import ingest_file
     from analytics_assets.defs.training import clv
     from analytics_assets.defs.training.assets import clv_model
-    from analytics_assets.lib import snapshots
+    from analytics_assets.lib import lakehouse, snapshots
     from analytics_assets.producers import cdnow
     from analytics_assets.producers.files import write_batch
     from analytics_assets.resources import build_resources
@@ -102,7 +101,7 @@ def bench_clv(dataset: str, repeats: int) -> dict:
     transactions = cdnow.read_transactions(cdnow.dataset_path(dataset))
     path = write_batch(cdnow.to_events(transactions), settings.landing_dir(), "cdnow", "jsonl")
     started = time.perf_counter()
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         ingest_file(conn, path, "cdnow")
     tags = {
         "dagster/asset_partition_range_start": date(1997, 1, 1).isoformat(),

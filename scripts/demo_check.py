@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -177,21 +176,11 @@ def check_assets(dagster: str) -> str:
 
 
 def check_tables() -> str:
-    import duckdb
+    from analytics_assets.lib import lakehouse
 
-    from analytics_assets import settings
-
-    for attempt in range(30):  # a run may hold the writer's lock for a moment
-        try:
-            with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
-                counts = {
-                    t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES
-                }
-            break
-        except duckdb.IOException:
-            if attempt == 29:
-                raise
-            time.sleep(1)
+    # readers attach the lakehouse read-only: no lock to wait for while runs write
+    with lakehouse.connect(read_only=True) as conn:
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
     empty = [t for t, n in counts.items() if not n]
     if empty:
         raise AssertionError(f"empty tables: {empty}")

@@ -17,7 +17,7 @@ from analytics_assets.resources import (
     FeastRepo,
     LandingZone,
     MlflowTracking,
-    Warehouse,
+    warehouse_resource,
 )
 from analytics_assets.testing.training_set import synthetic_training_set
 
@@ -57,7 +57,7 @@ def landing(analytics_home: Path) -> Path:
 @pytest.fixture
 def resources(analytics_home: Path) -> dict[str, object]:
     return {
-        "warehouse": Warehouse(database=str(settings.warehouse_path())),
+        "warehouse": warehouse_resource(),
         "landing_zone": LandingZone(
             root=str(settings.landing_dir()), quarantine_root=str(settings.quarantine_dir())
         ),

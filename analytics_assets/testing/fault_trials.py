@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from analytics_assets import settings
-from analytics_assets.lib import faults
+from analytics_assets.lib import faults, lakehouse
 from analytics_assets.lib.atomic_files import write_atomic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,7 +123,7 @@ def _query(sql: str) -> list[tuple]:
 
     for attempt in range(100):
         try:
-            with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+            with lakehouse.connect(read_only=True) as conn:
                 return conn.execute(sql).fetchall()
         except duckdb.IOException:  # a run holds the file: try again in a moment
             time.sleep(0.1 + attempt * 0.01)

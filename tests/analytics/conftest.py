@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import duckdb
-
 from analytics_assets.defs.ingest.batch import ingest_file
+from analytics_assets.lib import lakehouse
 from tests.conftest import event, jsonl, purchase
 
 D1, D2, D3 = date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)
@@ -25,8 +24,10 @@ RECORDS = [
 ]
 
 
-def ingest(database: Path, batch_id: str, records: list[dict]) -> None:
-    path = database.parent / f"{batch_id}.jsonl"
+def ingest(beside: Path, batch_id: str, records: list[dict]) -> None:
+    """Ingest ``records`` as batch ``batch_id`` into the home's lakehouse (the file is written
+    beside ``beside``)."""
+    path = beside.parent / f"{batch_id}.jsonl"
     path.write_bytes(jsonl(records))
-    with duckdb.connect(str(database)) as conn:
+    with lakehouse.connect() as conn:
         assert ingest_file(conn, path, batch_id).result.quarantined == 0

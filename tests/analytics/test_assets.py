@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import dagster as dg
-import duckdb
 
 from analytics_assets import settings
 from analytics_assets.defs.analytics import checks
 from analytics_assets.defs.analytics.assets import customer_daily, kpis_daily, kpis_hourly, sessions
+from analytics_assets.lib import lakehouse
 from tests.analytics.conftest import D1, RECORDS, ingest
 from tests.conftest import purchase
 
@@ -33,7 +33,7 @@ def build(resources, instance, first: str, last: str):
 
 
 def query(sql: str) -> list[tuple]:
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -101,13 +101,13 @@ def test_late_event_is_picked_up_by_a_rebuild_of_its_days(resources, instance) -
 def test_checks_catch_a_table_that_drifted_from_events(resources, instance) -> None:
     ingest(settings.warehouse_path(), "b1", RECORDS)
     build(resources, instance, "2024-03-01", "2024-03-02")
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         conn.execute("UPDATE customer_daily SET revenue = revenue + 1 WHERE customer_id = 'a'")
         conn.execute(
             "INSERT INTO sessions SELECT * REPLACE (session_id || 'x' AS session_id) "
             "FROM sessions WHERE customer_id = 'b'"
         )
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         outcomes = {
             check.__name__: check(conn, D1, D1 + timedelta(days=1))[0]
             for check in (

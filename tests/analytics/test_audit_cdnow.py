@@ -9,15 +9,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.analytics.assets import AuditConfig, customer_base_audit, customer_daily
 from analytics_assets.defs.ingest.batch import ingest_file
+from analytics_assets.lib import lakehouse
 from analytics_assets.producers import cdnow
 from analytics_assets.producers.files import write_batch
-from analytics_assets.resources import Warehouse
+from analytics_assets.resources import warehouse_resource
 
 
 def quarter_of(day: str) -> date:
@@ -45,8 +45,8 @@ def audited(tmp_path_factory) -> Path:
         env.setenv("ANALYTICS_HOME", str(home))
         events = cdnow.to_events(cdnow.read_transactions(cdnow.dataset_path()))
         path = write_batch(events, home / "landing", "cdnow-all", "jsonl")
-        warehouse = Warehouse(database=str(home / "warehouse.duckdb"))
-        with duckdb.connect(str(home / "warehouse.duckdb")) as conn:
+        warehouse = warehouse_resource()
+        with lakehouse.connect() as conn:
             assert ingest_file(conn, path, "cdnow-all").result.clean == 69_659
         with dg.DagsterInstance.ephemeral() as instance:
             dg.materialize(
@@ -74,7 +74,9 @@ def audited(tmp_path_factory) -> Path:
 
 
 def query(home: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+    with lakehouse.connect(
+        read_only=True, where=lakehouse.Location.under(home / "lakehouse")
+    ) as conn:
         return conn.execute(sql).fetchall()
 
 

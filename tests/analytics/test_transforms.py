@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from analytics_assets.defs.analytics import transforms
+from analytics_assets.lib import lakehouse
 from tests.analytics.conftest import D1, D2, D3, RECORDS, ingest
 from tests.conftest import event, purchase
 
@@ -16,7 +17,7 @@ from tests.conftest import event, purchase
 @pytest.fixture
 def conn(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     ingest(tmp_path / "w.duckdb", "fixture", RECORDS)
-    return duckdb.connect(str(tmp_path / "w.duckdb"))
+    return lakehouse.connect(where=lakehouse.Location.under(tmp_path))
 
 
 def test_sessions_split_on_inactivity_and_belong_to_their_start_day(conn) -> None:
@@ -89,7 +90,7 @@ def test_conversion_is_a_share_of_sessions(tmp_path) -> None:
         event(5, customer_id="z", occurred_at="2024-03-01T15:00:00Z"),
     ]
     ingest(tmp_path / "w.duckdb", "two-purchases", records)
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+    with lakehouse.connect(where=lakehouse.Location.under(tmp_path)) as conn:
         transforms.sessions(conn, D1, D2).create("sessions")
         (row,) = transforms.kpis(conn, D1, D2, "day").fetchall()
         hourly = transforms.kpis(conn, D1, D2, "hour").fetchall()

@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.ingest.sensors import BATCHES_TAG
+from analytics_assets.lib import lakehouse
 from analytics_assets.lib.atomic_files import write_atomic
 from tests.conftest import event, jsonl, purchase, quarantined
 
@@ -52,7 +52,7 @@ def test_dropped_files_are_ingested_by_the_daemon(daemon: dg.DagsterInstance, an
     write_atomic(landing, "empty.jsonl", b"")
     runs = wait_for_batches(daemon, {"empty", "first", "second"}, timeout=120)
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         assert conn.execute("SELECT event_id FROM events ORDER BY 1").fetchall() == [
             ("e1",),
             ("e2",),
@@ -85,7 +85,7 @@ def test_analytics_follow_ingested_batches(daemon: dg.DagsterInstance, analytics
         assert time.monotonic() < deadline, "events_sensor requested no run"
         time.sleep(0.5)
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         events = conn.execute("SELECT count(*), sum(amount) FROM events").fetchall()
         daily = conn.execute("SELECT sum(events), sum(revenue) FROM customer_daily").fetchall()
         assert events == daily == [(3, 27.5)]
@@ -96,5 +96,5 @@ def test_analytics_follow_ingested_batches(daemon: dg.DagsterInstance, analytics
         assert time.monotonic() < deadline, "customer_base_audit was not materialized"
         time.sleep(1)
     wait_for_runs(daemon, 0, timeout=60)
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         assert conn.execute("SELECT sum(revenue) FROM audit_summary").fetchall() == [(27.5,)]

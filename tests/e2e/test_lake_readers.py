@@ -12,11 +12,10 @@ from collections import defaultdict
 from datetime import date
 
 import dagster as dg
-import duckdb
 import pytest
 
 from analytics_assets import settings
-from analytics_assets.lib import lake
+from analytics_assets.lib import lake, lakehouse
 from analytics_assets.lib.atomic_files import write_atomic
 from tests.conftest import event, jsonl
 from tests.e2e.test_daemon import wait_for_batches, wait_for_runs
@@ -65,7 +64,7 @@ class Reader(threading.Thread):
 
 def counts_at_each_commit() -> dict[date, set[int]]:
     """Per day, every row count the warehouse had after some commit (0 before the first)."""
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         rows = conn.sql(
             """
             SELECT l.committed_at, (e.occurred_at AT TIME ZONE 'UTC')::DATE, count(*)

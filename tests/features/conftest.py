@@ -12,6 +12,7 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.analytics.assets import customer_daily, sessions
+from analytics_assets.lib import lakehouse
 from analytics_assets.resources import FeastRepo
 from analytics_assets.testing import servers
 from tests.analytics.conftest import ingest
@@ -65,7 +66,7 @@ def feature_resources(resources: dict) -> dict:
 
 
 def warehouse() -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(settings.warehouse_path()))
+    return lakehouse.connect()
 
 
 @pytest.fixture(scope="session")

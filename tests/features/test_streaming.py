@@ -8,7 +8,6 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
@@ -22,7 +21,7 @@ from analytics_assets.defs.features.assets import (
 )
 from analytics_assets.defs.features.checks import online_matches_offline
 from analytics_assets.defs.ingest.assets import ingest_batch
-from analytics_assets.lib import snapshots
+from analytics_assets.lib import lakehouse, snapshots
 from analytics_assets.lib.days import snapshot_instant
 from analytics_assets.lib.feast_repo import open_store
 from analytics_assets.partitions import batches
@@ -61,7 +60,7 @@ def test_rows_as_of_an_instant_equal_the_daily_snapshots(resources) -> None:
     ingest(settings.warehouse_path(), "edges", EDGES)
     roll_up(resources, FIRST, LAST)
     created = datetime(2024, 1, 1, tzinfo=UTC)
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         for n in range((LAST - FIRST).days + 1):
             day = FIRST + timedelta(days=n)
             expected = snapshot_rows(conn, day)
@@ -83,7 +82,7 @@ def test_rows_as_of_an_instant_equal_the_daily_snapshots(resources) -> None:
 def test_as_of_mid_day_counts_that_day_so_far(resources) -> None:
     ingest(settings.warehouse_path(), "edges", EDGES)
     instant = datetime(2024, 3, 6, 6, 0, tzinfo=UTC)
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         rows = pl.from_arrow(
             transforms.customer_features_now(conn, ["x"], instant, instant)
         ).to_dicts()
@@ -231,7 +230,7 @@ import sys
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from analytics_assets import settings
-from analytics_assets.resources import Warehouse, FeastRepo, LandingZone
+from analytics_assets.resources import warehouse_resource, FeastRepo, LandingZone
 from analytics_assets.defs.features.assets import streamed_features
 from analytics_assets.defs.ingest.assets import ingest_batch
 with dg.DagsterInstance.ephemeral() as instance:
@@ -239,7 +238,7 @@ with dg.DagsterInstance.ephemeral() as instance:
     result = dg.materialize(
         [ingest_batch, streamed_features], instance=instance, partition_key="cold",
         resources={
-            "warehouse": Warehouse(database=str(settings.warehouse_path())),
+            "warehouse": warehouse_resource(),
             "landing_zone": LandingZone(root=str(settings.landing_dir()),
                                         quarantine_root=str(settings.quarantine_dir())),
             "feast": FeastRepo(repo_path=str(settings.feature_repo_path())),
@@ -282,7 +281,7 @@ def test_one_run_over_several_files(feature_resources, instance, land) -> None:
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["rows_reconcile"].passed
     assert not evaluations["file_readable"].passed  # a warning: g2 was quarantined
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         ledger = conn.execute(
             "SELECT batch_id, status, clean, quarantined FROM ingest_ledger ORDER BY 1"
         ).fetchall()

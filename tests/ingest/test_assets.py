@@ -11,13 +11,13 @@ import textwrap
 from datetime import date
 
 import dagster as dg
-import duckdb
 import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.ingest import checks
 from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.schema import Reason
+from analytics_assets.lib import lakehouse
 from analytics_assets.partitions import batches
 from tests.conftest import event, jsonl, purchase, quarantined
 
@@ -42,7 +42,7 @@ def materialize(batch_id: str, resources, instance, raise_on_error: bool = True)
 
 
 def query(sql: str, *params):
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         return conn.execute(sql, list(params)).fetchall()
 
 
@@ -153,7 +153,8 @@ def test_missing_file_fails_clearly(resources, instance) -> None:
 KILLER = textwrap.dedent(
     """
     import sys, time
-    import duckdb, polars as pl
+    import polars as pl
+    from analytics_assets.lib import lakehouse
     from analytics_assets.defs.ingest import tables
     from analytics_assets.defs.ingest.parsing import parse_batch
     from analytics_assets.defs.ingest.validation import validate_batch
@@ -173,7 +174,7 @@ KILLER = textwrap.dedent(
 
     path = sys.argv[2]
     batch = validate_batch(parse_batch(open(path, "rb").read(), path))
-    conn = PausingConnection(duckdb.connect(sys.argv[1]))
+    conn = PausingConnection(lakehouse.connect())
     info = tables.BatchFile("b1", "b1.jsonl", None, None, None)
     tables.commit_batch(conn, info, batch.clean, batch.quarantined, batch.clean.height)
     """

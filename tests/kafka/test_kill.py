@@ -10,13 +10,12 @@ import textwrap
 import uuid
 
 import dagster as dg
-import duckdb
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from analytics_assets import settings
 from analytics_assets.defs.ingest.assets import ingest_batch
-from analytics_assets.lib import faults
+from analytics_assets.lib import faults, lakehouse
 from analytics_assets.partitions import batches
 from tests.conftest import event
 from tests.kafka.conftest import create_topic
@@ -58,7 +57,7 @@ def test_killed_then_run_again_stores_each_record_once(
     assert killed.returncode == -9, killed.stderr[-2000:]
     instance.add_dynamic_partitions(batches.name, [key])
     dg.materialize([ingest_batch], partition_key=key, resources=resources, instance=instance)
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchall() == [
             (8, 8)
         ]

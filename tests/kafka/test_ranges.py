@@ -7,11 +7,8 @@ import json
 import uuid
 from functools import partial
 
-import duckdb
-
-from analytics_assets import settings
 from analytics_assets.defs.ingest import kafka
-from analytics_assets.lib import kafka_source
+from analytics_assets.lib import kafka_source, lakehouse
 from analytics_assets.lib.kafka_source import OffsetRange
 from tests.conftest import event
 from tests.kafka.conftest import create_topic
@@ -40,7 +37,7 @@ def test_ranges_across_partitions_store_every_record_once(broker, analytics_home
     assert marks == {0: (0, 5), 1: (0, 5)}
     planned = kafka_source.plan_ranges({}, marks, max_records=3)
     assert planned == [(0, 0, 3), (0, 3, 5), (1, 0, 3), (1, 3, 5)]
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         for partition, start, end in planned:
             outcome = ingest(conn, broker, OffsetRange(topic, partition, start, end))
             assert outcome.result.clean == end - start
@@ -56,7 +53,7 @@ def test_a_range_whose_predecessor_failed_takes_its_records(broker, analytics_ho
     finds itself covered and stores nothing."""
     topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}")
     send(broker, topic, [event(i) for i in range(6)])
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         later = ingest(conn, broker, OffsetRange(topic, 0, 3, 6))
         assert later.result.clean == 6
         earlier = ingest(conn, broker, OffsetRange(topic, 0, 0, 3))
@@ -82,7 +79,7 @@ def test_bad_records_are_quarantined_with_partition_and_offset(broker, analytics
             event(3),
         ],
     )
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         outcome = ingest(conn, broker, OffsetRange(topic, 0, 0, 6))
         assert (outcome.result.clean, outcome.result.quarantined) == (2, 4)
         rows = conn.execute(
@@ -107,11 +104,11 @@ def test_the_broker_restarted_mid_stream(tmp_path, analytics_home) -> None:
     with kafka_broker(tmp_path / "own-broker") as own:
         topic = create_topic(own, "restarted")
         send(own, topic, [event(i) for i in range(5)])
-        with duckdb.connect(str(settings.warehouse_path())) as conn:
+        with lakehouse.connect() as conn:
             ingest(conn, own, OffsetRange(topic, 0, 0, 5))
         own.restart()
         send(own, topic, [event(i) for i in range(5, 9)])
-        with duckdb.connect(str(settings.warehouse_path())) as conn:
+        with lakehouse.connect() as conn:
             outcome = ingest(conn, own, OffsetRange(topic, 0, 5, 9))
             assert outcome.result.clean == 4
             assert conn.execute(
@@ -130,7 +127,7 @@ def test_records_the_broker_deleted_are_recorded_not_skipped(broker, analytics_h
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     for future in admin.delete_records([TopicPartition(topic, 0, 4)]).values():
         future.result(timeout=10)
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         outcome = ingest(conn, broker, OffsetRange(topic, 0, 0, 10))
         assert (outcome.result.clean, outcome.result.quarantined) == (6, 1)
         (row,) = conn.execute(

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-import duckdb
 import pytest
 
-from analytics_assets import settings
 from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.kafka_sensors import build_kafka_sensor
 from analytics_assets.defs.ingest.sensors import STREAMING_LANE
+from analytics_assets.lib import lakehouse
 from analytics_assets.partitions import batches
 from tests.conftest import event
 from tests.kafka.conftest import configure
@@ -56,7 +55,7 @@ def test_ranges_per_partition_then_resume_from_the_ledger(kafka_env, broker, res
         f"kafka.{topic}.{p}.{s}-{e}" for p in (0, 1) for s, e in ((0, 4), (4, 5))
     )
     assert json.loads(cursor)["next"] == {"0": 5, "1": 5}
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchall() == [(10,)]
     # the same cursor: nothing new
     again, _ = tick(sensor, instance, cursor)
@@ -68,7 +67,7 @@ def test_ranges_per_partition_then_resume_from_the_ledger(kafka_env, broker, res
     more, _ = tick(sensor, instance, None)
     assert [r.partition_key for r in more.run_requests] == [f"kafka.{topic}.1.5-8"]
     run_all(more, resources, instance)
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchall() == [
             (13, 13)
         ]

@@ -10,11 +10,11 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import numpy as np
 import pytest
 
 from analytics_assets import settings
+from analytics_assets.lib import lakehouse
 from analytics_assets.resources import warehouse_resource
 from tests.serving.conftest import Server, home_env, run_server
 
@@ -46,7 +46,7 @@ def build_lake(home: Path) -> None:
     )
     events = simulate.simulate_events(config)
     path = write_batch(events, home / "work", "sim", "parquet")
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         ingest_file(conn, Path(path), "sim")
         lake.publish_pending(conn, settings.lake_dir())
     last = str(events["occurred_at"].max().date())

@@ -23,7 +23,7 @@ from analytics_assets.defs.analytics.assets import (
 from analytics_assets.defs.analytics.audit import Audit
 from analytics_assets.defs.ingest.assets import ingest_batch
 from analytics_assets.defs.ingest.batch import ingest_file
-from analytics_assets.lib import lake
+from analytics_assets.lib import lake, lakehouse
 from analytics_assets.partitions import batches
 from tests.conftest import event, jsonl, purchase
 
@@ -48,7 +48,7 @@ def lake_counts(table: str) -> dict[date, int]:
 
 
 def warehouse_counts(table: str, day_sql: str) -> dict[date, int]:
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         return dict(conn.sql(f"SELECT {day_sql}, count(*) FROM {table} GROUP BY 1").fetchall())
 
 
@@ -105,7 +105,7 @@ def test_a_publish_killed_after_the_commit_is_done_by_the_next_run(
     """The commit marks the days in the warehouse; a run killed before publishing leaves the
     marks, and any later publish does them."""
     path = land("b1.jsonl", jsonl([event(1), event(2, occurred_at="2024-03-04T09:00:00Z")]))
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         ingest_file(conn, path, "b1")  # committed, never published (the run died here)
         pending = conn.sql("SELECT DISTINCT table_name, day FROM lake_pending").fetchall()
     assert ("events", date(2024, 3, 2)) in pending and ("events", date(2024, 3, 4)) in pending
@@ -117,7 +117,7 @@ def test_a_publish_killed_after_the_commit_is_done_by_the_next_run(
         date(2024, 3, 4): 1,
         date(2024, 3, 5): 1,
     }
-    with duckdb.connect(str(settings.warehouse_path()), read_only=True) as conn:
+    with lakehouse.connect(read_only=True) as conn:
         assert conn.sql("SELECT count(*) FROM lake_pending").fetchall() == [(0,)]
 
 
@@ -125,7 +125,7 @@ def test_a_reingested_batch_empties_the_day_it_left(land) -> None:
     """Re-ingesting a batch whose events moved to another day: the old day's partition becomes
     an empty file (a reader that listed it still reads it), the new day appears."""
     path = land("b1.jsonl", jsonl([event(1, occurred_at="2024-03-02T10:00:00Z")]))
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         ingest_file(conn, path, "b1")
         lake.publish_pending(conn, settings.lake_dir())
         assert lake_counts("events") == {date(2024, 3, 2): 1}
@@ -170,7 +170,7 @@ def test_analytics_and_audit_tables_are_published(land, resources, instance) -> 
     assert set(lake.AUDIT_TABLES) <= set(views)
     with duckdb.connect() as conn:
         lake.create_views(conn, views)
-        with duckdb.connect(str(settings.warehouse_path()), read_only=True) as warehouse:
+        with lakehouse.connect(read_only=True) as warehouse:
             for name in lake.AUDIT_TABLES:
                 stored = warehouse.sql(f"SELECT count(*) FROM {name}").fetchall()
                 assert conn.sql(f"SELECT count(*) FROM {name}").fetchall() == stored, name
@@ -193,7 +193,7 @@ def test_the_catalog_opens_in_duckdb_1_5_while_the_warehouse_is_held(
     cli = cli if cli.exists() else settings.REPO_ROOT / ".venv" / "bin" / "duckdb"
     version = subprocess.run([cli, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("v1.5")
-    with duckdb.connect(str(settings.warehouse_path())):  # the writer
+    with lakehouse.connect():  # the writer
         out = subprocess.run(
             [cli, "-readonly", "-csv", str(catalog), "-c", "SELECT count(*) AS n FROM events"],
             capture_output=True,
@@ -211,7 +211,7 @@ def test_analytics_sql_and_its_shell_read_the_lake_while_a_writer_holds_the_ware
     land("b1.jsonl", jsonl([event(i) for i in range(12)]))
     ingest("b1", resources, instance)
     command = [str(Path(os.sys.executable).parent / "analytics"), "sql"]
-    with duckdb.connect(str(settings.warehouse_path())):  # a run holding the warehouse
+    with lakehouse.connect():  # a run holding the warehouse
         out = subprocess.run(
             [
                 *command,
@@ -265,7 +265,7 @@ def test_a_warehouse_from_before_the_lake_is_published_whole_by_the_first_run(
     land, resources, instance
 ) -> None:
     path = land("old.jsonl", jsonl([event(i) for i in range(10)]))
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         ingest_file(conn, path, "old")
         conn.execute("DROP TABLE lake_pending")  # as a warehouse written before the lake
     land("new.jsonl", jsonl([event(100, occurred_at="2024-03-09T10:00:00Z")]))

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import dagster as dg
-import duckdb
 import mlflow
 import numpy as np
 import polars as pl
@@ -14,6 +13,7 @@ import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.monitoring.assets import drift_report, model_performance
+from analytics_assets.lib import lakehouse
 from tests.training.test_gate import champion, train_and_gate
 
 SHIFTED = ("days_since_last_purchase", "recency_days", "sessions_28d", "page_views_28d")
@@ -96,7 +96,7 @@ def outcomes(last: pl.DataFrame, as_of: date, informative: bool) -> None:
     )
     buyers = last.filter(~pl.Series(churned))["customer_id"]
     start = as_of + timedelta(days=10)
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         conn.execute(
             "CREATE TABLE events AS SELECT customer_id, 'purchase' AS event_type, "
             "$t::TIMESTAMPTZ AS occurred_at, 10.0 AS amount FROM unnest($ids) AS t(customer_id)",

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import polars as pl
 from click.testing import CliRunner
 
@@ -15,7 +14,7 @@ from analytics_assets import settings
 from analytics_assets.cli import main
 from analytics_assets.defs.features import transforms
 from analytics_assets.defs.ingest.batch import ingest_file
-from analytics_assets.lib import lake
+from analytics_assets.lib import lake, lakehouse
 from analytics_assets.producers import simulate
 from analytics_assets.producers.calendar import home_calendar
 from analytics_assets.producers.files import write_batch
@@ -28,7 +27,7 @@ HINT = ["simulate", "--customers", "40", "--days", "7", "--events-per-batch", "2
 
 
 def ingest(path: Path, batch_id: str) -> None:
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         assert ingest_file(conn, path, batch_id).result.quarantined == 0
         lake.publish_pending(conn, settings.lake_dir())
 
@@ -36,7 +35,7 @@ def ingest(path: Path, batch_id: str) -> None:
 def snapshot(resources: dict) -> pl.DataFrame:
     """Every customer's features as of the calendar's last day, as the daily snapshot has them."""
     roll_up(resources, FIRST, LAST)
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         relation = transforms.customer_snapshots(conn, [LAST], datetime(2000, 1, 1, tzinfo=UTC))
         return relation.pl().drop("created_at").sort("customer_id")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import duckdb
 import pytest
 
 from analytics_assets.defs.ingest.batch import ingest_file
+from analytics_assets.lib import lakehouse
 from analytics_assets.producers import cdnow
 from analytics_assets.producers.files import write_batch
 
@@ -57,7 +57,7 @@ def test_weekly_batches_cover_every_event_once(master_events) -> None:
 
 def test_replay_through_ingest_reproduces_the_source(tmp_path, master_events) -> None:
     rows, customers, revenue, cds = source_totals(cdnow.MASTER)
-    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    conn = lakehouse.connect(where=lakehouse.Location.under(tmp_path))
     for batch_id, part in cdnow.batches(master_events, 7):
         path = write_batch(part, tmp_path / "landing", batch_id, "jsonl")
         assert ingest_file(conn, path, batch_id).result.quarantined == 0

@@ -8,13 +8,13 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
-import duckdb
 import pytest
 
 from analytics_assets import settings
 from analytics_assets.defs.features.assets import customer_features
 from analytics_assets.defs.ingest.batch import ingest_file
 from analytics_assets.defs.training.assets import clv_model
+from analytics_assets.lib import lakehouse
 from analytics_assets.producers import cdnow
 from analytics_assets.producers.files import write_batch
 from tests.features.conftest import roll_up
@@ -33,7 +33,7 @@ def significant(value: float, digits: int = 3) -> float:
 def test_clv_model_reproduces_the_bgnbd_paper(model_resources: dict) -> None:
     transactions = cdnow.read_transactions(cdnow.dataset_path(cdnow.SAMPLE))
     path = write_batch(cdnow.to_events(transactions), settings.landing_dir(), "sample", "jsonl")
-    with duckdb.connect(str(settings.warehouse_path())) as conn:
+    with lakehouse.connect() as conn:
         assert ingest_file(conn, path, "sample").result.quarantined == 0
     roll_up(model_resources, date(1997, 1, 1), LAST_DAY)
     resources = {k: model_resources[k] for k in ("warehouse", "mlflow")}

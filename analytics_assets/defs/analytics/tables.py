@@ -7,8 +7,17 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from analytics_assets.lib import lake
-from analytics_assets.lib.warehouse import identifier, transaction
+from analytics_assets.lib import lake, lakehouse
+from analytics_assets.lib.warehouse import identifier
+
+PARTITIONS = {
+    "sessions": "day",
+    "customer_daily": "day",
+    "kpis_hourly": lakehouse.by_day("window_start"),
+    "kpis_daily": lakehouse.by_day("window_start"),
+}
+"""How each day table's files are split: one set per day, so a day's rebuild replaces its own
+files and a read of a few days skips the rest."""
 
 
 def replace_range(
@@ -28,13 +37,20 @@ def replace_range(
     identifier(table), identifier(column)
     conn.register("_staged", data)
     try:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _staged LIMIT 0")
+        lakehouse.ensure_tables(
+            conn,
+            {table: f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _staged LIMIT 0"},
+            {table: PARTITIONS[table]} if table in PARTITIONS else None,
+        )
         in_range = f"{column} >= $start AND {column} < $end"
-        with transaction(conn):
+
+        def body(conn: duckdb.DuckDBPyConnection) -> None:
             lake.mark_rows(conn, table, in_range, {"start": start, "end": end})
             conn.execute(f"DELETE FROM {table} WHERE {in_range}", {"start": start, "end": end})
             conn.execute(f"INSERT INTO {table} SELECT * FROM _staged")
             lake.mark_rows(conn, table, source="_staged")
+
+        lakehouse.run_transaction(conn, body, f"replace {table} [{start}, {end})")
     finally:
         conn.unregister("_staged")
     return data.num_rows
@@ -45,9 +61,14 @@ def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> N
     lake)."""
     for name in data:
         identifier(name)
-    with transaction(conn):
+
+    def body(conn: duckdb.DuckDBPyConnection) -> None:
         for name, table in data.items():
             conn.register("_staged", table)
-            conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _staged")
-            conn.unregister("_staged")
+            try:
+                conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _staged")
+            finally:
+                conn.unregister("_staged")
             lake.mark(conn, name)
+
+    lakehouse.run_transaction(conn, body, f"replace {', '.join(data)}")

@@ -20,7 +20,7 @@ from analytics_assets.defs.ingest.batch import BatchOutcome, Status
 from analytics_assets.defs.ingest.parsing import UnreadableFileError, parse_batch
 from analytics_assets.defs.ingest.schema import QUARANTINE_SCHEMA, Reason, event_dtypes
 from analytics_assets.defs.ingest.validation import validate_batch
-from analytics_assets.lib import lake
+from analytics_assets.lib import lake, lakehouse
 from analytics_assets.lib.kafka_source import OffsetRange, RangeRead
 
 LEDGER_DDL = """
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS kafka_ledger (
 
 
 def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(LEDGER_DDL)
+    lakehouse.ensure_tables(conn, {"kafka_ledger": LEDGER_DDL})
 
 
 def next_offsets(conn: duckdb.DuckDBPyConnection, topic: str) -> dict[int, int]:
@@ -145,8 +145,9 @@ def ingest_range(
     extra = pl.DataFrame(early + missing, schema=QUARANTINE_SCHEMA)
     quarantined = pl.concat([quarantined.select(list(QUARANTINE_SCHEMA)), extra])
 
+    ensure_ledger(conn)
+
     def ledger(c: duckdb.DuckDBPyConnection) -> None:
-        ensure_ledger(c)
         lake.mark(c, "kafka_ledger", [datetime.now(UTC).date()])
         c.execute(
             "INSERT INTO kafka_ledger VALUES (?, ?, ?, ?, ?, ?, ?, now())",

@@ -14,8 +14,7 @@ import duckdb
 import polars as pl
 
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, EVENT_MODEL, Reason, event_dtypes
-from analytics_assets.lib import faults, lake
-from analytics_assets.lib.warehouse import transaction
+from analytics_assets.lib import faults, lake, lakehouse
 
 _SQL_TYPES = {
     "String": "VARCHAR",
@@ -33,12 +32,12 @@ def _events_ddl() -> str:
         for name, rule in EVENT_MODEL.items()
     ]
     columns += ["batch_id VARCHAR NOT NULL", "ingested_at TIMESTAMPTZ NOT NULL"]
-    return "CREATE TABLE IF NOT EXISTS events (\n    " + ",\n    ".join(columns) + "\n);\n"
+    return "CREATE TABLE IF NOT EXISTS events (\n    " + ",\n    ".join(columns) + "\n)"
 
 
-DDL = (
-    _events_ddl()
-    + """
+DDL = {
+    "events": _events_ddl(),
+    "quarantined_events": """
 CREATE TABLE IF NOT EXISTS quarantined_events (
     batch_id       VARCHAR NOT NULL,
     record_number  BIGINT,
@@ -46,7 +45,8 @@ CREATE TABLE IF NOT EXISTS quarantined_events (
     detail         VARCHAR,
     raw            VARCHAR,
     quarantined_at TIMESTAMPTZ NOT NULL
-);
+)""",
+    "ingest_ledger": """
 CREATE TABLE IF NOT EXISTS ingest_ledger (
     batch_id      VARCHAR NOT NULL,
     file_name     VARCHAR NOT NULL,
@@ -59,9 +59,19 @@ CREATE TABLE IF NOT EXISTS ingest_ledger (
     days_touched  DATE[],
     landed_at     TIMESTAMPTZ,
     committed_at  TIMESTAMPTZ NOT NULL
-);
-"""
-)
+)""",
+    "commit_sequence": "CREATE TABLE IF NOT EXISTS commit_sequence (commits BIGINT NOT NULL)",
+}
+"""The ingest tables. ``commit_sequence`` is one row every batch commit updates: two batches
+committing at once then conflict, and the later one runs again on the state the first left,
+so an event id in both is stored once (DuckLake lets concurrent inserts into one table through
+without a conflict, and each commit's duplicate check reads its own snapshot)."""
+
+PARTITIONS = {
+    "events": lakehouse.by_day("occurred_at"),
+    "quarantined_events": lakehouse.by_day("quarantined_at"),
+}
+SEEDS = {"commit_sequence": "INSERT INTO commit_sequence VALUES (0)"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ class CommitResult:
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(DDL)
+    lakehouse.ensure_tables(conn, DDL, PARTITIONS, SEEDS)
 
 
 def commit_batch(
@@ -95,6 +105,7 @@ def commit_batch(
     records_read: int,
     status: str = "ingested",
     also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> CommitResult:
     """Replace everything stored for ``batch`` with this result, atomically.
 
@@ -112,98 +123,106 @@ def commit_batch(
     faults.point(faults.BEFORE_COMMIT)
     conn.register("staged_clean", clean.to_arrow())
     conn.register("staged_quarantine", quarantined.to_arrow())
-    try:
-        with transaction(conn):
-            conn.execute(
-                "CREATE OR REPLACE TEMP TABLE _previous_ids AS "
-                "SELECT event_id, occurred_at FROM events WHERE batch_id = ?",
-                [batch.batch_id],
-            )
-            # the lake republishes the days this batch leaves as well as those it fills
-            lake.mark_rows(conn, "events", source="_previous_ids")
-            lake.mark_rows(conn, "quarantined_events", "batch_id = ?", [batch.batch_id])
-            for table in ("events", "quarantined_events", "ingest_ledger"):
-                conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
-            _restore_duplicates(conn, batch.batch_id)
+
+    def body(conn: duckdb.DuckDBPyConnection) -> tuple:
+        # first: a concurrent batch commit conflicts here (see DDL's commit_sequence)
+        conn.execute("UPDATE commit_sequence SET commits = commits + 1")
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _previous_ids AS "
+            "SELECT event_id, occurred_at FROM events WHERE batch_id = ?",
+            [batch.batch_id],
+        )
+        # the lake republishes the days this batch leaves as well as those it fills
+        lake.mark_rows(conn, "events", source="_previous_ids")
+        lake.mark_rows(conn, "quarantined_events", "batch_id = ?", [batch.batch_id])
+        for table in ("events", "quarantined_events", "ingest_ledger"):
+            conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
+        _restore_duplicates(conn, batch.batch_id)
+        conn.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _stored_dupes AS
+            SELECT s.event_id, min(e.batch_id) AS stored_in
+            FROM staged_clean s JOIN events e USING (event_id)
+            GROUP BY s.event_id
+            """
+        )
+        conn.execute(
+            """
+            INSERT INTO events
+            SELECT s.event_id, s.event_type, s.customer_id, s.session_id, s.occurred_at,
+                   s.product_id, s.quantity, s.amount, s.currency, s.device, s.properties,
+                   ?, now()
+            FROM staged_clean s ANTI JOIN _stored_dupes d USING (event_id)
+            """,
+            [batch.batch_id],
+        )
+        conn.execute(
+            """
+            INSERT INTO quarantined_events
+            SELECT ?, record_number, reason, detail, raw, now()
+            FROM staged_quarantine
+            """,
+            [batch.batch_id],
+        )
+        conn.execute(
+            f"""
+            INSERT INTO quarantined_events
+            SELECT ?, s.record_number, '{Reason.DUPLICATE_STORED}',
+                   'event_id already stored by batch ' || d.stored_in,
+                   to_json(s)::VARCHAR, now()
+            FROM staged_clean s JOIN _stored_dupes d USING (event_id)
+            """,
+            [batch.batch_id],
+        )
+        ((clean_n, quarantined_n, days),) = conn.execute(
+            """
+            SELECT
+                (SELECT count(*) FROM events WHERE batch_id = $b),
+                (SELECT count(*) FROM quarantined_events WHERE batch_id = $b),
+                (SELECT coalesce(list(DISTINCT (occurred_at AT TIME ZONE 'UTC')::DATE
+                                      ORDER BY (occurred_at AT TIME ZONE 'UTC')::DATE), [])
+                 FROM events WHERE batch_id = $b)
+            """,
+            {"b": batch.batch_id},
+        ).fetchall()
+        lake.mark(conn, "events", days)
+        lake.mark_rows(conn, "quarantined_events", "batch_id = ?", [batch.batch_id])
+        faults.point(faults.IN_COMMIT)
+        # now() is the transaction's start; the ledger wants the moment the data is in
+        committed_at = datetime.now(UTC)
+        conn.execute(
+            "INSERT INTO ingest_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                batch.batch_id,
+                batch.file_name,
+                batch.sha256,
+                batch.size,
+                status,
+                records_read,
+                clean_n,
+                quarantined_n,
+                days,
+                batch.landed_at,
+                committed_at,
+            ],
+        )
+        if also is not None:
+            also(conn)
+        reasons = dict(
             conn.execute(
                 """
-                CREATE OR REPLACE TEMP TABLE _stored_dupes AS
-                SELECT s.event_id, min(e.batch_id) AS stored_in
-                FROM staged_clean s JOIN events e USING (event_id)
-                GROUP BY s.event_id
-                """
-            )
-            conn.execute(
-                """
-                INSERT INTO events
-                SELECT s.event_id, s.event_type, s.customer_id, s.session_id, s.occurred_at,
-                       s.product_id, s.quantity, s.amount, s.currency, s.device, s.properties,
-                       ?, now()
-                FROM staged_clean s ANTI JOIN _stored_dupes d USING (event_id)
+                SELECT reason, count(*) FROM quarantined_events WHERE batch_id = ?
+                GROUP BY reason ORDER BY reason
                 """,
                 [batch.batch_id],
-            )
-            conn.execute(
-                """
-                INSERT INTO quarantined_events
-                SELECT ?, record_number, reason, detail, raw, now()
-                FROM staged_quarantine
-                """,
-                [batch.batch_id],
-            )
-            conn.execute(
-                f"""
-                INSERT INTO quarantined_events
-                SELECT ?, s.record_number, '{Reason.DUPLICATE_STORED}',
-                       'event_id already stored by batch ' || d.stored_in,
-                       to_json(s)::VARCHAR, now()
-                FROM staged_clean s JOIN _stored_dupes d USING (event_id)
-                """,
-                [batch.batch_id],
-            )
-            ((clean_n, quarantined_n, days),) = conn.execute(
-                """
-                SELECT
-                    (SELECT count(*) FROM events WHERE batch_id = $b),
-                    (SELECT count(*) FROM quarantined_events WHERE batch_id = $b),
-                    (SELECT coalesce(list(DISTINCT (occurred_at AT TIME ZONE 'UTC')::DATE
-                                          ORDER BY (occurred_at AT TIME ZONE 'UTC')::DATE), [])
-                     FROM events WHERE batch_id = $b)
-                """,
-                {"b": batch.batch_id},
             ).fetchall()
-            lake.mark(conn, "events", days)
-            lake.mark_rows(conn, "quarantined_events", "batch_id = ?", [batch.batch_id])
-            faults.point(faults.IN_COMMIT)
-            # now() is the transaction's start; the ledger wants the moment the data is in
-            committed_at = datetime.now(UTC)
-            conn.execute(
-                "INSERT INTO ingest_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    batch.batch_id,
-                    batch.file_name,
-                    batch.sha256,
-                    batch.size,
-                    status,
-                    records_read,
-                    clean_n,
-                    quarantined_n,
-                    days,
-                    batch.landed_at,
-                    committed_at,
-                ],
-            )
-            if also is not None:
-                also(conn)
-            reasons = dict(
-                conn.execute(
-                    """
-                    SELECT reason, count(*) FROM quarantined_events WHERE batch_id = ?
-                    GROUP BY reason ORDER BY reason
-                    """,
-                    [batch.batch_id],
-                ).fetchall()
-            )
+        )
+        return clean_n, quarantined_n, days, committed_at, reasons
+
+    try:
+        clean_n, quarantined_n, days, committed_at, reasons = lakehouse.run_transaction(
+            conn, body, f"commit of batch {batch.batch_id}", log=log
+        )
     finally:
         conn.unregister("staged_clean")
         conn.unregister("staged_quarantine")

@@ -1,0 +1,249 @@
+"""The lakehouse: every table the platform writes, in one DuckLake.
+
+A DuckLake is a catalog database (which tables exist, which Parquet files hold their rows, one
+row per snapshot) plus the Parquet data files. Every transaction is a snapshot, so:
+
+- many processes write at once: commits that do not touch each other's rows go through side by
+  side; a real conflict aborts the later one, which :func:`run_transaction` retries with a
+  bounded, logged backoff;
+- readers attach the catalog read-only (:func:`connect`) and see one snapshot, never half a
+  commit, without a lock or a copy;
+- any table can be read as it was (``AT (VERSION => n)`` or ``AT (TIMESTAMP => t)``).
+
+Where it lives, from the environment (``settings.lakehouse_catalog`` / ``lakehouse_data``):
+the catalog is SQLite under ``ANALYTICS_HOME`` by default (embedded, no server) or PostgreSQL
+(``postgres:<libpq connection string or URL>``); data files are a local folder or an object
+store URL (``s3://...``, through DuckDB's ``httpfs``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from analytics_assets import settings
+from analytics_assets.lib import duckdb_extensions
+
+ALIAS = "lake"
+"""The name the lakehouse is attached under; ``USE`` makes it the default, so SQL says
+``events``, not ``lake.events``."""
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a lakehouse lives. ``catalog``: DuckLake's metadata string after ``ducklake:``
+    (``sqlite:/path/catalog.sqlite``, ``postgres:dbname=lake host=...``);
+    ``data``: the folder or URL of its Parquet files."""
+
+    catalog: str
+    data: str
+
+    @property
+    def kind(self) -> str:
+        return self.catalog.split(":", 1)[0]
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.catalog.split(":", 1)[1]) if self.kind == "sqlite" else None
+
+    @classmethod
+    def under(cls, folder: Path) -> Location:
+        """An embedded lakehouse in ``folder``: the SQLite catalog and the data files."""
+        return cls(f"sqlite:{folder / 'catalog.sqlite'}", f"{folder / 'data'}/")
+
+    def redacted(self) -> str:
+        """The catalog as a log line may show it (no password)."""
+        import re
+
+        return re.sub(r"(password=|:)([^@\s]+)@", r"\1***@", self.catalog)
+
+
+def location() -> Location:
+    """The lakehouse the environment names (embedded defaults under ``ANALYTICS_HOME``)."""
+    return Location(settings.lakehouse_catalog(), settings.lakehouse_data())
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _prepare_sqlite(path: Path) -> None:
+    """A new SQLite catalog in WAL mode: readers then never block a writer's commit (in
+    SQLite's default journal mode a reader's open transaction makes every commit fail with
+    "database is locked")."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+
+
+def attach(
+    conn: duckdb.DuckDBPyConnection,
+    where: Location | None = None,
+    read_only: bool = False,
+    alias: str = ALIAS,
+    use: bool = True,
+) -> duckdb.DuckDBPyConnection:
+    """Attach the lakehouse to ``conn`` as ``alias`` (and make it the default schema)."""
+    where = where or location()
+    options = [f"DATA_PATH '{_quoted(where.data)}'"]
+    if where.sqlite_path is not None:
+        if read_only and not where.sqlite_path.exists():
+            raise FileNotFoundError(
+                f"No lakehouse at {where.sqlite_path}: nothing has been ingested into this "
+                "ANALYTICS_HOME yet."
+            )
+        _prepare_sqlite(where.sqlite_path)
+        Path(where.data).mkdir(parents=True, exist_ok=True)
+    if read_only:
+        options.append("READ_ONLY")
+    if where.data.startswith(("s3://", "gs://", "gcs://", "r2://", "az://", "https://")):
+        duckdb_extensions.load(conn, "httpfs")
+    conn.execute(f"ATTACH 'ducklake:{_quoted(where.catalog)}' AS {alias} ({', '.join(options)})")
+    if use:
+        conn.execute(f"USE {alias}")
+    return conn
+
+
+def connect(
+    read_only: bool = False, where: Location | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB with the lakehouse attached and in use. Readers pass
+    ``read_only``: they never block a writer and see one snapshot per query."""
+    config = dict(duckdb_extensions.config())
+    if threads:
+        config["threads"] = threads
+    conn = duckdb.connect(config=config)
+    try:
+        return attach(conn, where, read_only=read_only)
+    except BaseException:
+        conn.close()
+        raise
+
+
+# ---- transactions and conflicts ----------------------------------------------------------
+
+CONFLICT_MARKERS = (
+    "transaction conflict",  # DuckLake: two commits changed the same rows or table
+    "database is locked",  # SQLite catalog: another writer committed first
+    "could not serialize",  # PostgreSQL catalog
+    "conflict on tuple",
+)
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is another writer's commit winning the race (worth a retry), not a
+    mistake in what this one does."""
+    return isinstance(error, duckdb.Error) and any(
+        marker in str(error).lower() for marker in CONFLICT_MARKERS
+    )
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended it
+        conn.execute("ROLLBACK")
+
+
+def run_transaction(
+    conn: duckdb.DuckDBPyConnection,
+    body: Callable[[duckdb.DuckDBPyConnection], T],
+    what: str = "commit",
+    attempts: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> T:
+    """Run ``body`` in one transaction and commit it; when another writer's commit conflicts,
+    roll back and run all of ``body`` again on the new state (so its reads, e.g. which event
+    ids are stored, are never stale), after a growing, jittered wait. Each retry is logged;
+    after ``attempts`` (``$ANALYTICS_COMMIT_ATTEMPTS``, default 12) the conflict is raised."""
+    attempts = attempts or settings.commit_attempts()
+    say = log or _log.warning
+    for attempt in range(1, attempts + 1):
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            result = body(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException as error:
+            _rollback(conn)
+            if not is_conflict(error) or attempt == attempts:
+                raise
+            delay = min(2.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.0)
+            first_line = str(error).strip().splitlines()[-1][:200]
+            say(
+                f"{what}: conflict with another writer ({first_line}); "
+                f"retry {attempt}/{attempts - 1} in {delay:.2f}s"
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+# ---- what the lakehouse holds --------------------------------------------------------------
+
+
+def exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = current_schema() AND table_name = ?",
+            [table],
+        ).fetchone()[0]
+    )
+
+
+def table_names(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = current_schema() ORDER BY table_name"
+        ).fetchall()
+    ]
+
+
+def current_snapshot(conn: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> int:
+    return conn.execute(f"SELECT id FROM {alias}.current_snapshot()").fetchone()[0]
+
+
+def ensure_tables(
+    conn: duckdb.DuckDBPyConnection,
+    ddl: dict[str, str],
+    partitions: dict[str, str] | None = None,
+    seeds: dict[str, str] | None = None,
+) -> None:
+    """Create the tables of ``ddl`` (``{name: CREATE TABLE ...}``) that do not exist yet, in
+    one transaction (retried: two runs may create them at the same moment), each partitioned
+    by ``partitions[name]`` (DuckLake's transforms, e.g. ``year(ts), month(ts), day(ts)``) and
+    filled by ``seeds[name]`` (SQL) when given. Costs one catalog lookup when all exist."""
+    if all(exists(conn, name) for name in ddl):
+        return
+
+    def create(conn: duckdb.DuckDBPyConnection) -> None:
+        for name, statement in ddl.items():
+            if exists(conn, name):
+                continue
+            conn.execute(statement)
+            if partitions and name in partitions:
+                conn.execute(f"ALTER TABLE {name} SET PARTITIONED BY ({partitions[name]})")
+            if seeds and name in seeds:
+                conn.execute(seeds[name])
+
+    run_transaction(conn, create, "create tables")
+
+
+def by_day(column: str) -> str:
+    """DuckLake's partition key for a timestamp column's day: files split per calendar day
+    (UTC), so a day's reads and rewrites touch only its files."""
+    return f"year({column}), month({column}), day({column})"
