@@ -115,6 +115,12 @@ def attach(
     conn.execute(f"ATTACH 'ducklake:{_quoted(where.catalog)}' AS {alias} ({', '.join(options)})")
     if use:
         conn.execute(f"USE {alias}")
+    if not read_only and use and where == location():
+        old = settings.warehouse_path()
+        if old.exists():  # the first writer after the upgrade moves the old file in, once
+            from analytics_assets.lib import lakehouse_upgrade
+
+            lakehouse_upgrade.upgrade(conn, old)
     return conn
 
 
@@ -247,3 +253,15 @@ def by_day(column: str) -> str:
     """DuckLake's partition key for a timestamp column's day: files split per calendar day
     (UTC), so a day's reads and rewrites touch only its files."""
     return f"year({column}), month({column}), day({column})"
+
+
+PARTITIONS = {
+    "events": by_day("occurred_at"),
+    "quarantined_events": by_day("quarantined_at"),
+    "sessions": "day",
+    "customer_daily": "day",
+    "kpis_hourly": by_day("window_start"),
+    "kpis_daily": by_day("window_start"),
+}
+"""How each table's files are split: per day, so a day's rebuild replaces its own files and a
+read of a few days skips the rest (the small tables are not split)."""

@@ -10,14 +10,7 @@ import pyarrow as pa
 from analytics_assets.lib import lake, lakehouse
 from analytics_assets.lib.warehouse import identifier
 
-PARTITIONS = {
-    "sessions": "day",
-    "customer_daily": "day",
-    "kpis_hourly": lakehouse.by_day("window_start"),
-    "kpis_daily": lakehouse.by_day("window_start"),
-}
-"""How each day table's files are split: one set per day, so a day's rebuild replaces its own
-files and a read of a few days skips the rest."""
+PARTITIONS = lakehouse.PARTITIONS
 
 
 def replace_range(

@@ -67,10 +67,7 @@ committing at once then conflict, and the later one runs again on the state the 
 so an event id in both is stored once (DuckLake lets concurrent inserts into one table through
 without a conflict, and each commit's duplicate check reads its own snapshot)."""
 
-PARTITIONS = {
-    "events": lakehouse.by_day("occurred_at"),
-    "quarantined_events": lakehouse.by_day("quarantined_at"),
-}
+PARTITIONS = {name: lakehouse.PARTITIONS[name] for name in ("events", "quarantined_events")}
 SEEDS = {"commit_sequence": "INSERT INTO commit_sequence VALUES (0)"}
 
 
