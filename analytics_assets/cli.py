@@ -130,7 +130,7 @@ def _simulation(
     config = simulate.SimulationConfig(customers=customers, days=days, seed=seed, start=start)
     if start is not None:
         return config
-    calendar = home_calendar(settings.lake_dir())
+    calendar = home_calendar()
     if continue_calendar:
         if calendar is None:
             raise click.UsageError(
@@ -219,10 +219,12 @@ def replay_cdnow(
 )
 @click.option("--max-rows", type=click.IntRange(min=1), default=100, show_default=True)
 def sql(query: str | None, fmt: str, max_rows: int) -> None:
-    """Query the published lake with DuckDB while the platform runs: QUERY's result, or with no
-    QUERY an interactive DuckDB shell (read-only) on the lake's catalog. The tables are views
-    over the lake's Parquet files (events, sessions, kpis_daily, audit_*, predictions, ...);
-    the warehouse file is never opened."""
+    """Query the lakehouse with DuckDB while the platform runs: QUERY's result, or with no
+    QUERY an interactive DuckDB shell on it. Both attach the lakehouse read-only: no lock, no
+    copy, one snapshot per query. Tables: events, quarantined_events, sessions, customer_daily,
+    kpis_hourly, kpis_daily, audit_*, ingest_ledger, kafka_ledger, predictions. Any table as it
+    was: ... FROM events AT (TIMESTAMP => TIMESTAMPTZ '2026-12-06 10:00:00+00'), or
+    AT (VERSION => n) (snapshot ids: SELECT * FROM lake.snapshots())."""
     from analytics_assets.lib import lake
 
     if query is None:
@@ -230,7 +232,7 @@ def sql(query: str | None, fmt: str, max_rows: int) -> None:
         return
     import duckdb
 
-    conn = lake.connect(settings.lake_dir(), settings.predictions_dir())
+    conn = lake.connect(settings.predictions_dir())
     try:
         result = conn.sql(query)
     except duckdb.Error as exc:
@@ -255,18 +257,19 @@ def sql(query: str | None, fmt: str, max_rows: int) -> None:
 
 
 def _shell(lake) -> None:
-    """Replace this process with the DuckDB shell (the ``duckdb-cli`` package) on the catalog."""
+    """Replace this process with the DuckDB shell (the ``duckdb-cli`` package, the same DuckDB
+    version) with the lakehouse attached read-only."""
     import os
     import shutil
     import sys
 
-    catalog = settings.lake_catalog_path()
-    lake.refresh_catalog(catalog, lake.views(settings.lake_dir(), settings.predictions_dir()))
+    lake.ensure_exists()
     here = Path(sys.executable).parent / "duckdb"
     binary = str(here) if here.exists() else shutil.which("duckdb")
     if binary is None:
         raise click.ClickException("no duckdb shell found: install the duckdb-cli package")
-    os.execv(binary, [binary, "-readonly", str(catalog)])
+    commands = [arg for statement in lake.shell_commands() for arg in ("-cmd", statement + ";")]
+    os.execv(binary, [binary, *commands])
 
 
 @main.command("paths")
@@ -276,9 +279,8 @@ def paths() -> None:
         ("ANALYTICS_HOME", settings.analytics_home()),
         ("landing", settings.landing_dir()),
         ("quarantine", settings.quarantine_dir()),
-        ("warehouse", settings.warehouse_path()),
-        ("lake", settings.lake_dir()),
-        ("lake catalog", settings.lake_catalog_path()),
+        ("lakehouse", settings.lakehouse_catalog()),
+        ("lakehouse data", settings.lakehouse_data()),
         ("DAGSTER_HOME", settings.dagster_home()),
         ("feature repo", settings.feature_repo_path()),
         ("snapshots", settings.feature_snapshots_dir()),

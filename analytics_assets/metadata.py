@@ -16,85 +16,47 @@ def preview(frame: pl.DataFrame | None, rows: int = 10) -> dg.MetadataValue:
         return dg.MetadataValue.md(str(frame.head(rows)))
 
 
-LAKE_CHECK = "lake_matches_warehouse"
-"""The check, on every published table's asset, that the lake holds what the warehouse does."""
+FILES_CHECK = "data_files_present"
+"""The check, on every asset that writes lakehouse tables, that each data file the tables'
+current snapshot reads exists: a file deleted by hand is named, never a silently wrong count."""
 
 
-def lake_check_spec(asset: str) -> dg.AssetCheckSpec:
+def files_check_spec(asset: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
-        LAKE_CHECK,
+        FILES_CHECK,
         asset=asset,
         description=(
-            "The partitions this run published to the lake (Parquet under $ANALYTICS_HOME/lake) "
-            "have the warehouse's row counts, read back from the files."
+            "Every Parquet file the lakehouse's current snapshot of this asset's tables reads "
+            "exists (a missing one is named with its table)."
         ),
     )
 
 
-def publish_lake(context, conn) -> dict[str, list] | Exception:
-    """After the run's commit: publish every partition the warehouse marked as changed (this
-    run's and any a killed run left), refresh the lake's catalog, and return what was published
-    by table; or the error, which leaves the marks for the next run (the commit stands)."""
-    import time
-
-    from analytics_assets import settings
-    from analytics_assets.lib import lake
-
-    started = time.perf_counter()
-    root = settings.lake_dir()
-    try:
-        published = lake.publish_pending(conn, root, settings.lake_quarantine_raw())
-        views = lake.views(root, settings.predictions_dir())
-        lake.refresh_catalog(settings.lake_catalog_path(), views)
-    except Exception as exc:  # the commit stands; the lake catches up on the next publish
-        context.log.error(f"Lake publish failed, left for the next run: {exc}")
-        return exc
-    grouped = lake.by_table(published)
-    context.log.info(
-        f"Published {len(published)} partitions of {len(grouped)} tables to {root} in "
-        f"{time.perf_counter() - started:.3f}s"
-    )
-    return grouped
-
-
-def lake_check(
-    conn,
-    published: dict[str, list] | Exception,
-    table: str | tuple[str, ...],
-    asset: str | None = None,
-):
-    """The ``lake_matches_warehouse`` result for ``table`` (or several tables that one asset
-    writes) on ``asset``, default the table."""
-    from analytics_assets import settings
-    from analytics_assets.lib import lake
+def files_check(conn, table: str | tuple[str, ...], asset: str | None = None):
+    """The ``data_files_present`` result for ``table`` (or the tables one asset writes) on
+    ``asset`` (default: the table), with the lakehouse snapshot the run's commit made."""
+    from analytics_assets.lib import lakehouse
 
     names = (table,) if isinstance(table, str) else table
-    asset_key = asset or names[0]
-    if isinstance(published, Exception):
-        return dg.AssetCheckResult(
-            asset_key=asset_key,
-            check_name=LAKE_CHECK,
-            passed=False,
-            description=f"publish failed (left for the next run): {published}",
-        )
-    mine = [p for name in names for p in published.get(name, [])]
-    wrong = {
-        (f"{name}/{day}" if len(names) > 1 else day): counts
-        for name, days in lake.check(conn, settings.lake_dir(), mine).items()
-        for day, counts in days.items()
-    }
-    days = sorted(p.day.isoformat() for p in mine if p.day is not None)
+    counted, missing = 0, {}
+    for name in names:
+        if not lakehouse.exists(conn, name):
+            continue
+        files, gone = lakehouse.missing_files(conn, name)
+        counted += files
+        if gone:
+            missing[name] = gone
     return dg.AssetCheckResult(
-        asset_key=asset_key,
-        check_name=LAKE_CHECK,
-        passed=not wrong,
+        asset_key=asset or names[0],
+        check_name=FILES_CHECK,
+        passed=not missing,
+        description=(
+            "; ".join(f"{t}: {len(g)} data files missing, e.g. {g[0]}" for t, g in missing.items())
+            or None
+        ),
         metadata={
-            "partitions": len(mine),
-            "rows": sum(p.rows for p in mine),
-            "days": f"{days[0]} .. {days[-1]}" if days else "",
-            "mismatches": dg.MetadataValue.json(
-                {day: {"lake": a, "warehouse": b} for day, (a, b) in wrong.items()}
-            ),
-            "lake": dg.MetadataValue.path(str(settings.lake_dir() / names[0])),
+            "files": counted,
+            "missing": dg.MetadataValue.json({t: g[:20] for t, g in missing.items()}),
+            "lakehouse_snapshot": lakehouse.current_snapshot(conn),
         },
     )

@@ -216,9 +216,6 @@ def build_resources() -> dict[str, object]:
     }
 
 
-WAREHOUSE_POOL = "duckdb_warehouse"
-"""Concurrency pool of everything that writes the DuckDB file: one writer at a time."""
-
 FEAST_REGISTRY_POOL = "feast_registry"
 """Concurrency pool of everything that writes the Feast registry (apply, materialize)."""
 

@@ -388,25 +388,6 @@ def kafka_max_wait_s() -> float:
     return float(_env("KAFKA_MAX_WAIT_S") or 1.0)
 
 
-def lake_dir() -> Path:
-    """The published, read-only lake: the warehouse's tables as Parquet in a Hive layout
-    (``$ANALYTICS_LAKE_DIR`` or ``<home>/lake``). Readers use it, never the live DuckDB file."""
-    return Path(_env("ANALYTICS_LAKE_DIR") or analytics_home() / "lake").resolve()
-
-
-def lake_catalog_path() -> Path:
-    """A read-only DuckDB file of views over the lake, at a storage version DuckDB 1.5 clients
-    read (``<home>/lake.duckdb``)."""
-    return analytics_home() / "lake.duckdb"
-
-
-def lake_quarantine_raw() -> bool:
-    """Whether ``quarantined_events`` in the lake keeps each row's raw record
-    (``$LAKE_QUARANTINE_RAW=1``; default off: raw records may hold what was never meant to be
-    stored)."""
-    return _env("LAKE_QUARANTINE_RAW") in ("1", "true", "yes")
-
-
 def read_api_sql_max_rows() -> int:
     """The most rows the read API's SQL endpoint returns; a bigger result is refused
     (``$READ_API_SQL_MAX_ROWS``, default 10,000)."""
@@ -465,6 +446,5 @@ def ensure_dirs() -> None:
         analytics_home() / "mlflow",
         models_dir(),
         predictions_dir(),
-        lake_dir(),
     ):
         path.mkdir(parents=True, exist_ok=True)

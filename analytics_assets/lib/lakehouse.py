@@ -265,3 +265,22 @@ PARTITIONS = {
 }
 """How each table's files are split: per day, so a day's rebuild replaces its own files and a
 read of a few days skips the rest (the small tables are not split)."""
+
+
+def data_files(conn: duckdb.DuckDBPyConnection, table: str, alias: str = ALIAS) -> list[str]:
+    """The data and delete files the current snapshot of ``table`` reads."""
+    rows = conn.execute(
+        f"SELECT data_file, delete_file FROM ducklake_list_files('{alias}', ?)", [table]
+    ).fetchall()
+    return [path for row in rows for path in row if path]
+
+
+def missing_files(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[int, list[str]]:
+    """How many files ``table`` reads, and those of them that are gone (deleted by hand, a
+    disk lost): a count read from such a table would be silently wrong. Local data paths only;
+    an object store's files are listed, not probed."""
+    import os
+
+    files = data_files(conn, table)
+    local = [f for f in files if "://" not in f]
+    return len(files), [f for f in local if not os.path.exists(f)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 SIMULATED_PREFIX = "cust-"
 
@@ -36,18 +35,19 @@ class HomeCalendar:
         return self.last_day - timedelta(days=days - 1)
 
 
-def home_calendar(lake_dir: Path) -> HomeCalendar | None:
-    """The days of the events the home's lake holds, and its simulated customers (``None``:
-    no events yet)."""
+def home_calendar() -> HomeCalendar | None:
+    """The days of the events the home's lakehouse holds, and its simulated customers
+    (``None``: no events yet)."""
     from analytics_assets.lib import lake
 
-    conn = lake.connect(lake_dir)
+    conn = lake.connect()
     try:
-        if "events" not in {r[0] for r in conn.execute("SHOW TABLES").fetchall()}:
+        if not lake.has_table(conn, "events"):
             return None
         first, last, highest = conn.execute(
             f"""
-            SELECT min(day)::DATE, max(day)::DATE,
+            SELECT min(occurred_at AT TIME ZONE 'UTC')::DATE,
+                   max(occurred_at AT TIME ZONE 'UTC')::DATE,
                    max(TRY_CAST(regexp_extract(customer_id, '^{SIMULATED_PREFIX}(\\d+)$', 1)
                        AS BIGINT))
             FROM events

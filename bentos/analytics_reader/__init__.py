@@ -1,1 +1,1 @@
-"""The read API: KPIs, the audit, customer profiles and read-only SQL over the lake."""
+"""The read API: KPIs, the audit, customer profiles and read-only SQL over the lakehouse."""

@@ -1,21 +1,11 @@
-"""The read API's queries over the lake: KPI windows, audit lenses and one customer's profile.
-
-KPIs are read partition by partition through a cache of the lake's small day files, each
-entry checked against the file's identity (inode, size, modification time) on every read: a
-request for 90 days is 90 ``stat`` calls and a concatenation, a few milliseconds, while a
-republished day is read again at once. Nothing here opens the warehouse.
+"""The read API's queries over the lakehouse: KPI windows, audit lenses and one customer's
+profile. Each runs on its own cursor of the sandbox's database, which has the lakehouse attached
+read-only: one snapshot per query, while runs commit, with no copy and no lock.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
 from datetime import date, timedelta
-from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from analytics_assets.lib import lake
 from analytics_assets.scoring.customer_value import OUTPUTS
@@ -23,82 +13,63 @@ from analytics_assets.scoring.customer_value import OUTPUTS
 KPI_TABLES = {"hour": "kpis_hourly", "day": "kpis_daily"}
 
 
-class FileCache:
-    """Parquet files read once per version: ``{path: ((inode, size, mtime_ns), table)}``, the
-    least recently used dropped beyond ``max_files``."""
-
-    def __init__(self, max_files: int = 20_000) -> None:
-        self.max_files = max_files
-        self._tables: OrderedDict[str, tuple[tuple[int, int, int], pa.Table]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def read(self, path: Path) -> pa.Table | None:
-        """The file's table, or ``None`` when there is no such file."""
-        key = str(path)
-        try:
-            st = os.stat(key)
-        except FileNotFoundError:
-            return None
-        identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-        with self._lock:
-            cached = self._tables.get(key)
-            if cached is not None and cached[0] == identity:
-                self._tables.move_to_end(key)
-                return cached[1]
-        table = pq.read_table(key)  # a rename swaps whole files: this one is complete
-        with self._lock:
-            self._tables[key] = (identity, table)
-            self._tables.move_to_end(key)
-            while len(self._tables) > self.max_files:
-                self._tables.popitem(last=False)
-        return table
-
-
 def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def kpis(cache: FileCache, root: Path, window: str, first: date, last: date) -> list[dict]:
-    """The KPI windows of every day in ``[first, last]``, in time order (days with no file have
-    no windows)."""
+def kpis(conn, window: str, first: date, last: date) -> list[dict]:
+    """The KPI windows of every day in ``[first, last]``, in time order."""
     table = KPI_TABLES[window]
-    parts = [
-        t
-        for day in days(first, last)
-        if (t := cache.read(lake.partition_path(root, table, day))) is not None and t.num_rows
-    ]
-    if not parts:
-        return []
-    rows = pa.concat_tables(parts, promote_options="permissive").sort_by("window_start")
-    return rows.to_pylist()
+    cursor = lake.cursor(conn)
+    try:
+        if not _has_table(cursor, table):
+            return []
+        return (
+            cursor.execute(
+                f"SELECT * FROM {table} WHERE window_start >= $first "
+                "AND window_start < $last + INTERVAL 1 DAY ORDER BY window_start",
+                {"first": first, "last": last},
+            )
+            .fetch_arrow_table()
+            .to_pylist()
+        )
+    finally:
+        cursor.close()
 
 
 def audit_lens(
-    cache: FileCache, root: Path, lens: str, first: date | None, last: date | None
+    conn, lens: str, first: date | None, last: date | None
 ) -> tuple[str, list[str], list[dict], list[date]]:
     """One audit table's rows with ``period`` in ``[first, last]`` (either open), its columns,
     and every period it has."""
     name = f"audit_{lens}"
-    table = cache.read(lake.partition_path(root, name, None))
-    if table is None:
-        return name, [], [], []
-    periods: list[date] = []
-    if "period" in table.column_names:
-        import pyarrow.compute as pc
-
-        periods = sorted({_day(p) for p in table.column("period").to_pylist() if p is not None})
-        keep = pc.is_valid(table.column("period"))
-        period = pc.cast(table.column("period"), pa.date32())
-        if first is not None:
-            keep = pc.and_(keep, pc.greater_equal(period, pa.scalar(first, pa.date32())))
-        if last is not None:
-            keep = pc.and_(keep, pc.less_equal(period, pa.scalar(last, pa.date32())))
-        table = table.filter(keep)
-    return name, table.column_names, [_plain_row(r) for r in table.to_pylist()], periods
-
-
-def _day(value) -> date:
-    return value.date() if hasattr(value, "date") and callable(value.date) else value
+    cursor = lake.cursor(conn)
+    try:
+        if not _has_table(cursor, name):
+            return name, [], [], []
+        columns = [r[0] for r in cursor.execute(f"DESCRIBE {name}").fetchall()]
+        if "period" not in columns:
+            rows = cursor.execute(f"SELECT * FROM {name}").fetch_arrow_table().to_pylist()
+            return name, columns, [_plain_row(r) for r in rows], []
+        rows = (
+            cursor.execute(
+                f"SELECT * FROM {name} WHERE period IS NOT NULL "
+                "AND ($first IS NULL OR period::DATE >= $first) "
+                "AND ($last IS NULL OR period::DATE <= $last)",
+                {"first": first, "last": last},
+            )
+            .fetch_arrow_table()
+            .to_pylist()
+        )
+        periods = [
+            r[0]
+            for r in cursor.execute(
+                f"SELECT DISTINCT period::DATE FROM {name} WHERE period IS NOT NULL ORDER BY 1"
+            ).fetchall()
+        ]
+    finally:
+        cursor.close()
+    return name, columns, [_plain_row(r) for r in rows], periods
 
 
 def _plain_row(row: dict) -> dict:
@@ -106,11 +77,11 @@ def _plain_row(row: dict) -> dict:
 
 
 def activity(conn, customer_id: str, recent: int = 10) -> dict | None:
-    """The customer's activity from the lake's ``customer_daily``: totals and the last active
+    """The customer's activity from the lakehouse's ``customer_daily``: totals and the last active
     days (``None``: never active, or nothing published yet)."""
-    cursor = conn.cursor()
+    cursor = lake.cursor(conn)
     try:
-        if not _has_view(cursor, "customer_daily"):
+        if not _has_table(cursor, "customer_daily"):
             return None
         totals = cursor.execute(
             """
@@ -150,9 +121,9 @@ OUTPUT_COLUMNS = ("churn_probability", *OUTPUTS)
 
 def predictions(conn, customer_id: str, limit: int = 10) -> list[dict]:
     """The customer's last answered predictions from the prediction log, newest first."""
-    cursor = conn.cursor()
+    cursor = lake.cursor(conn)
     try:
-        if not _has_view(cursor, "predictions"):
+        if not _has_table(cursor, "predictions"):
             return []
         names = {r[0] for r in cursor.execute("DESCRIBE predictions").fetchall()}
         outputs = [c for c in OUTPUT_COLUMNS if c in names]
@@ -196,9 +167,12 @@ def _finite(value) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-def _has_view(cursor, name: str) -> bool:
+def _has_table(cursor, name: str) -> bool:
+    """Whether a reader sees ``name`` (a lakehouse table, or the predictions view)."""
     return bool(
         cursor.execute(
-            "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]
+            "SELECT (SELECT count(*) FROM duckdb_tables() WHERE table_name = $n) "
+            "+ (SELECT count(*) FROM duckdb_views() WHERE view_name = $n)",
+            {"n": name},
         ).fetchall()[0][0]
     )

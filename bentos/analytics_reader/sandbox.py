@@ -1,14 +1,16 @@
-"""Read-only SQL over the lake, for strangers: one SELECT, the lake's files and nothing else.
+"""Read-only SQL over the lakehouse, for strangers: one SELECT, the lakehouse and nothing else.
 
 Four fences, each enough for its own class of harm:
 
 1. **Statements**: DuckDB's own parser splits the text; exactly one statement of type SELECT
    is run. ``COPY``, ``ATTACH``, ``INSTALL``/``LOAD``, ``SET``, ``PRAGMA``, ``CREATE`` and
    every other write are refused before anything runs.
-2. **Files**: the database is configured with ``allowed_directories`` (the lake and the
-   prediction log) and ``enable_external_access = false``, then ``lock_configuration``:
-   ``read_csv('/etc/passwd')``, ``glob('/*')`` or a path with ``..`` fail in DuckDB itself,
-   and no query can change the setting back. Extensions are neither installed nor loaded.
+2. **Files**: the lakehouse is attached read-only (DuckLake's own ``READ_ONLY``: no write
+   reaches its catalog), then the database is configured with ``allowed_directories`` (the
+   lakehouse's data and catalog folders, the prediction log), ``enable_external_access =
+   false`` and ``lock_configuration``: ``read_csv('/etc/passwd')``, ``ATTACH``, ``glob('/*')``
+   or a path with ``..`` fail in DuckDB itself, and no query can change the setting back. No
+   extension is installed or loaded after that.
 3. **Time**: a query still running after the time limit is interrupted
    (``DuckDBPyConnection.interrupt``).
 4. **Size**: at most ``max_rows + 1`` rows are fetched; more is refused, not truncated. Memory
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from analytics_assets.lib import lake
+from analytics_assets.lib import duckdb_extensions, lake, lakehouse
 from analytics_assets.lib.lake import plain
 
 MEMORY_LIMIT = "1GB"
@@ -52,39 +54,52 @@ class Result:
 
 
 class Sandbox:
-    """One in-memory DuckDB database, locked down, with a view per lake table; each query runs
-    on its own cursor. The views follow the lake: a table published for the first time is
-    added before the next query."""
+    """One in-memory DuckDB database with the lakehouse attached read-only, locked down; each
+    query runs on its own cursor and sees the lakehouse's latest snapshot (tables created since
+    the service started included). Time travel works: ``AT (VERSION => n)``."""
 
-    def __init__(self, root: Path, predictions: Path | None = None) -> None:
-        self.root = root
+    def __init__(
+        self, predictions: Path | None = None, where: lakehouse.Location | None = None
+    ) -> None:
         self.predictions = predictions
-        # the fenced database; the service's own queries (profiles) use it too, on cursors
+        where = where or lakehouse.location()
+        # the fenced database; the service's own queries (profiles, KPIs) use it too, on cursors
         self.db = duckdb.connect(
             config={
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
+                **duckdb_extensions.config(),
                 "allow_community_extensions": False,
                 "memory_limit": MEMORY_LIMIT,
                 "threads": THREADS,
             }
         )
-        allowed = [f"{root}/"] + ([f"{predictions}/"] if predictions else [])
+        lake.attach(self.db, None, where)  # predictions: a view created in refresh()
+        allowed = [where.data if where.data.endswith("/") else where.data + "/"]
+        if where.sqlite_path is not None:
+            allowed.append(f"{where.sqlite_path.parent}/")
+        if predictions:
+            allowed.append(f"{predictions}/")
         self.db.execute("SET allowed_directories = ?", [allowed])
         self.db.execute("SET enable_external_access = false")
+        self.db.execute("SET autoload_known_extensions = false")
         self.db.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
-        self._views: dict[str, str] = {}
+        self._predictions: str | None = None
         self.refresh()
 
     def refresh(self) -> dict[str, str]:
-        """Create views for tables the lake has gained; returns ``{name: SELECT ...}``."""
-        found = lake.views(self.root, self.predictions)
-        if found != self._views:
+        """``{table: SELECT ...}`` of what queries can read; the prediction log's view is
+        created once its first file exists."""
+        view = lake.predictions_view(self.predictions)
+        if view is not None and view != self._predictions:
             with self._lock:
-                lake.create_views(self.db, {k: v for k, v in found.items() if k not in self._views})
-                self._views = found
-        return found
+                self.db.execute(f"CREATE OR REPLACE VIEW memory.main.predictions AS {view}")
+                self._predictions = view
+        with lake.cursor(self.db) as cursor:
+            names = lake.tables(cursor)
+        return {
+            name: (self._predictions if name == "predictions" else lake.table_sql(name))
+            for name in names
+        }
 
     def check(self, sql: str) -> None:
         """Raise :class:`Refused` unless ``sql`` is exactly one SELECT."""
@@ -105,10 +120,11 @@ class Sandbox:
     def run(self, sql: str, max_rows: int, timeout_s: float) -> Result:
         """Run one SELECT under the fences; raises :class:`Refused`, :class:`TooSlow`,
         :class:`TooBig` or ``duckdb.Error`` (a query that fails in DuckDB, e.g. a file outside
-        the lake: ``duckdb.PermissionException``)."""
+        the lakehouse: ``duckdb.PermissionException``)."""
         self.check(sql)
-        self.refresh()
-        cursor = self.db.cursor()
+        if self._predictions is None:
+            self.refresh()
+        cursor = lake.cursor(self.db)
         timer = threading.Timer(timeout_s, cursor.interrupt)
         started = time.perf_counter()
         timer.start()

@@ -112,4 +112,6 @@ class SqlResult(BaseModel):
 
 
 class LakeTables(BaseModel):
-    tables: dict[str, str] = Field(description="Every view the SQL endpoint can read, by name.")
+    tables: dict[str, str] = Field(
+        description="Every table the SQL endpoint can read, by name, with its SELECT."
+    )

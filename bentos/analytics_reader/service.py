@@ -1,5 +1,6 @@
 """The read API (BentoML): KPIs, the customer-base audit, customer profiles and read-only SQL
-over the published lake, while the platform runs. Never opens the warehouse file.
+over the lakehouse, attached read-only while runs write (one copy, no lock, one snapshot per
+query).
 
 ``make read-api`` starts it on 127.0.0.1:3002 (scoring has 3001, Dagster's UI 3000).
 
@@ -74,11 +75,8 @@ report_app = Starlette(routes=[Route("/", _report, methods=["GET"])])
 class AnalyticsReader:
     def __init__(self) -> None:
         settings.check_serving_exposure()
-        self.root = settings.lake_dir()
-        self.root.mkdir(parents=True, exist_ok=True)
         self.predictions = settings.predictions_dir()
-        self.cache = reads.FileCache()
-        self.sandbox = Sandbox(self.root, self.predictions)
+        self.sandbox = Sandbox(self.predictions)
         self.max_rows = settings.read_api_sql_max_rows()
         self.timeout_s = settings.read_api_sql_timeout_s()
         self._online = None
@@ -99,7 +97,7 @@ class AnalyticsReader:
                 f"at most {MAX_DAYS[window]} days of {window} windows per request, not {span.days}",
                 "range_too_long",
             )
-        rows = reads.kpis(self.cache, self.root, window, first_day, last_day)
+        rows = reads.kpis(self.sandbox.db, window, first_day, last_day)
         return KpiResponse(window=window, first_day=first_day, last_day=last_day, rows=rows)
 
     @bentoml.api(route="/audit")
@@ -112,7 +110,7 @@ class AnalyticsReader:
         if first_period and last_period:
             _range(first_period, last_period)
         name, columns, rows, periods = reads.audit_lens(
-            self.cache, self.root, lens, first_period, last_period
+            self.sandbox.db, lens, first_period, last_period
         )
         if not columns:
             raise ApiError(
@@ -122,14 +120,14 @@ class AnalyticsReader:
 
     @bentoml.api(route="/customer")
     async def customer(self, customer_id: CustomerId) -> CustomerProfile:
-        """One customer: latest online features, activity from the lake, last predictions."""
+        """One customer: latest online features, activity from the lakehouse, last predictions."""
         return await anyio.to_thread.run_sync(self._profile, customer_id)
 
     @bentoml.api(route="/sql")
     async def sql(self, query: Query, max_rows: int | None = None) -> SqlResult:
-        """A read-only SQL query (one SELECT) over the lake's tables (``/tables`` lists them),
+        """A read-only SQL query (one SELECT) over the lakehouse's tables (``/tables`` lists them),
         with a row limit and a time limit. Refused with a 4xx and the reason: anything but a
-        SELECT, files outside the lake, a query over the time limit, a result over the row
+        SELECT, files outside the lakehouse, a query over the time limit, a result over the row
         limit."""
         limit = min(max_rows or self.max_rows, self.max_rows)
         try:
@@ -143,7 +141,9 @@ class AnalyticsReader:
                 str(exc), "result_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
             ) from exc
         except duckdb.PermissionException as exc:
-            raise ApiError(f"only the lake can be read here: {exc}", "outside_lake", 403) from exc
+            raise ApiError(
+                f"only the lakehouse can be read here: {exc}", "outside_lake", 403
+            ) from exc
         except duckdb.OutOfMemoryException as exc:
             raise ApiError(f"the query needs too much memory: {exc}", "sql_out_of_memory") from exc
         except duckdb.Error as exc:  # the query itself is wrong: unknown table, bad types, ...
@@ -158,17 +158,18 @@ class AnalyticsReader:
 
     @bentoml.api(route="/tables")
     def tables(self) -> LakeTables:
-        """The lake's tables the SQL endpoint reads, with the SELECT behind each view."""
+        """The tables the SQL endpoint reads, with the SELECT behind each."""
         return LakeTables(tables=self.sandbox.refresh())
 
     def _profile(self, customer_id: str) -> CustomerProfile:
-        self.sandbox.refresh()
+        if self.sandbox._predictions is None:
+            self.sandbox.refresh()
         activity = reads.activity(self.sandbox.db, customer_id)
         predictions = reads.predictions(self.sandbox.db, customer_id)
         features, as_of = self._features(customer_id)
         if activity is None and features is None and not predictions:
             raise ApiError(
-                f"customer {customer_id!r} is not known to the lake, the online store or the "
+                f"customer {customer_id!r} is not known to the lakehouse, the online store or the "
                 "prediction log",
                 "unknown_customer",
                 404,

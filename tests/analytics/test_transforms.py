@@ -15,9 +15,9 @@ from tests.conftest import event, purchase
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    ingest(tmp_path / "w.duckdb", "fixture", RECORDS)
-    return lakehouse.connect(where=lakehouse.Location.under(tmp_path))
+def conn(analytics_home: Path) -> duckdb.DuckDBPyConnection:
+    ingest(analytics_home / "w", "fixture", RECORDS)
+    return lakehouse.connect()
 
 
 def test_sessions_split_on_inactivity_and_belong_to_their_start_day(conn) -> None:
@@ -78,7 +78,7 @@ def test_late_events_reach_back_one_day() -> None:
     assert transforms.session_days_affected([D2, D3]) == [D1, D2, D3]
 
 
-def test_conversion_is_a_share_of_sessions(tmp_path) -> None:
+def test_conversion_is_a_share_of_sessions(analytics_home) -> None:
     """By hand: three sessions start on D1, one with two purchases ($10 + $20), one with
     one ($6), one with none: 2 of 3 sessions converted (never purchases / sessions = 1.0),
     3 purchases, average order value $36 / 3."""
@@ -89,8 +89,8 @@ def test_conversion_is_a_share_of_sessions(tmp_path) -> None:
         purchase(4, 6.0, customer_id="y", occurred_at="2024-03-01T12:00:00Z"),
         event(5, customer_id="z", occurred_at="2024-03-01T15:00:00Z"),
     ]
-    ingest(tmp_path / "w.duckdb", "two-purchases", records)
-    with lakehouse.connect(where=lakehouse.Location.under(tmp_path)) as conn:
+    ingest(analytics_home / "w", "two-purchases", records)
+    with lakehouse.connect() as conn:
         transforms.sessions(conn, D1, D2).create("sessions")
         (row,) = transforms.kpis(conn, D1, D2, "day").fetchall()
         hourly = transforms.kpis(conn, D1, D2, "hour").fetchall()

@@ -1,4 +1,4 @@
-"""A home with a published lake built by the real assets from simulated events, a prediction
+"""A home with a lakehouse built by the real assets from simulated events, a prediction
 log written by the scoring service's own writer, online features, and the real read API
 (``bentoml serve`` in ``bentos/analytics_reader``) on a free loopback port."""
 
@@ -26,7 +26,7 @@ ACTIVE_CUSTOMER = "cust-0000129"
 
 
 def build_lake(home: Path) -> None:
-    """Simulated events ingested and published, then the analytics and the audit, as runs
+    """Simulated events ingested, then the analytics and the audit, as runs
     would: through the real assets, on an ephemeral Dagster instance."""
     from analytics_assets.defs.analytics.assets import (
         customer_base_audit,
@@ -36,7 +36,6 @@ def build_lake(home: Path) -> None:
         sessions,
     )
     from analytics_assets.defs.ingest.batch import ingest_file
-    from analytics_assets.lib import lake
     from analytics_assets.producers import simulate
     from analytics_assets.producers.files import write_batch
 
@@ -48,7 +47,6 @@ def build_lake(home: Path) -> None:
     path = write_batch(events, home / "work", "sim", "parquet")
     with lakehouse.connect() as conn:
         ingest_file(conn, Path(path), "sim")
-        lake.publish_pending(conn, settings.lake_dir())
     last = str(events["occurred_at"].max().date())
     with dg.instance_for_test() as instance:
         for assets in ([sessions, customer_daily, kpis_hourly, kpis_daily], [customer_base_audit]):

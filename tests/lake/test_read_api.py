@@ -1,16 +1,15 @@
-"""The read API for real: ``bentoml serve`` of bentos/analytics_reader over a lake the assets
-published, with the API key set, and the SQL sandbox's bad-input corpus."""
+"""The read API for real: ``bentoml serve`` of bentos/analytics_reader over the lakehouse the
+assets wrote, with the API key set, and the SQL sandbox's bad-input corpus."""
 
 from __future__ import annotations
 
 import tomllib
 from datetime import date, timedelta
 
-import duckdb
 import pytest
 
 from analytics_assets import settings
-from analytics_assets.lib import lake
+from analytics_assets.lib import lake, lakehouse
 from tests.lake.conftest import ACTIVE_CUSTOMER, API_KEY, FIRST_DAY, READER_DIR
 from tests.serving.conftest import error_of
 
@@ -24,8 +23,8 @@ def client(reader):
 
 
 def lake_sql(home, sql: str, *params) -> list[tuple]:
-    with duckdb.connect() as conn:
-        lake.create_views(conn, lake.views(home / "lake", home / "predictions"))
+    where = lakehouse.Location.under(home / "lakehouse")
+    with lake.connect(home / "predictions", where=where) as conn:
         return conn.execute(sql, list(params)).fetchall()
 
 
@@ -38,8 +37,8 @@ def test_kpis_by_window_and_range_equal_the_lake(client, lake_home) -> None:
     rows = answer.json()["rows"]
     expected = lake_sql(
         lake_home,
-        "SELECT window_start, events, revenue FROM kpis_daily WHERE day BETWEEN ? AND ? "
-        "ORDER BY window_start",
+        "SELECT window_start, events, revenue FROM kpis_daily "
+        "WHERE window_start::DATE BETWEEN ? AND ? ORDER BY window_start",
         first,
         last,
     )
@@ -117,7 +116,7 @@ def test_a_customers_profile(client, lake_home) -> None:
     assert client.post("/customer", json={"customer_id": ""}).status_code == 400
 
 
-def test_sql_reads_the_lake(client, lake_home) -> None:
+def test_sql_reads_the_lakehouse(client, lake_home) -> None:
     answer = client.post(
         "/sql", json={"query": "SELECT count(*) AS n, sum(revenue) AS r FROM customer_daily"}
     )
@@ -136,15 +135,16 @@ SANDBOX_CORPUS = [
     ("DELETE FROM events", 400, "only SELECT"),
     ("COPY (SELECT 1) TO '{lake}/evil.parquet'", 400, "only SELECT"),
     ("ATTACH '{home}/warehouse.duckdb' AS w", 400, "only SELECT"),
+    ("DETACH lake", 400, "only SELECT"),
     ("INSTALL httpfs", 400, "only SELECT"),
     ("LOAD httpfs", 400, "only SELECT"),
     ("SET enable_external_access = true", 400, "only SELECT"),
-    ("PRAGMA database_list", 400, "only SELECT"),
+    ("PRAGMA enable_profiling", 400, "only SELECT"),
     ("SELECT 1; SELECT 2", 400, "one statement"),
-    ("SELECT * FROM read_csv('/etc/passwd')", 403, "only the lake"),
-    ("SELECT * FROM read_parquet('{lake}/../warehouse.duckdb')", 403, "only the lake"),
-    ("SELECT * FROM read_text('{home}/lake.duckdb')", 403, "only the lake"),
-    ("SELECT * FROM glob('/*')", 403, "only the lake"),
+    ("SELECT * FROM read_csv('/etc/passwd')", 403, "only the lakehouse"),
+    ("SELECT * FROM read_parquet('{lake}/../../warehouse.duckdb')", 403, "only the lakehouse"),
+    ("SELECT * FROM read_text('{home}/mlflow/mlflow.db')", 403, "only the lakehouse"),
+    ("SELECT * FROM glob('/*')", 403, "only the lakehouse"),
     ("SELECT * FROM range(100000)", 413, "more than 1,000 rows"),
     ("SELECT count(*) FROM range(1000000000000) a", 408, "time limit"),
     ("SELECT * FROM no_such_table", 400, "no_such_table"),
@@ -156,7 +156,7 @@ SANDBOX_CORPUS = [
 def test_the_sql_sandbox_refuses_with_a_4xx_and_stays_healthy(
     client, lake_home, query, status, message
 ) -> None:
-    sql = query.format(lake=lake_home / "lake", home=lake_home)
+    sql = query.format(lake=lake_home / "lakehouse" / "data", home=lake_home)
     answer = client.post("/sql", json={"query": sql})
     error = error_of(answer, status)
     assert message in error["message"]
@@ -170,7 +170,7 @@ def test_the_sql_sandbox_refuses_with_a_4xx_and_stays_healthy(
     assert client.get("/readyz").status_code == 200
     ok = client.post("/sql", json={"query": "SELECT count(*) FROM events"})
     assert ok.status_code == 200
-    assert not (lake_home / "lake" / "evil.parquet").exists()
+    assert not (lake_home / "lakehouse" / "data" / "evil.parquet").exists()
 
 
 def test_the_same_key_and_body_limit_as_scoring(reader) -> None:

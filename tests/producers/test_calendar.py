@@ -14,7 +14,7 @@ from analytics_assets import settings
 from analytics_assets.cli import main
 from analytics_assets.defs.features import transforms
 from analytics_assets.defs.ingest.batch import ingest_file
-from analytics_assets.lib import lake, lakehouse
+from analytics_assets.lib import lakehouse
 from analytics_assets.producers import simulate
 from analytics_assets.producers.calendar import home_calendar
 from analytics_assets.producers.files import write_batch
@@ -29,7 +29,6 @@ HINT = ["simulate", "--customers", "40", "--days", "7", "--events-per-batch", "2
 def ingest(path: Path, batch_id: str) -> None:
     with lakehouse.connect() as conn:
         assert ingest_file(conn, path, batch_id).result.quarantined == 0
-        lake.publish_pending(conn, settings.lake_dir())
 
 
 def snapshot(resources: dict) -> pl.DataFrame:
@@ -46,7 +45,7 @@ def test_the_hint_adds_new_customers_on_the_homes_calendar(resources) -> None:
     )
     seeded = simulate.simulate_events(config)
     ingest(write_batch(seeded, settings.analytics_home(), "seed", "parquet"), "seed")
-    calendar = home_calendar(settings.lake_dir())
+    calendar = home_calendar()
     assert calendar is not None and FIRST <= calendar.first_day <= calendar.last_day <= LAST
     assert calendar.simulated_customers == 60
     before = snapshot(resources)
@@ -72,11 +71,11 @@ def test_the_hint_adds_new_customers_on_the_homes_calendar(resources) -> None:
     # the models are functions of these features: churn and CLV of existing customers stay
     assert existing.equals(before)
     assert after.height > before.height
-    assert home_calendar(settings.lake_dir()).last_day == calendar.last_day
+    assert home_calendar().last_day == calendar.last_day
 
 
 def test_a_home_without_events_has_no_calendar(analytics_home) -> None:
-    assert home_calendar(settings.lake_dir()) is None
+    assert home_calendar() is None
     result = CliRunner().invoke(main, [*HINT, "--continue-calendar"])
     assert result.exit_code == 2 and "holds no events yet" in result.output
     flags = CliRunner().invoke(main, [*HINT, "--continue-calendar", "--start", "2024-01-01"])

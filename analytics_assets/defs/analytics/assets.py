@@ -11,9 +11,8 @@ from analytics_assets.defs.analytics import audit, plots, report, tables, transf
 from analytics_assets.lib import lake
 from analytics_assets.lib.atomic_files import write_text
 from analytics_assets.lib.plotting import markdown_image
-from analytics_assets.metadata import lake_check, lake_check_spec, preview, publish_lake
+from analytics_assets.metadata import files_check, files_check_spec, preview
 from analytics_assets.partitions import days
-from analytics_assets.resources import WAREHOUSE_POOL
 
 GROUP = "analytics"
 # any batch can carry events of any day: each day depends on all of them
@@ -21,7 +20,6 @@ EVENTS = dg.AssetDep("events", partition_mapping=dg.AllPartitionMapping())
 COMMON = {
     "partitions_def": days,
     "group_name": GROUP,
-    "pool": WAREHOUSE_POOL,
     "kinds": {"duckdb"},
     # a late batch that touches many days is one run over the range, not one run per day
     "backfill_policy": dg.BackfillPolicy.single_run(),
@@ -47,7 +45,7 @@ def _written(table: str, rows: int, start: date, end: date, written: pl.DataFram
     }
 
 
-@dg.asset(deps=[EVENTS], check_specs=[lake_check_spec("sessions")], **COMMON)
+@dg.asset(deps=[EVENTS], check_specs=[files_check_spec("sessions")], **COMMON)
 def sessions(
     context: dg.AssetExecutionContext, config: SessionsConfig, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -57,14 +55,14 @@ def sessions(
     with warehouse.get_connection() as conn:
         data = transforms.sessions(conn, start, end, config.gap_minutes).fetch_arrow_table()
         rows = tables.replace_range(conn, "sessions", data, "day", start, end)
-        check = lake_check(conn, publish_lake(context, conn), "sessions")
+        check = files_check(conn, "sessions")
     return dg.MaterializeResult(
         metadata=_written("sessions", rows, start, end, pl.from_arrow(data)),
         check_results=[check],
     )
 
 
-@dg.asset(deps=[EVENTS], check_specs=[lake_check_spec("customer_daily")], **COMMON)
+@dg.asset(deps=[EVENTS], check_specs=[files_check_spec("customer_daily")], **COMMON)
 def customer_daily(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
@@ -75,7 +73,7 @@ def customer_daily(
         data = transforms.customer_daily(conn, start, end).fetch_arrow_table()
         rows = tables.replace_range(conn, "customer_daily", data, "day", start, end)
         transforms.create_rolling_view(conn)
-        check = lake_check(conn, publish_lake(context, conn), "customer_daily")
+        check = files_check(conn, "customer_daily")
     return dg.MaterializeResult(
         metadata=_written("customer_daily", rows, start, end, pl.from_arrow(data)),
         check_results=[check],
@@ -85,7 +83,7 @@ def customer_daily(
 def _kpi_asset(grain: str) -> dg.AssetsDefinition:
     name = f"kpis_{grain}ly" if grain == "hour" else "kpis_daily"
 
-    @dg.asset(name=name, deps=[EVENTS, "sessions"], check_specs=[lake_check_spec(name)], **COMMON)
+    @dg.asset(name=name, deps=[EVENTS, "sessions"], check_specs=[files_check_spec(name)], **COMMON)
     def kpi_windows(
         context: dg.AssetExecutionContext, warehouse: DuckDBResource
     ) -> dg.MaterializeResult:
@@ -93,7 +91,7 @@ def _kpi_asset(grain: str) -> dg.AssetsDefinition:
         with warehouse.get_connection() as conn:
             data = transforms.kpis(conn, start, end, grain).fetch_arrow_table()
             rows = tables.replace_range(conn, name, data, "window_start", start, end)
-            check = lake_check(conn, publish_lake(context, conn), name)
+            check = files_check(conn, name)
         return dg.MaterializeResult(
             metadata=_written(name, rows, start, end, pl.from_arrow(data)), check_results=[check]
         )
@@ -117,9 +115,8 @@ class AuditConfig(dg.Config):
 @dg.asset(
     deps=[dg.AssetDep("customer_daily", partition_mapping=dg.AllPartitionMapping())],
     group_name=GROUP,
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "matplotlib"},
-    check_specs=[lake_check_spec("customer_base_audit")],
+    check_specs=[files_check_spec("customer_base_audit")],
     # After new days land; waits while their runs are in progress, so a burst is one audit.
     # Eager minus "any dependency missing": most of the ~13,000 daily partitions of
     # customer_daily never have data, which would block it for ever.
@@ -142,9 +139,7 @@ def customer_base_audit(
         tables.replace_all(
             conn, {name: frame.to_arrow() for name, frame in result.tables().items()}
         )
-        check = lake_check(
-            conn, publish_lake(context, conn), lake.AUDIT_TABLES, asset="customer_base_audit"
-        )
+        check = files_check(conn, lake.AUDIT_TABLES, asset="customer_base_audit")
     reports = settings.reports_dir() / "customer_base_audit"
     reports.mkdir(parents=True, exist_ok=True)
     metadata: dict[str, object] = {}

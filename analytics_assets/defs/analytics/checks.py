@@ -12,7 +12,6 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets.lib.days import utc_midnight
 from analytics_assets.partitions import days
-from analytics_assets.resources import WAREHOUSE_POOL
 
 CheckOutcome = tuple[bool, dict[str, object]]
 
@@ -109,7 +108,7 @@ def _run(context, warehouse: DuckDBResource, check) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=passed, metadata=metadata)
 
 
-_COMMON = {"partitions_def": days, "pool": WAREHOUSE_POOL}
+_COMMON = {"partitions_def": days}
 
 
 @dg.asset_check(asset="customer_daily", blocking=True, **_COMMON)

@@ -1,4 +1,4 @@
-"""Writing derived tables: a day range of a table is replaced in one transaction."""
+"""Writing derived tables: a day range of a lakehouse table is replaced in one transaction."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from analytics_assets.lib import lake, lakehouse
+from analytics_assets.lib import lakehouse
 from analytics_assets.lib.warehouse import identifier
 
 PARTITIONS = lakehouse.PARTITIONS
@@ -24,8 +24,9 @@ def replace_range(
     """Make ``table``'s rows with ``column`` in ``[start, end)`` exactly ``data``; returns rows.
 
     The table is created from ``data``'s schema the first time. Delete and insert commit
-    together, so a re-run, or a run killed half-way, never leaves a day twice or half-written.
-    The days emptied and filled are marked for the lake in the same transaction.
+    together (one lakehouse snapshot), so a re-run, or a run killed half-way, never leaves a
+    day twice or half-written; readers see the old days or the new ones. Ingest appending to
+    ``events`` meanwhile does not conflict; another rebuild of the table does, and is retried.
     """
     identifier(table), identifier(column)
     conn.register("_staged", data)
@@ -38,10 +39,8 @@ def replace_range(
         in_range = f"{column} >= $start AND {column} < $end"
 
         def body(conn: duckdb.DuckDBPyConnection) -> None:
-            lake.mark_rows(conn, table, in_range, {"start": start, "end": end})
             conn.execute(f"DELETE FROM {table} WHERE {in_range}", {"start": start, "end": end})
             conn.execute(f"INSERT INTO {table} SELECT * FROM _staged")
-            lake.mark_rows(conn, table, source="_staged")
 
         lakehouse.run_transaction(conn, body, f"replace {table} [{start}, {end})")
     finally:
@@ -50,8 +49,7 @@ def replace_range(
 
 
 def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> None:
-    """Replace each named table with its data, all in one transaction (each marked for the
-    lake)."""
+    """Replace each named table with its data, all in one transaction."""
     for name in data:
         identifier(name)
 
@@ -62,6 +60,5 @@ def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> N
                 conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _staged")
             finally:
                 conn.unregister("_staged")
-            lake.mark(conn, name)
 
     lakehouse.run_transaction(conn, body, f"replace {', '.join(data)}")

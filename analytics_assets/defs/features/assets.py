@@ -15,7 +15,7 @@ from analytics_assets.lib.days import day_range
 from analytics_assets.lib.names import FEATURE_SERVICES
 from analytics_assets.metadata import preview
 from analytics_assets.partitions import batches, days
-from analytics_assets.resources import FEAST_REGISTRY_POOL, WAREHOUSE_POOL, FeastRepo
+from analytics_assets.resources import FEAST_REGISTRY_POOL, FeastRepo
 
 GROUP = "features"
 # a snapshot of day D reads every day up to D
@@ -37,7 +37,6 @@ AFTER_NEW_FEATURES = dg.AutomationCondition.eager().without(
     ],
     partitions_def=days,
     group_name=GROUP,
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "parquet"},
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
@@ -176,7 +175,6 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     deps=["events"],
     partitions_def=batches,
     group_name=GROUP,
-    pool=WAREHOUSE_POOL,
     kinds={"duckdb", "feast"},
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
@@ -263,7 +261,6 @@ class TrainingSetConfig(dg.Config):
         dg.AssetDep("events", partition_mapping=dg.AllPartitionMapping()),
     ],
     group_name=GROUP,
-    pool=WAREHOUSE_POOL,
     kinds={"feast", "duckdb", "parquet"},
 )
 def training_set(

@@ -15,9 +15,9 @@ from analytics_assets.defs.ingest.landing import Claim, claims_from_tags
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, Reason, event_dtypes
 from analytics_assets.lib import atomic_files, faults
 from analytics_assets.lib.kafka_source import OffsetRange
-from analytics_assets.metadata import lake_check, lake_check_spec, preview, publish_lake
+from analytics_assets.metadata import files_check, files_check_spec, preview
 from analytics_assets.partitions import batches
-from analytics_assets.resources import WAREHOUSE_POOL, LandingZone
+from analytics_assets.resources import LandingZone
 
 GROUP = "ingest"
 
@@ -62,9 +62,8 @@ EVENTS_COLUMN_SCHEMA = dg.TableSchema(
             metadata={"dagster/table_name": "quarantined_events"},
         ),
     ],
-    check_specs=[lake_check_spec("events"), lake_check_spec("quarantined_events")],
+    check_specs=[files_check_spec("events"), files_check_spec("quarantined_events")],
     partitions_def=batches,
-    pool=WAREHOUSE_POOL,
     # a backlog of small files is claimed as one run over a range of batches
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
@@ -89,11 +88,9 @@ def ingest_batch(
                 context.log.error(f"Batch {batch_id} failed: {exc}")
                 failed[batch_id] = f"{type(exc).__name__}: {exc}"
         if done:
-            # after the commits: readers see the batches' days in the lake
-            published = publish_lake(context, conn)
             yield from _results(done, failed)
-            yield lake_check(conn, published, "events")
-            yield lake_check(conn, published, "quarantined_events")
+            yield files_check(conn, "events")
+            yield files_check(conn, "quarantined_events")
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} of {len(context.partition_keys)} batches failed; the "

@@ -6,14 +6,12 @@ from dagster_duckdb import DuckDBResource
 from analytics_assets.defs.ingest import tables
 from analytics_assets.defs.ingest.schema import REQUIRED_COLUMNS
 from analytics_assets.partitions import batches
-from analytics_assets.resources import WAREHOUSE_POOL
 
 
 @dg.asset_check(
     asset="events",
     blocking=True,
     partitions_def=batches,
-    pool=WAREHOUSE_POOL,
     description="Every record read from the file is stored: records read == clean + quarantined.",
 )
 def rows_reconcile(
@@ -43,7 +41,6 @@ def rows_reconcile(
     asset="events",
     blocking=True,
     partitions_def=batches,
-    pool=WAREHOUSE_POOL,
     description="No event_id appears twice anywhere in events.",
 )
 def unique_event_ids(
@@ -59,7 +56,6 @@ def unique_event_ids(
 @dg.asset_check(
     asset="events",
     partitions_def=batches,
-    pool=WAREHOUSE_POOL,
     description="The batch's stored events have every required column filled.",
 )
 def required_columns_not_null(
@@ -78,7 +74,6 @@ def required_columns_not_null(
 @dg.asset_check(
     asset="raw_events",
     partitions_def=batches,
-    pool=WAREHOUSE_POOL,
     description="The landed file could be read at all (otherwise it was moved to quarantine/).",
 )
 def file_readable(

@@ -20,7 +20,7 @@ from analytics_assets.defs.ingest.batch import BatchOutcome, Status
 from analytics_assets.defs.ingest.parsing import UnreadableFileError, parse_batch
 from analytics_assets.defs.ingest.schema import QUARANTINE_SCHEMA, Reason, event_dtypes
 from analytics_assets.defs.ingest.validation import validate_batch
-from analytics_assets.lib import lake, lakehouse
+from analytics_assets.lib import lakehouse
 from analytics_assets.lib.kafka_source import OffsetRange, RangeRead
 
 LEDGER_DDL = """
@@ -148,7 +148,6 @@ def ingest_range(
     ensure_ledger(conn)
 
     def ledger(c: duckdb.DuckDBPyConnection) -> None:
-        lake.mark(c, "kafka_ledger", [datetime.now(UTC).date()])
         c.execute(
             "INSERT INTO kafka_ledger VALUES (?, ?, ?, ?, ?, ?, ?, now())",
             [

@@ -29,20 +29,17 @@ def sensor_name(topic: str) -> str:
 
 
 def ledger_offsets(topic: str) -> dict[int, int]:
-    """Per partition, where the committed ranges end, from the lake (never the warehouse)."""
+    """Per partition, where the committed ranges end, from the ledger in the lakehouse (read
+    through this process's shared read-only connection: no lock, no attach per tick)."""
     from analytics_assets.lib import lake
 
-    views = lake.views(settings.lake_dir())
-    if "kafka_ledger" not in views:
-        return {}
-    conn = lake.connect(settings.lake_dir())
-    try:
-        rows = conn.execute(
+    with lake.cursor(lake.shared()) as cursor:
+        if not lake.has_table(cursor, "kafka_ledger"):
+            return {}
+        rows = cursor.execute(
             'SELECT "partition", max(end_offset) FROM kafka_ledger WHERE topic = ? GROUP BY 1',
             [topic],
         ).fetchall()
-    finally:
-        conn.close()
     return {int(p): int(end) for p, end in rows}
 
 

@@ -14,7 +14,7 @@ import duckdb
 import polars as pl
 
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, EVENT_MODEL, Reason, event_dtypes
-from analytics_assets.lib import faults, lake, lakehouse
+from analytics_assets.lib import faults, lakehouse
 
 _SQL_TYPES = {
     "String": "VARCHAR",
@@ -129,9 +129,6 @@ def commit_batch(
             "SELECT event_id, occurred_at FROM events WHERE batch_id = ?",
             [batch.batch_id],
         )
-        # the lake republishes the days this batch leaves as well as those it fills
-        lake.mark_rows(conn, "events", source="_previous_ids")
-        lake.mark_rows(conn, "quarantined_events", "batch_id = ?", [batch.batch_id])
         for table in ("events", "quarantined_events", "ingest_ledger"):
             conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
         _restore_duplicates(conn, batch.batch_id)
@@ -182,8 +179,6 @@ def commit_batch(
             """,
             {"b": batch.batch_id},
         ).fetchall()
-        lake.mark(conn, "events", days)
-        lake.mark_rows(conn, "quarantined_events", "batch_id = ?", [batch.batch_id])
         faults.point(faults.IN_COMMIT)
         # now() is the transaction's start; the ledger wants the moment the data is in
         committed_at = datetime.now(UTC)
@@ -268,8 +263,6 @@ def _restore_duplicates(conn: duckdb.DuckDBPyConnection, batch_id: str) -> None:
     (restored,) = conn.execute("SELECT count(*) FROM _restored").fetchone()
     if not restored:
         return
-    restored_to = "batch_id IN (SELECT batch_id FROM _restored)"
-    lake.mark_rows(conn, "quarantined_events", restored_to)
     columns = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
     conn.execute(
         f"""
@@ -292,7 +285,6 @@ def _restore_duplicates(conn: duckdb.DuckDBPyConnection, batch_id: str) -> None:
         WHERE l.batch_id = r.batch_id
         """
     )
-    lake.mark_rows(conn, "events", restored_to)
 
 
 def result_from_ledger(conn: duckdb.DuckDBPyConnection, row: dict) -> CommitResult:

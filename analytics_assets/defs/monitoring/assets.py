@@ -17,7 +17,7 @@ from analytics_assets.lib.names import CHURN_MODEL, MODELS
 from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.lib.snapshots import file_for
 from analytics_assets.metadata import preview
-from analytics_assets.resources import WAREHOUSE_POOL, FeastRepo, MlflowTracking
+from analytics_assets.resources import FeastRepo, MlflowTracking
 
 GROUP = "monitoring"
 # after every promotion, and as new features come online: the monitoring automation sensor's
@@ -166,7 +166,6 @@ class PerformanceConfig(dg.Config):
         dg.AssetDep("events", partition_mapping=dg.AllPartitionMapping()),
     ],
     group_name=GROUP,
-    pool=WAREHOUSE_POOL,
     kinds={"mlflow", "duckdb"},
     automation_condition=dg.AutomationCondition.eager().allow(
         dg.AssetSelection.assets("promoted_models")

@@ -26,7 +26,6 @@ from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.metadata import preview
 from analytics_assets.resources import (
     MODEL_REGISTRY_POOL,
-    WAREHOUSE_POOL,
     BentoModelStore,
     FeastRepo,
     MlflowTracking,
@@ -161,7 +160,6 @@ class CustomerValueConfig(dg.Config):
         dg.AssetDep("events", partition_mapping=dg.AllPartitionMapping()),
     ],
     group_name=GROUP,
-    pool=WAREHOUSE_POOL,
     kinds={"mlflow", "duckdb"},
 )
 def clv_model(
