@@ -43,8 +43,8 @@ def _landing(path: Path | None) -> Path:
 
 @click.group()
 def main() -> None:
-    """Customer event analytics platform: produce events into the landing zone, and query the
-    published lake."""
+    """Customer event analytics platform: produce events into the landing zone, query the
+    lakehouse, restore it to a moment, back it up."""
 
 
 @main.command("simulate")
@@ -270,6 +270,109 @@ def _shell(lake) -> None:
         raise click.ClickException("no duckdb shell found: install the duckdb-cli package")
     commands = [arg for statement in lake.shell_commands() for arg in ("-cmd", statement + ";")]
     os.execv(binary, [binary, *commands])
+
+
+def _instant(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: not an ISO time (2026-12-06T10:00:00+00:00)") from exc
+    from datetime import UTC
+
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+@main.command("restore")
+@click.option("--as-of", "as_of", help="An ISO instant (UTC when no zone is given).")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder `analytics backup` wrote; the lakehouse must be empty.",
+)
+def restore_command(as_of: str | None, source: Path | None) -> None:
+    """Bring every lakehouse table back to what it held at --as-of (one new snapshot: the
+    restore can be undone by restoring to the moment before it), or load a backup (--from) into
+    this home's empty lakehouse. After --as-of, the days the undone batches touched are
+    rebuilt by the next analytics runs, and the online store is rewritten from the restored
+    snapshots (online_features)."""
+    from analytics_assets.lib import lakehouse, restore
+
+    if (as_of is None) == (source is None):
+        raise click.UsageError("pass one of --as-of TIMESTAMP or --from BACKUP_FOLDER")
+    started = time.perf_counter()
+    with lakehouse.connect() as conn:
+        try:
+            if source is not None:
+                manifest = restore.restore_backup(conn, source, log=click.echo)
+                rows = sum(manifest["tables"].values())
+                click.echo(
+                    f"restored the backup of snapshot {manifest['snapshot']} "
+                    f"({manifest['snapshot_time']}): {len(manifest['tables'])} tables, "
+                    f"{rows:,} rows in {time.perf_counter() - started:.1f}s"
+                )
+                return
+            done = restore.restore_to(conn, _instant(as_of), log=click.echo)
+        except restore.RestoreError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"restored {len(done.tables)} tables to {done.as_of.isoformat()} (snapshot "
+        f"{done.snapshot}) as snapshot {done.new_snapshot} in "
+        f"{time.perf_counter() - started:.1f}s; dropped since: {', '.join(done.dropped) or '-'}"
+    )
+    for name, rows in done.tables.items():
+        click.echo(f"  {name:32} {rows:>12,}")
+    click.echo(_announce_restore(done))
+
+
+def _announce_restore(done) -> str:
+    """Tell Dagster: an ``events`` materialization with the undone batches' days (the
+    events_sensor rebuilds them) and the restore, shown in the asset's history."""
+    import dagster as dg
+
+    home = settings.dagster_home()
+    if not (home / "dagster.yaml").exists():
+        return f"no Dagster instance at {home}: nothing to rebuild there"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "events",
+                description=f"lakehouse restored to {done.as_of.isoformat()}",
+                metadata={
+                    "restored_to": done.as_of.isoformat(),
+                    "from_snapshot": done.snapshot,
+                    "lakehouse_snapshot": done.new_snapshot,
+                    "days_touched": [d.isoformat() for d in done.days_undone],
+                    "rows": dg.MetadataValue.json(done.tables),
+                },
+            )
+        )
+    return (
+        f"reported to Dagster ({home}): {len(done.days_undone)} days to rebuild; "
+        "online_features rewrites the online store on its next run"
+    )
+
+
+@main.command("backup")
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+def backup_command(destination: Path) -> None:
+    """Write every lakehouse table, as of the current snapshot, to DESTINATION (a new or
+    empty folder) as Parquet with a manifest; runs keep committing meanwhile. Load it into
+    another home with `analytics restore --from DESTINATION`."""
+    from analytics_assets.lib import lakehouse, restore
+
+    started = time.perf_counter()
+    with lakehouse.connect(read_only=True) as conn:
+        try:
+            manifest = restore.backup(conn, destination)
+        except restore.RestoreError as exc:
+            raise click.ClickException(str(exc)) from exc
+    rows = sum(manifest["tables"].values())
+    click.echo(
+        f"backed up snapshot {manifest['snapshot']} ({manifest['snapshot_time']}): "
+        f"{len(manifest['tables'])} tables, {rows:,} rows to {destination} in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
 
 
 @main.command("paths")

@@ -134,11 +134,12 @@ def record_layout(store: FeatureStore, views: list[FeatureView], path: Path) -> 
 
 
 def write_latest(
-    store: FeatureStore, batches: list[tuple[FeatureView, pa.Table]]
+    store: FeatureStore, batches: list[tuple[FeatureView, pa.Table]], replace: bool = False
 ) -> dict[str, int]:
     """Write each view's rows (latest per customer: ``customer_id``, ``event_timestamp``,
     ``created_at`` and the view's features) into the online store, keeping any newer row the
-    store already holds; returns per view the customers whose values were written."""
+    store already holds (``replace``: the rows become the store's content, after a restore);
+    returns per view the customers whose values were written."""
     views = [view for view, _ in batches]
     layout = layout_of(store, views)
     config = store.config.online_store
@@ -149,7 +150,9 @@ def write_latest(
         if kind == "sqlite":
             target["path"] = str(sqlite_path(store))
         try:
-            return online_store.write(layout, target, {view.name: rows for view, rows in batches})
+            return online_store.write(
+                layout, target, {view.name: rows for view, rows in batches}, replace
+            )
         except online_store.NotSupportedHere:
             pass
     for view, rows in batches:

@@ -23,7 +23,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -110,6 +110,7 @@ def attach(
         Path(where.data).mkdir(parents=True, exist_ok=True)
     if read_only:
         options.append("READ_ONLY")
+    conn.execute("SET enable_progress_bar = false")  # a bar per long query: noise in run logs
     if where.data.startswith(("s3://", "gs://", "gcs://", "r2://", "az://", "https://")):
         duckdb_extensions.load(conn, "httpfs")
     conn.execute(f"ATTACH 'ducklake:{_quoted(where.catalog)}' AS {alias} ({', '.join(options)})")
@@ -163,27 +164,84 @@ def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute("ROLLBACK")
 
 
+def catalog_of(conn: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> str:
+    """The DuckLake catalog string ``conn`` has attached as ``alias`` (``sqlite:/...``)."""
+    row = conn.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [alias]
+    ).fetchone()
+    if row is None:
+        raise ValueError(f"no lakehouse attached as {alias!r}")
+    return row[0].removeprefix("ducklake:")
+
+
+@contextlib.contextmanager
+def commit_lock(catalog: str) -> Iterator[None]:
+    """Writers that must not overlap take turns here instead of failing each other's
+    commits: on a SQLite catalog (one machine) a lock file beside it; on PostgreSQL (any
+    number of hosts) an advisory lock in the catalog's database. Held only around a commit."""
+    kind, _, target = catalog.partition(":")
+    if kind == "sqlite":
+        import fcntl
+
+        with open(f"{target}.commit-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if kind == "postgres":
+        import psycopg2
+
+        connection = psycopg2.connect(target)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [COMMIT_LOCK_KEY])
+            yield
+        finally:
+            connection.close()  # ends the session: the lock goes with it, even after a kill
+        return
+    yield  # another catalog: optimistic commits and retries only
+
+
+COMMIT_LOCK_KEY = 0x616E616C79746963
+"""The advisory lock's key on a PostgreSQL catalog ("analytic" in ASCII)."""
+
+
 def run_transaction(
     conn: duckdb.DuckDBPyConnection,
     body: Callable[[duckdb.DuckDBPyConnection], T],
     what: str = "commit",
     attempts: int | None = None,
     log: Callable[[str], None] | None = None,
+    serialize: bool = False,
 ) -> T:
     """Run ``body`` in one transaction and commit it; when another writer's commit conflicts,
     roll back and run all of ``body`` again on the new state (so its reads, e.g. which event
     ids are stored, are never stale), after a growing, jittered wait. Each retry is logged;
-    after ``attempts`` (``$ANALYTICS_COMMIT_ATTEMPTS``, default 12) the conflict is raised."""
+    after ``attempts`` (``$ANALYTICS_COMMIT_ATTEMPTS``, default 12) the conflict is raised.
+
+    ``serialize`` (the batch commits, whose duplicate check must see every earlier commit), and
+    every writer on a SQLite catalog (where any two overlapping write transactions conflict),
+    take :func:`commit_lock` around each attempt: they wait their turn instead of retrying.
+    """
     attempts = attempts or settings.commit_attempts()
     say = log or _log.warning
+    catalog = catalog_of(conn)
+    lock = serialize or catalog.startswith("sqlite:")
     for attempt in range(1, attempts + 1):
-        conn.execute("BEGIN TRANSACTION")
         try:
-            result = body(conn)
-            conn.execute("COMMIT")
+            with commit_lock(catalog) if lock else contextlib.nullcontext():
+                conn.execute("BEGIN TRANSACTION")
+                try:
+                    result = body(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
             return result
         except BaseException as error:
-            _rollback(conn)
             if not is_conflict(error) or attempt == attempts:
                 raise
             delay = min(2.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.0)

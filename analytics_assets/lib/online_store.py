@@ -178,20 +178,28 @@ def _stamps(rows: pa.Table) -> list[datetime]:
     return [instants[i] for i in encoded.indices.to_pylist()]
 
 
-def write(layout: Layout, config: dict, rows: pa.Table | dict[str, pa.Table]) -> dict[str, int]:
+def write(
+    layout: Layout,
+    config: dict,
+    rows: pa.Table | dict[str, pa.Table],
+    replace: bool = False,
+) -> dict[str, int]:
     """Write customer rows (``customer_id``, ``event_timestamp`` and the view's features) into
     the online store ``config`` names: one table for every view of the layout, or one per view
     name. Returns, per view, how many customers got the new values (the others already had a
     newer row).
+
+    ``replace`` (after the lakehouse was restored to an earlier moment): the rows become the
+    store's whole content, older or not; customers without a row are removed.
 
     On SQLite all views go in one transaction: readers see every view's new values or none.
     """
     by_view = rows if isinstance(rows, dict) else {view.name: rows for view in layout.views}
     kind = config.get("type")
     if kind == "sqlite":
-        return _write_sqlite(layout, Path(config["path"]), by_view)
+        return _write_sqlite(layout, Path(config["path"]), by_view, replace)
     if kind == "redis" and config.get("redis_type", "redis") == "redis":
-        return _write_redis(layout, config, by_view)
+        return _write_redis(layout, config, by_view, replace)
     raise NotSupportedHere(f"online store {kind!r} is written through Feast")
 
 
@@ -203,10 +211,15 @@ def plain_sqlite_layout(path: Path, table: str) -> bool:
     return [c for c in columns if c != "vector_value"] == SQLITE_COLUMNS
 
 
-def _write_sqlite(layout: Layout, path: Path, by_view: dict[str, pa.Table]) -> dict[str, int]:
+def _write_sqlite(
+    layout: Layout, path: Path, by_view: dict[str, pa.Table], replace: bool = False
+) -> dict[str, int]:
     created = int(datetime.now(UTC).timestamp())
     with sqlite3.connect(path, timeout=60) as conn:
         conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: no page spills mid-batch
+        if replace:  # in the same transaction as the writes below
+            for view in layout.views:
+                conn.execute(f'DELETE FROM "{view.sqlite_table}"')
         return {
             view.name: _upsert_sqlite(conn, layout, view, by_view.get(view.name), created)
             for view in layout.views
@@ -315,12 +328,31 @@ def _mmh3_field(name: str) -> bytes:
     return struct.pack("<I", mmh3.hash(name, signed=False))
 
 
-def _write_redis(layout: Layout, config: dict, by_view: dict[str, pa.Table]) -> dict[str, int]:
+def _write_redis(
+    layout: Layout, config: dict, by_view: dict[str, pa.Table], replace: bool = False
+) -> dict[str, int]:
     client = redis_client(config)
     project = layout.project.encode()
     ttl = int(config.get("key_ttl_seconds") or 0)
     script = client.register_script(_NEWER_ONLY)
     written: dict[str, int] = {}
+    if replace:
+        # customers without a new row go; the others lose their views' event times, so the
+        # guarded writes below take the new (possibly older) values
+        keep = {
+            layout.entity_key(c) + project
+            for rows in by_view.values()
+            if rows is not None
+            for c in rows.column(JOIN_KEY).to_pylist()
+        }
+        stamps = [f"_ts:{view.redis_name}" for view in layout.views]
+        with client.pipeline(transaction=False) as pipe:
+            for key in client.scan_iter(match=b"*" + project, count=10_000):
+                if key in keep:
+                    pipe.hdel(key, *stamps)
+                else:
+                    pipe.delete(key)
+            pipe.execute()
     for view in layout.views:
         rows = by_view.get(view.name)
         if rows is None or rows.num_rows == 0:

@@ -115,6 +115,19 @@ def feast_definitions(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg
     )
 
 
+def _restored_since(listed_at: float | None) -> datetime | None:
+    """When the lakehouse was restored, if after ``listed_at`` (the last online write)."""
+    from analytics_assets.lib import lake, restore
+
+    if listed_at is None:
+        return None
+    with lake.cursor(lake.shared()) as cursor:
+        restored = restore.last_restore(cursor)
+    if restored is None or restored.timestamp() <= listed_at:
+        return None
+    return restored
+
+
 @dg.asset(
     deps=["feast_definitions", "customer_features"],
     group_name=GROUP,
@@ -132,6 +145,13 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     listed_at = time.time()
     previous = context.instance.get_latest_materialization_event(context.asset_key)
     mark = previous.asset_materialization.metadata.get(LISTED_AT) if previous else None
+    restored = _restored_since(mark.value if mark else None)
+    if restored is not None:  # every customer's latest snapshot, over whatever is online
+        context.log.warning(
+            f"the lakehouse was restored at {restored.isoformat()}: rewriting the online store "
+            "from the restored snapshots"
+        )
+        mark = None
     end = snapshots.newest_timestamp(directory)
     if end is None:
         return dg.MaterializeResult(metadata={"rows_written": 0, "note": "no snapshots yet"})
@@ -140,7 +160,7 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
     views = offline.views_over_snapshots(store)
     feast_online.record_layout(store, views, settings.online_layout_path())
     batches = offline.latest_rows_by_view(directory, views, until, mark.value if mark else None)
-    written = feast_online.write_latest(store, batches)
+    written = feast_online.write_latest(store, batches, replace=restored is not None)
     for view in views:
         since = view.most_recent_end_time
         store.registry.apply_materialization(
@@ -157,6 +177,7 @@ def online_features(context: dg.AssetExecutionContext, feast: FeastRepo) -> dg.M
             "seconds": round(seconds, 3),
             "rows_per_s": round(sum(written.values()) / seconds) if seconds else 0,
             "online_store": store.config.online_store.type,
+            "after_restore": restored.isoformat() if restored else "",
             "dagster/row_count": rows,
             LISTED_AT: dg.MetadataValue.float(listed_at),
         }

@@ -62,10 +62,11 @@ CREATE TABLE IF NOT EXISTS ingest_ledger (
 )""",
     "commit_sequence": "CREATE TABLE IF NOT EXISTS commit_sequence (commits BIGINT NOT NULL)",
 }
-"""The ingest tables. ``commit_sequence`` is one row every batch commit updates: two batches
-committing at once then conflict, and the later one runs again on the state the first left,
-so an event id in both is stored once (DuckLake lets concurrent inserts into one table through
-without a conflict, and each commit's duplicate check reads its own snapshot)."""
+"""The ingest tables. Batch commits take turns (``lakehouse.commit_lock``), so each one's
+duplicate check sees every earlier commit. ``commit_sequence`` is one row every batch commit
+updates: should two batch commits ever overlap anyway (a writer without the lock), the later
+one conflicts and runs again on the state the first left, never storing an event id twice
+(DuckLake lets concurrent inserts into one table through without a conflict)."""
 
 PARTITIONS = {name: lakehouse.PARTITIONS[name] for name in ("events", "quarantined_events")}
 SEEDS = {"commit_sequence": "INSERT INTO commit_sequence VALUES (0)"}
@@ -213,7 +214,7 @@ def commit_batch(
 
     try:
         clean_n, quarantined_n, days, committed_at, reasons = lakehouse.run_transaction(
-            conn, body, f"commit of batch {batch.batch_id}", log=log
+            conn, body, f"commit of batch {batch.batch_id}", log=log, serialize=True
         )
     finally:
         conn.unregister("staged_clean")

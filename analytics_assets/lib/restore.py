@@ -1,0 +1,241 @@
+"""Point-in-time restore, backup and restore from a backup, on the lakehouse's snapshots.
+
+- :func:`restore_to` brings every table back to what it held at an instant, as a new snapshot
+  (one transaction): the restore can itself be undone by restoring to the moment before it.
+  It reaches back as far as snapshots are kept (``ANALYTICS_SNAPSHOT_RETENTION_DAYS``; older
+  ones are expired by the maintenance job).
+- :func:`backup` writes every table of one snapshot (the current one; writers carry on
+  meanwhile) to Parquet files in an empty folder, with a manifest of the row counts.
+- :func:`restore_backup` loads such a folder into an empty lakehouse, checking the counts.
+
+Each records what it did in ``lakehouse_restores`` (restores) or the manifest (backups).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from analytics_assets.lib import lakehouse
+from analytics_assets.lib.warehouse import identifier
+
+NOT_RESTORED = ("commit_sequence", "lakehouse_upgrades", "lakehouse_restores")
+"""Bookkeeping that describes the lakehouse's history rather than its data: kept as it is."""
+
+RESTORES_DDL = """
+CREATE TABLE IF NOT EXISTS lakehouse_restores (
+    restored_at   TIMESTAMPTZ NOT NULL,
+    as_of         TIMESTAMPTZ NOT NULL,
+    from_snapshot BIGINT NOT NULL,
+    days_undone   DATE[],
+    tables        VARCHAR[]
+)
+"""
+
+MANIFEST = "manifest.json"
+
+
+class RestoreError(ValueError):
+    """A restore or backup that cannot be done as asked (nothing was changed)."""
+
+
+@dataclass
+class Restored:
+    as_of: datetime
+    snapshot: int
+    """The snapshot whose state was restored."""
+    new_snapshot: int
+    tables: dict[str, int] = field(default_factory=dict)
+    """Rows per table after the restore."""
+    dropped: list[str] = field(default_factory=list)
+    days_undone: list = field(default_factory=list)
+    """Event days of the batches committed after ``as_of``: their day tables and feature
+    snapshots are rebuilt by the next runs."""
+
+
+def _meta(alias: str = lakehouse.ALIAS) -> str:
+    return f"__ducklake_metadata_{alias}"
+
+
+def tables_at(conn: duckdb.DuckDBPyConnection, snapshot: int) -> list[str]:
+    """The tables of schema ``main`` that existed at ``snapshot``."""
+    rows = conn.execute(
+        f"""
+        SELECT t.table_name FROM {_meta()}.ducklake_table t
+        JOIN {_meta()}.ducklake_schema s USING (schema_id)
+        WHERE s.schema_name = 'main'
+          AND t.begin_snapshot <= $s AND (t.end_snapshot IS NULL OR t.end_snapshot > $s)
+          AND s.begin_snapshot <= $s AND (s.end_snapshot IS NULL OR s.end_snapshot > $s)
+        ORDER BY 1
+        """,
+        {"s": snapshot},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def snapshot_at(conn: duckdb.DuckDBPyConnection, instant: datetime) -> int:
+    """The snapshot that was current at ``instant``; :class:`RestoreError` when ``instant`` is
+    in the future or before the oldest snapshot kept."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    now = datetime.now(UTC)
+    if instant > now:
+        raise RestoreError(f"{instant.isoformat()} is in the future (now {now.isoformat()})")
+    oldest, newest, found = conn.execute(
+        f"""
+        SELECT min(snapshot_time), max(snapshot_time),
+               max(snapshot_id) FILTER (WHERE snapshot_time <= $t)
+        FROM {lakehouse.ALIAS}.snapshots()
+        """,
+        {"t": instant},
+    ).fetchone()
+    if found is None or oldest is None or instant < oldest:
+        raise RestoreError(
+            f"{instant.isoformat()} is before the oldest snapshot kept "
+            f"({oldest.isoformat() if oldest else 'none yet'}); a restore reaches back to it "
+            "(snapshots older than ANALYTICS_SNAPSHOT_RETENTION_DAYS are expired)"
+        )
+    return found
+
+
+def restore_to(conn: duckdb.DuckDBPyConnection, instant: datetime, log=print) -> Restored:
+    """Every table as it was at ``instant``, committed as one new snapshot (see the module)."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    snapshot = snapshot_at(conn, instant)
+    then = set(tables_at(conn, snapshot)) - set(NOT_RESTORED)
+    result = Restored(instant, snapshot, 0)
+
+    def body(conn: duckdb.DuckDBPyConnection) -> None:
+        result.tables.clear()
+        result.dropped.clear()
+        conn.execute(
+            f"CALL {lakehouse.ALIAS}.set_commit_message('analytics restore', ?, extra_info => ?)",
+            [
+                f"restore to {instant.isoformat()} (snapshot {snapshot})",
+                json.dumps({"as_of": instant.isoformat(), "snapshot": snapshot}),
+            ],
+        )
+        now = set(lakehouse.table_names(conn)) - set(NOT_RESTORED)
+        result.days_undone = _days_undone(conn, instant) if "ingest_ledger" in now else []
+        for name in sorted(now - then):
+            conn.execute(f"DROP TABLE {identifier(name)}")
+            result.dropped.append(name)
+        for name in sorted(then):
+            # written beside, then swapped in: a scan AT an old version inside a transaction
+            # that deleted from the table sees the deletes too
+            staged = f"_restoring_{identifier(name)}"
+            old = f"{name} AT (VERSION => {int(snapshot)})"
+            conn.execute(f"CREATE TABLE {staged} AS SELECT * FROM {old} LIMIT 0")
+            if name in lakehouse.PARTITIONS:
+                conn.execute(
+                    f"ALTER TABLE {staged} SET PARTITIONED BY ({lakehouse.PARTITIONS[name]})"
+                )
+            conn.execute(f"INSERT INTO {staged} SELECT * FROM {old}")
+            if name in now:
+                conn.execute(f"DROP TABLE {name}")
+            conn.execute(f"ALTER TABLE {staged} RENAME TO {name}")
+            result.tables[name] = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        conn.execute(RESTORES_DDL)
+        conn.execute(
+            "INSERT INTO lakehouse_restores VALUES (?, ?, ?, ?, ?)",
+            [datetime.now(UTC), instant, snapshot, result.days_undone, sorted(then)],
+        )
+
+    lakehouse.run_transaction(conn, body, f"restore to {instant.isoformat()}", log=log)
+    result.new_snapshot = lakehouse.current_snapshot(conn)
+    return result
+
+
+def _days_undone(conn: duckdb.DuckDBPyConnection, instant: datetime) -> list:
+    rows = conn.execute(
+        "SELECT DISTINCT unnest(days_touched) FROM ingest_ledger WHERE committed_at > ? ORDER BY 1",
+        [instant],
+    ).fetchall()
+    return [r[0] for r in rows if r[0] is not None]
+
+
+def last_restore(conn: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the lakehouse was last restored (``None``: never)."""
+    if not lakehouse.exists(conn, "lakehouse_restores"):
+        return None
+    return conn.execute("SELECT max(restored_at) FROM lakehouse_restores").fetchone()[0]
+
+
+# ---- backups -----------------------------------------------------------------------------
+
+
+def backup(conn: duckdb.DuckDBPyConnection, folder: Path) -> dict:
+    """Every table of the current snapshot as ``<folder>/<table>.parquet``, then the manifest
+    (``{"snapshot", "snapshot_time", "tables": {name: rows}}``), last: a folder without it is
+    no backup. Runs go on committing meanwhile; the backup is that one snapshot."""
+    folder = folder.resolve()
+    if folder.exists() and any(folder.iterdir()):
+        raise RestoreError(f"{folder} is not empty: a backup goes into a new or empty folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    snapshot, at = conn.execute(
+        f"SELECT id, snapshot_time FROM {lakehouse.ALIAS}.current_snapshot() "
+        f"JOIN {lakehouse.ALIAS}.snapshots() ON snapshot_id = id"
+    ).fetchone()
+    counts: dict[str, int] = {}
+    for name in tables_at(conn, snapshot):
+        if name in NOT_RESTORED:
+            continue
+        target = str(folder / f"{name}.parquet").replace("'", "''")
+        ((rows,),) = conn.execute(
+            f"COPY (SELECT * FROM {identifier(name)} AT (VERSION => {int(snapshot)})) "
+            f"TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchall()
+        counts[name] = rows
+    manifest = {"snapshot": snapshot, "snapshot_time": at.isoformat(), "tables": counts}
+    temporary = folder / f".{MANIFEST}.tmp"
+    temporary.write_text(json.dumps(manifest, indent=1))
+    os.replace(temporary, folder / MANIFEST)
+    return manifest
+
+
+def restore_backup(conn: duckdb.DuckDBPyConnection, folder: Path, log=print) -> dict:
+    """Load a backup folder into this (empty) lakehouse in one transaction; the manifest."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise RestoreError(f"{folder} holds no complete backup ({MANIFEST} is missing)")
+    manifest = json.loads(path.read_text())
+    held = {
+        name: conn.execute(f"SELECT count(*) FROM {identifier(name)}").fetchone()[0]
+        for name in lakehouse.table_names(conn)
+        if name not in NOT_RESTORED
+    }
+    if any(held.values()):
+        raise RestoreError(
+            "this lakehouse is not empty ("
+            + ", ".join(f"{t}: {n:,}" for t, n in held.items() if n)
+            + "): restore a backup into a new ANALYTICS_HOME, or restore --as-of here"
+        )
+
+    def body(conn: duckdb.DuckDBPyConnection) -> None:
+        conn.execute(
+            f"CALL {lakehouse.ALIAS}.set_commit_message('analytics restore', ?)",
+            [f"restore of the backup of snapshot {manifest['snapshot']} from {folder}"],
+        )
+        for name, rows in manifest["tables"].items():
+            source = str(folder / f"{identifier(name)}.parquet").replace("'", "''")
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+            conn.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{source}') LIMIT 0")
+            if name in lakehouse.PARTITIONS:
+                conn.execute(
+                    f"ALTER TABLE {name} SET PARTITIONED BY ({lakehouse.PARTITIONS[name]})"
+                )
+            conn.execute(f"INSERT INTO {name} SELECT * FROM read_parquet('{source}')")
+            stored = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            if stored != rows:
+                raise RestoreError(
+                    f"{name}: the backup's manifest says {rows:,} rows, got {stored:,}"
+                )
+
+    lakehouse.run_transaction(conn, body, f"restore from {folder}", log=log)
+    return manifest

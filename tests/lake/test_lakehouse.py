@@ -1,0 +1,197 @@
+"""The lakehouse for real: many writer processes at once (SQLite and PostgreSQL catalogs), time
+travel and the restore drill, a backup taken while ingesting and restored on a fresh home, and
+a data file deleted by hand named by the check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from analytics_assets import settings
+from analytics_assets.cli import main
+from analytics_assets.defs.ingest.batch import ingest_file
+from analytics_assets.lib import lakehouse
+from analytics_assets.metadata import files_check
+from analytics_assets.testing.servers import postgres_server
+from tests.conftest import event, jsonl
+from tests.lake import writers
+
+pytestmark = pytest.mark.timeout(300)
+
+WRITERS, BATCHES = 4, 6
+
+
+def run_writers(env: dict) -> list[dict]:
+    """Four ingesting processes and one rebuilding ``sessions``, started together."""
+    jobs = [("ingest", BATCHES, w) for w in range(WRITERS)] + [("rebuild", 5, 0)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.lake.writers", kind, str(n), str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=settings.REPO_ROOT,
+        )
+        for kind, n, seed in jobs
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+def check_exactly_once(results: list[dict]) -> None:
+    with lakehouse.connect(read_only=True) as conn:
+        stored, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM events"
+        ).fetchone()
+        ledger_clean, ledger_quarantined, batches = conn.execute(
+            "SELECT sum(clean), sum(quarantined), count(*) FROM ingest_ledger"
+        ).fetchone()
+        duplicates = conn.execute(
+            "SELECT count(*) FROM quarantined_events WHERE reason LIKE 'duplicate%'"
+        ).fetchone()[0]
+        sessions = conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
+    expected = WRITERS * BATCHES * writers.PER_BATCH
+    assert stored == distinct == expected  # every event once
+    assert ledger_clean == stored and batches == WRITERS * BATCHES  # the ledger agrees
+    assert duplicates == ledger_quarantined == (WRITERS - 1) * BATCHES * writers.SHARED
+    assert sum(r.get("committed", 0) for r in results) == stored
+    assert sessions > 0
+    print("retries:", [r["retries"] for r in results], "seconds:", [r["seconds"] for r in results])
+
+
+def test_four_writers_and_a_day_rebuild_at_once(analytics_home) -> None:
+    check_exactly_once(run_writers(dict(os.environ)))
+
+
+def test_four_writers_on_a_postgresql_catalog(analytics_home, monkeypatch) -> None:
+    with postgres_server(("lake",)) as url:
+        catalog = f"postgres:{url}/lake"
+        monkeypatch.setenv("ANALYTICS_LAKEHOUSE_CATALOG", catalog)
+        results = run_writers({**os.environ, "ANALYTICS_LAKEHOUSE_CATALOG": catalog})
+        check_exactly_once(results)
+        assert not (analytics_home / "lakehouse" / "catalog.sqlite").exists()
+
+
+def ingest(name: str, events: list[dict]) -> None:
+    path = settings.analytics_home() / f"{name}.jsonl"
+    path.write_bytes(jsonl(events))
+    with lakehouse.connect() as conn:
+        ingest_file(conn, path, name)
+
+
+def counts() -> tuple[int, int]:
+    with lakehouse.connect(read_only=True) as conn:
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM ingest_ledger)"
+        ).fetchone()
+
+
+def analytics(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_restore_drill(analytics_home) -> None:
+    ingest("a", [event(i) for i in range(100)])
+    time.sleep(0.05)
+    moment = datetime.now(UTC)
+    time.sleep(0.05)
+    ingest("b", [event(i) for i in range(100, 250)])
+    assert counts() == (250, 2)
+    then = json.loads(
+        analytics(
+            "sql",
+            "--format",
+            "json",
+            f"SELECT count(*) AS n FROM events AT (TIMESTAMP => TIMESTAMPTZ '{moment.isoformat()}')",
+        )
+    )
+    assert then == [{"n": 100}]
+
+    before_restore = datetime.now(UTC)
+    time.sleep(0.05)
+    out = analytics("restore", "--as-of", moment.isoformat())
+    assert "restored" in out and counts() == (100, 1)
+    # the next batches carry on from there
+    ingest("c", [event(i) for i in range(300, 310)])
+    assert counts() == (110, 2)
+    # and the restore itself can be undone
+    analytics("restore", "--as-of", before_restore.isoformat())
+    assert counts() == (250, 2)
+
+
+def test_restore_refuses_times_it_cannot_reach(analytics_home) -> None:
+    ingest("a", [event(i) for i in range(10)])
+    for instant in ("1999-01-01T00:00:00+00:00", "2999-01-01T00:00:00+00:00"):
+        result = CliRunner().invoke(main, ["restore", "--as-of", instant])
+        assert result.exit_code == 1
+        assert "oldest snapshot" in result.output or "future" in result.output
+    assert counts() == (10, 1)
+
+
+def test_backup_while_ingesting_then_restore_on_a_fresh_home(
+    analytics_home, tmp_path, monkeypatch
+) -> None:
+    ingest("first", [event(i) for i in range(200)])
+    stop = threading.Event()
+
+    def keep_ingesting() -> None:
+        k = 0
+        while not stop.is_set():
+            ingest(f"more{k}", [event(1000 + 50 * k + i) for i in range(50)])
+            k += 1
+
+    writer = threading.Thread(target=keep_ingesting, daemon=True)
+    writer.start()
+    time.sleep(0.5)
+    try:
+        target = tmp_path / "backup"
+        analytics("backup", str(target))
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    manifest = json.loads((target / "manifest.json").read_text())
+    with lakehouse.connect(read_only=True) as conn:
+        at_snapshot = conn.execute(
+            f"SELECT count(*) FROM events AT (VERSION => {manifest['snapshot']})"
+        ).fetchone()[0]
+    assert manifest["tables"]["events"] == at_snapshot >= 200
+
+    refused = CliRunner().invoke(main, ["backup", str(target)])
+    assert refused.exit_code == 1 and "not empty" in refused.output
+
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("ANALYTICS_HOME", str(fresh))
+    analytics("restore", "--from", str(target))
+    with lakehouse.connect(read_only=True) as conn:
+        for table, rows in manifest["tables"].items():
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == rows, table
+    again = CliRunner().invoke(main, ["restore", "--from", str(target)])
+    assert again.exit_code == 1 and "not empty" in again.output
+
+
+def test_a_data_file_deleted_by_hand_is_named(analytics_home) -> None:
+    ingest("a", [event(i) for i in range(500)])
+    with lakehouse.connect() as conn:
+        assert files_check(conn, "events").passed
+        victim = Path(lakehouse.data_files(conn, "events")[0])
+    victim.unlink()
+    with lakehouse.connect() as conn:
+        result = files_check(conn, "events")
+    assert not result.passed
+    assert str(victim) in result.description and "events" in result.description
