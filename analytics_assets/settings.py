@@ -95,6 +95,13 @@ def lakehouse_data() -> str:
     return str(analytics_home() / "lakehouse" / "data") + "/"
 
 
+def snapshot_retention_days() -> float:
+    """How long lakehouse snapshots are kept (``$ANALYTICS_SNAPSHOT_RETENTION_DAYS``, default
+    7; 0 keeps all): a restore reaches back this far; the hourly ``maintain_lakehouse`` job
+    expires older ones and deletes the files only they held."""
+    return float(_env("ANALYTICS_SNAPSHOT_RETENTION_DAYS") or 7)
+
+
 def commit_attempts() -> int:
     """How many times a commit that conflicts with another writer's is tried
     (``$ANALYTICS_COMMIT_ATTEMPTS``, default 12; the waits grow from 20 ms to 2 s)."""

@@ -113,14 +113,9 @@ def test_the_restore_drill(analytics_home) -> None:
     time.sleep(0.05)
     ingest("b", [event(i) for i in range(100, 250)])
     assert counts() == (250, 2)
-    then = json.loads(
-        analytics(
-            "sql",
-            "--format",
-            "json",
-            f"SELECT count(*) AS n FROM events AT (TIMESTAMP => TIMESTAMPTZ '{moment.isoformat()}')",
-        )
-    )
+    at = f"AT (TIMESTAMP => TIMESTAMPTZ '{moment.isoformat()}')"
+    query = f"SELECT count(*) AS n FROM events {at}"
+    then = json.loads(analytics("sql", "--format", "json", query))
     assert then == [{"n": 100}]
 
     before_restore = datetime.now(UTC)
@@ -195,3 +190,28 @@ def test_a_data_file_deleted_by_hand_is_named(analytics_home) -> None:
         result = files_check(conn, "events")
     assert not result.passed
     assert str(victim) in result.description and "events" in result.description
+
+
+def test_maintenance_compacts_and_expires(analytics_home, monkeypatch) -> None:
+    from analytics_assets.defs.maintenance.jobs import maintain_lakehouse
+    from analytics_assets.resources import warehouse_resource
+
+    for k in range(8):  # eight micro-batches on the same days: eight files per day
+        ingest(f"m{k}", [event(100 * k + i) for i in range(100)])
+    with lakehouse.connect(read_only=True) as conn:
+        before = len(lakehouse.data_files(conn, "events"))
+    kept = datetime.now(UTC)
+    monkeypatch.setenv("ANALYTICS_SNAPSHOT_RETENTION_DAYS", "0.000001")  # ~0.1 s
+    time.sleep(0.2)
+    result = maintain_lakehouse.execute_in_process(resources={"warehouse": warehouse_resource()})
+    assert result.success
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output.event_specific_data.metadata
+    assert metadata["files_before"].value > metadata["files_after"].value
+    with lakehouse.connect(read_only=True) as conn:
+        after = len(lakehouse.data_files(conn, "events"))
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 800
+    assert after < before
+    # the expired past is out of reach, and says so
+    refused = CliRunner().invoke(main, ["restore", "--as-of", kept.isoformat()])
+    assert refused.exit_code == 1 and "oldest snapshot" in refused.output

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from analytics_assets.defs.maintenance.lakehouse import maintain_lakehouse_op
 from analytics_assets.defs.maintenance.retention import apply_retention_op
 
 
@@ -11,3 +12,11 @@ from analytics_assets.defs.maintenance.retention import apply_retention_op
 )
 def apply_retention():
     apply_retention_op()
+
+
+@dg.job(
+    description="The lakehouse: small files compacted, snapshots older than "
+    "ANALYTICS_SNAPSHOT_RETENTION_DAYS expired, files no snapshot reads deleted."
+)
+def maintain_lakehouse():
+    maintain_lakehouse_op()
