@@ -1,8 +1,8 @@
 """Analytics cost: sessions + customer_daily + hourly and daily KPIs over N simulated events.
 
-For each size, one child process simulates the events and loads them into a DuckDB ``events``
-table (not timed); a second child opens that file and builds the four derived tables over the
-whole day range, timed, with its own peak memory. Sizes default to 1M, 3M and 10M.
+For each size, one child process simulates the events and loads them into the ``events`` table
+of a fresh lakehouse (not timed); a second child attaches it and builds the four derived tables
+over the whole day range, timed, with its own peak memory. Sizes default to 1M, 3M and 10M.
 Usage: ``uv run python benchmarks/analytics.py [--sizes 1000000,3000000] [--quick]``.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,9 +24,8 @@ START = datetime(2024, 1, 1)
 
 
 def build(database: Path, events: int) -> None:
-    import duckdb
-
     from analytics_assets.defs.ingest.tables import ensure_tables
+    from analytics_assets.lib import lakehouse
     from analytics_assets.producers import simulate
 
     customers = max(50, events // 45)
@@ -36,21 +36,20 @@ def build(database: Path, events: int) -> None:
             break
         customers = int(customers * 1.3 * events / max(frame.height, 1)) + 1
     frame = frame.head(events)
-    with duckdb.connect(str(database)) as conn:
+    with lakehouse.connect(where=lakehouse.Location.under(database)) as conn:
         ensure_tables(conn)
         conn.register("staged", frame.to_arrow())
         conn.execute("INSERT INTO events SELECT *, 'bench', now() FROM staged")
 
 
 def measure(database: Path) -> dict:
-    import duckdb
-
     from analytics_assets.defs.analytics import transforms
+    from analytics_assets.lib import lakehouse
 
     start = START.date()
     end = start + timedelta(days=DAYS + 2)
     timings = {}
-    with duckdb.connect(str(database)) as conn:
+    with lakehouse.connect(where=lakehouse.Location.under(database)) as conn:
         rows = conn.execute("SELECT count(*) FROM events").fetchall()[0][0]
         steps = {
             "sessions": lambda: transforms.sessions(conn, start, end),
@@ -92,7 +91,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
-            database = Path(tmp) / f"events-{size}.duckdb"
+            database = Path(tmp) / f"lakehouse-{size}"
             run = [sys.executable, __file__]
             subprocess.run([*run, "--build", str(database), "--events", str(size)], check=True)
             out = subprocess.run(
@@ -100,7 +99,7 @@ def main() -> None:
             )
             result = json.loads(out.stdout.strip().splitlines()[-1])
             results[size] = result
-            database.unlink()
+            shutil.rmtree(database)
             print(
                 f"{result['rows']:>11,} events: {result['seconds']:6.2f} s "
                 f"({result['rows'] / result['seconds']:,.0f} ev/s), "

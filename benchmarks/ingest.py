@@ -1,6 +1,6 @@
 """Ingest throughput: one JSON-lines batch through read -> validate -> clean -> dedupe -> commit.
 
-Runs exactly what the ``ingest_batch`` asset runs (``ingest_file``) into a fresh DuckDB file,
+Runs exactly what the ``ingest_batch`` asset runs (``ingest_file``) into a fresh lakehouse,
 interleaved in the same process with a plain ``polars.read_ndjson`` of the same file (the
 baseline). Timing and peak memory are taken in a child process so the data generation does
 not count. Usage: ``uv run python benchmarks/ingest.py [--events N] [--runs R] [--quick]``.
@@ -35,10 +35,12 @@ def generate(path: Path, events: int) -> None:
 
 
 def measure(path: Path, runs: int) -> dict:
-    import duckdb
+    import shutil
+
     import polars as pl
 
     from analytics_assets.defs.ingest.batch import ingest_file
+    from analytics_assets.lib import lakehouse
 
     pipeline, baseline = [], []
     rows = clean = 0
@@ -46,12 +48,12 @@ def measure(path: Path, runs: int) -> dict:
         started = time.perf_counter()
         pl.read_ndjson(path)
         baseline.append(time.perf_counter() - started)
-        database = path.parent / f"warehouse-{i}.duckdb"
-        with duckdb.connect(str(database)) as conn:
+        folder = path.parent / f"lakehouse-{i}"
+        with lakehouse.connect(where=lakehouse.Location.under(folder)) as conn:
             started = time.perf_counter()
             outcome = ingest_file(conn, path, "bench")
             pipeline.append(time.perf_counter() - started)
-        database.unlink()
+        shutil.rmtree(folder)
         rows, clean = outcome.result.rows_in, outcome.result.clean
     return {
         "pipeline_s": pipeline,

@@ -58,12 +58,12 @@ def simulated(events: int):
 
 
 def throughput(home: Path, broker, events: int) -> dict:
-    import duckdb
+    import shutil
+
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from analytics_assets import settings
     from analytics_assets.defs.ingest.kafka import ingest_range
-    from analytics_assets.lib import kafka_source
+    from analytics_assets.lib import kafka_source, lakehouse
     from analytics_assets.lib.kafka_source import OffsetRange
     from analytics_assets.producers.kafka import send_batch
 
@@ -84,19 +84,18 @@ def throughput(home: Path, broker, events: int) -> dict:
         read = sum(len(kafka_source.read_range(config, r).records) for r in ranges)
         consume.append(time.perf_counter() - began)
         assert read == events, read
-        database = home / f"warehouse-{round_}.duckdb"
+        folder = home / f"lakehouse-{round_}"
         began = time.perf_counter()
-        with duckdb.connect(str(database)) as conn:
+        with lakehouse.connect(where=lakehouse.Location.under(folder)) as conn:
             stored = sum(
                 ingest_range(conn, r, partial(kafka_source.read_range, config)).result.clean
                 for r in ranges
             )
         ingest.append(time.perf_counter() - began)
         assert stored == events, stored
-        database.unlink()
+        shutil.rmtree(folder)
         print(f"  round {round_ + 1}: consume {consume[-1]:.2f}s, ingest {ingest[-1]:.2f}s")
     consume_s, ingest_s = statistics.median(consume), statistics.median(ingest)
-    settings.warehouse_path()  # (the latency phase uses the home's own warehouse)
     return {
         "events": events,
         "partitions": PARTITIONS,

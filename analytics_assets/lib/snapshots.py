@@ -64,9 +64,9 @@ def replace_days(
         written: dict[str, int] = {}
         for part in sorted(staging.glob("as_of=*")):
             day = date.fromisoformat(part.name.removeprefix("as_of="))
-            files = list(part.glob("*.parquet"))
-            if len(files) != 1:
-                raise RuntimeError(f"expected one file for {day}, found {files}")
+            files = sorted(part.glob("*.parquet"))
+            if len(files) > 1:  # DuckDB 1.5 writes a partition from several threads
+                files = [_merged(files, part / "merged.parquet")]
             written[day.isoformat()] = pq.ParquetFile(files[0]).metadata.num_rows
             os.replace(files[0], file_for(directory, day))
         for day in days:
@@ -75,6 +75,17 @@ def replace_days(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dict(sorted(written.items()))
+
+
+def _merged(files: list[Path], target: Path) -> Path:
+    """One Parquet file holding the rows of ``files``."""
+    with duckdb.connect() as conn:
+        conn.execute(
+            f"COPY (SELECT * FROM read_parquet($files)) TO '{str(target).replace(chr(39), '')}' "
+            "(FORMAT parquet, COMPRESSION zstd)",
+            {"files": [str(f) for f in files]},
+        )
+    return target
 
 
 def snapshot_days(directory: Path) -> list[date]:
