@@ -23,7 +23,7 @@ DEMO_CDNOW_PERIOD_DAYS ?= 28
 # simulated up to today, beside CDNOW's 1997-98, would read 28 silent years as churn
 DEMO_SIM_START ?= 1997-01-01
 
-.PHONY: env test lint format demo demo-check seed dagster-home mlflow-ui serve read-api bento bench-ingest bench-freshness bench-features bench-training bench-serving bench-lake clean
+.PHONY: env test lint format demo demo-check seed dagster-home mlflow-ui serve read-api bento bench-ingest bench-freshness bench-features bench-training bench-serving bench-lakehouse clean
 
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -66,7 +66,7 @@ mlflow-ui: env
 serve: env
 	cd bentos/customer_scoring && BENTOML_HOME="$(ANALYTICS_HOME)/bentoml" $(UV) run --locked bentoml serve --port $(SERVING_PORT)
 
-# the read API on 127.0.0.1:$(READ_API_PORT): KPIs, the audit, profiles, read-only SQL over the lake
+# the read API on 127.0.0.1:$(READ_API_PORT): KPIs, the audit, profiles, read-only SQL over the lakehouse
 read-api: env
 	cd bentos/analytics_reader && $(UV) run --locked bentoml serve --port $(READ_API_PORT)
 
@@ -89,8 +89,8 @@ bench-training: env
 bench-serving: env
 	$(UV) run --locked python benchmarks/serving.py
 
-bench-lake: env
-	$(UV) run --locked python benchmarks/lake.py
+bench-lakehouse: env
+	$(UV) run --locked python benchmarks/lakehouse.py
 
 clean:
 	rm -rf .analytics .pytest_cache .ruff_cache

@@ -258,11 +258,11 @@ def main() -> int:
 The loop closed in {time.monotonic() - started:.0f} s.
   Dagster UI      {dagster}   (Lineage, Catalog; Automation: sensors and schedules)
   Scoring service {scoring}   (OpenAPI docs at /docs; metrics at /metrics)
-  Read API        {reader}   (KPIs, audit, profiles, SQL over the lake; docs/lake.md)
+  Read API        {reader}   (KPIs, audit, profiles, SQL over the lakehouse; docs/lake.md)
   Audit report    {reader}/report/   (or the file {report})
   MLflow          make mlflow-ui -> {mlflow}   (its first answer takes a while: docs/models.md)
   Drift report    {settings.reports_dir() / "drift"}   (plots on drift_report in the UI)
-  SQL             uv run analytics sql   (the lake, while this runs; not the warehouse file)
+  SQL             uv run analytics sql   (the lakehouse, read-only, while this runs)
 Score a customer:
   curl -s -X POST {scoring}/churn -H 'Content-Type: application/json' \\
        -d '{{"customer_ids": ["{customer}"]}}'

@@ -1,5 +1,5 @@
 """Checks a running platform from the outside, stage by stage: Dagster's GraphQL API (runs
-succeeded, assets materialized), the DuckDB warehouse (tables non-empty), Feast's online store
+succeeded, assets materialized), the lakehouse (tables non-empty), Feast's online store
 (features present) and the scoring service (it answers).
 
 Usage: ``uv run python scripts/demo_check.py [--dagster http://127.0.0.1:3000]
@@ -266,15 +266,18 @@ def check_doc_examples(scoring: str, reader: str | None) -> str:
 
 
 def check_reader(reader: str) -> str:
-    """The read API answers from the lake: the last week of daily KPIs and the audit summary."""
+    """The read API answers from the lakehouse: the last week of daily KPIs and the audit
+    summary."""
     import json
     import urllib.request
     from datetime import date, timedelta
 
     tables = post_json(f"{reader}/tables", {})["tables"]
     if "kpis_daily" not in tables:
-        raise AssertionError(f"no kpis_daily in the lake yet: {sorted(tables)}")
-    newest = post_json(f"{reader}/sql", {"query": "SELECT max(day) AS d FROM kpis_daily"})
+        raise AssertionError(f"no kpis_daily in the lakehouse yet: {sorted(tables)}")
+    newest = post_json(
+        f"{reader}/sql", {"query": "SELECT max(window_start)::DATE AS d FROM kpis_daily"}
+    )
     last = date.fromisoformat(newest["rows"][0][0])
     first = last - timedelta(days=6)
     kpis = post_json(
@@ -302,13 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     stages = [
         ("Dagster runs", lambda: check_runs(args.dagster)),
         ("assets", lambda: check_assets(args.dagster)),
-        ("warehouse tables", check_tables),
+        ("lakehouse tables", check_tables),
         ("online features", lambda: check_online(customer)),
         ("scoring service", lambda: check_scoring(args.scoring, customer)),
         ("the docs' examples", lambda: check_doc_examples(args.scoring, args.reader)),
     ]
     if args.reader:
-        stages.append(("read API over the lake", lambda: check_reader(args.reader)))
+        stages.append(("read API over the lakehouse", lambda: check_reader(args.reader)))
     try:
         customer = sample_customer()
     except Exception as error:  # noqa: BLE001 (reported as a failed stage)

@@ -54,7 +54,7 @@ def test_range_run_builds_every_table(resources, instance) -> None:
         "customer_daily_reconciles": True,
         "sessions_well_formed": True,
         "kpis_daily_reconciles": True,
-        "lake_matches_warehouse": True,
+        "data_files_present": True,
     }
     assert query("SELECT customer_id, day, events, revenue FROM sessions ORDER BY ALL") == [
         ("a", D1, 1, 0.0),

@@ -66,7 +66,7 @@ def test_batch_lands_in_events_and_quarantine(land, resources, instance) -> None
         "unique_event_ids": True,
         "required_columns_not_null": True,
         "file_readable": True,
-        "lake_matches_warehouse": True,
+        "data_files_present": True,
     }
     assert query("SELECT event_id FROM events ORDER BY 1") == [("e1",), ("e2",)]
     assert sorted(query("SELECT reason FROM quarantined_events")) == [
