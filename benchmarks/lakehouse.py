@@ -14,8 +14,11 @@ One command, every figure measured in this run on this machine (baselines includ
   a plain DuckDB file (median of 5 each);
 - ``restore_s``: ``restore_to`` the moment before the last batches, 10M events.
 
-``kafka_events_per_s`` (4 partitions committing at once) needs a broker:
-``benchmarks/kafka.py`` measures Kafka ingest; here it is reported as ``null``.
+- ``kafka_events_per_s``: 1M events (quick: 200k) on a 4-partition topic of a real broker
+  (noida-db on loopback), each partition's range ingested by ``ingest_range`` in its own process,
+  the four at once; ``kafka_events_per_s_1_process`` the same ranges one after another in one
+  process (as ``benchmarks/kafka.py`` does).
+
 Usage: ``uv run python benchmarks/lakehouse.py [--quick]`` (quick: 200k and 1M stored).
 """
 
@@ -193,6 +196,81 @@ def writers_phase(folder: Path, count: int, files: int) -> float:
     return sum(r["events"] for r in results) / (ended - began)
 
 
+def kafka_writer(folder: Path, bootstrap: str, partitions: list[int], start_at: float) -> dict:
+    """Ingest whole partitions of topic ``bench`` into the lakehouse under ``folder``."""
+    from functools import partial
+
+    from analytics_assets.defs.ingest.kafka import ingest_range
+    from analytics_assets.lib import kafka_source, lakehouse
+    from analytics_assets.lib.kafka_source import OffsetRange
+
+    config = kafka_source.client_config(bootstrap)
+    marks = kafka_source.partitions(config, "bench")
+    where = lakehouse.Location.under(folder / "kafka-lake")
+    with lakehouse.connect(where=where) as conn:
+        time.sleep(max(0.0, start_at - time.time()))
+        began = time.time()
+        events = sum(
+            ingest_range(
+                conn,
+                OffsetRange("bench", p, 0, marks[p][1]),
+                partial(kafka_source.read_range, config),
+            ).result.clean
+            for p in partitions
+        )
+    return {"events": events, "began": began, "ended": time.time()}
+
+
+def kafka_phase(folder: Path, events: int) -> dict:
+    """Events/s of 4 partitions ingested by 4 processes at once, and by 1 process in turn."""
+    import shutil
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from analytics_assets.defs.ingest.tables import ensure_tables
+    from analytics_assets.lib import kafka_source, lakehouse
+    from analytics_assets.producers.kafka import send_batch
+    from analytics_assets.testing.servers import kafka_broker
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from kafka import simulated
+
+    with kafka_broker(folder / "kafka") as broker:
+        config = kafka_source.client_config(broker.bootstrap)
+        admin = AdminClient(config)
+        for future in admin.create_topics([NewTopic("bench", 4, 1)]).values():
+            future.result(timeout=30)
+        send_batch(simulated(events), "bench", config)
+        rates = {}
+        for label, groups in (("one", [[0, 1, 2, 3]]), ("four", [[0], [1], [2], [3]])):
+            shutil.rmtree(folder / "kafka-lake", ignore_errors=True)
+            with lakehouse.connect(where=lakehouse.Location.under(folder / "kafka-lake")) as c:
+                ensure_tables(c)
+            start_at = time.time() + 12
+            procs = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--kafka-writer",
+                        str(folder),
+                        broker.bootstrap,
+                        ",".join(map(str, group)),
+                        str(start_at),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )  # fmt: skip
+                for group in groups
+            ]
+            results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+            stored = sum(r["events"] for r in results)
+            assert stored == events, (stored, events)
+            span = max(r["ended"] for r in results) - min(r["began"] for r in results)
+            rates[label] = events / span
+    return rates
+
+
 def write_files(folder: Path, per_writer: int) -> None:
     from analytics_assets.producers import simulate
     from analytics_assets.producers.files import write_batch
@@ -211,11 +289,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--writer", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--kafka-writer", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--stored", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer:
         folder, w, files, start_at = args.writer
         print(json.dumps(writer(Path(folder), int(w), int(files), float(start_at))))
+        return
+    if args.kafka_writer:
+        folder, bootstrap, partitions, start_at = args.kafka_writer
+        groups = [int(p) for p in partitions.split(",")]
+        print(json.dumps(kafka_writer(Path(folder), bootstrap, groups, float(start_at))))
         return
     if args.stored:
         folder, small, large = args.stored
@@ -256,6 +340,12 @@ def main() -> None:
             f"{together:,.0f} ev/s"
         )
 
+        kafka = kafka_phase(folder, ingest_events)
+        print(
+            f"Kafka, {ingest_events:,} events on 4 partitions: 1 process {kafka['one']:,.0f} "
+            f"ev/s, 4 processes at once {kafka['four']:,.0f} ev/s"
+        )
+
         ingest = (
             subprocess.run(
                 [
@@ -287,7 +377,8 @@ def main() -> None:
         "concurrent_ratio": round(together / alone, 3),
         "events_per_s_1_writer": round(alone),
         "events_per_s_4_writers": round(together),
-        "kafka_events_per_s": None,
+        "kafka_events_per_s": round(kafka["four"]),
+        "kafka_events_per_s_1_process": round(kafka["one"]),
         "ingest_events_per_s": ingest_result["events_per_s"],
         "ingest_ratio_to_parse": ingest_result["ratio_to_raw_parse"],
         "query_ratio_to_native": round(
