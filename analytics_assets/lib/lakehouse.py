@@ -113,7 +113,18 @@ def attach(
     conn.execute("SET enable_progress_bar = false")  # a bar per long query: noise in run logs
     if where.data.startswith(("s3://", "gs://", "gcs://", "r2://", "az://", "https://")):
         duckdb_extensions.load(conn, "httpfs")
-    conn.execute(f"ATTACH 'ducklake:{_quoted(where.catalog)}' AS {alias} ({', '.join(options)})")
+    statement = f"ATTACH 'ducklake:{_quoted(where.catalog)}' AS {alias} ({', '.join(options)})"
+    for attempt in range(1, 51):
+        try:
+            # the first attach creates the catalog's tables: two at once take turns
+            new = where.sqlite_path is not None and where.sqlite_path.stat().st_size == 0
+            with commit_lock(where.catalog) if new else contextlib.nullcontext():
+                conn.execute(statement)
+            break
+        except duckdb.Error as error:  # another process creating or committing to it
+            if not is_conflict(error) or attempt == 50:
+                raise
+            time.sleep(0.02 * attempt)
     if use:
         conn.execute(f"USE {alias}")
     if not read_only and use and where == location():

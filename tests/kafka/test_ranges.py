@@ -135,3 +135,48 @@ def test_records_the_broker_deleted_are_recorded_not_skipped(broker, analytics_h
         ).fetchall()
         assert row[:2] == (0, "kafka_records_missing") and "offsets 0..3" in row[2]
         assert conn.execute("SELECT records, missing FROM kafka_ledger").fetchall() == [(6, 4)]
+
+
+def test_two_runs_of_one_partition_at_once_leave_no_overlap(broker, analytics_home) -> None:
+    """Runs commit at the same time now: both read the ledger before either commits; the one
+    that commits second finds the ledger moved inside its commit and starts over."""
+    import threading
+
+    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}")
+    send(broker, topic, [event(i) for i in range(6)])
+    config = kafka_source.client_config(broker.bootstrap)
+    both_read = threading.Barrier(2, timeout=30)
+    first_reads: set[str] = set()
+
+    def read_together(rng: OffsetRange):
+        read = kafka_source.read_range(config, rng)
+        name = threading.current_thread().name
+        if name not in first_reads:  # only the first read of each run waits for the other
+            first_reads.add(name)
+            both_read.wait()
+        return read
+
+    outcomes = {}
+
+    def run(name: str, rng: OffsetRange) -> None:
+        with lakehouse.connect() as conn:
+            outcomes[name] = kafka.ingest_range(conn, rng, read_together)
+
+    threads = [
+        threading.Thread(target=run, name=n, args=(n, r))
+        for n, r in (("a", OffsetRange(topic, 0, 0, 3)), ("b", OffsetRange(topic, 0, 3, 6)))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    with lakehouse.connect(read_only=True) as conn:
+        stored = sorted(e for (e,) in conn.execute("SELECT event_id FROM events").fetchall())
+        ranges = conn.execute(
+            "SELECT start_offset, end_offset FROM kafka_ledger WHERE end_offset > start_offset "
+            "ORDER BY 1"
+        ).fetchall()
+    assert stored == sorted(f"e{i}" for i in range(6))
+    assert sum(end - start for start, end in ranges) == 6  # no overlap
+    assert all(b[0] == a[1] for a, b in zip(ranges, ranges[1:], strict=False))  # no gap
+    assert sum(o.result.clean for o in outcomes.values()) == 6

@@ -62,6 +62,10 @@ def _bad(offset: int, partition: int, reason: str, detail: str, raw: bytes | Non
     }
 
 
+class RangeMoved(Exception):
+    """Another run committed a range of the partition while this one read: start again."""
+
+
 def ingest_range(
     conn: duckdb.DuckDBPyConnection,
     requested: OffsetRange,
@@ -74,7 +78,24 @@ def ingest_range(
     ledger row under its id, so its checks reconcile); a range whose predecessor is not
     committed yet (its run failed, or runs out of order) takes the predecessor's records too,
     which then finds them covered. ``read_records`` reads a range from the broker.
+
+    Runs commit at the same time: inside the commit (batch commits take turns), the ledger is
+    read again, and if another run committed a range of this partition since, this one starts
+    over from the new end.
     """
+    for _ in range(10):
+        try:
+            return _ingest_range(conn, requested, read_records)
+        except RangeMoved:
+            continue
+    raise RuntimeError(f"{requested.batch_id}: the partition's ledger kept moving; retry the run")
+
+
+def _ingest_range(
+    conn: duckdb.DuckDBPyConnection,
+    requested: OffsetRange,
+    read_records: Callable[[OffsetRange], RangeRead],
+) -> BatchOutcome:
     started = time.perf_counter()
     next_offset = next_offsets(conn, requested.topic).get(requested.partition, 0)
     if requested.end <= next_offset:
@@ -148,6 +169,13 @@ def ingest_range(
     ensure_ledger(conn)
 
     def ledger(c: duckdb.DuckDBPyConnection) -> None:
+        (end,) = c.execute(
+            "SELECT coalesce(max(end_offset), 0) FROM kafka_ledger "
+            'WHERE topic = ? AND "partition" = ?',
+            [rng.topic, rng.partition],
+        ).fetchone()
+        if end != rng.start:
+            raise RangeMoved(f"{rng.topic}[{rng.partition}] now ends at {end}, not {rng.start}")
         c.execute(
             "INSERT INTO kafka_ledger VALUES (?, ?, ?, ?, ?, ?, ?, now())",
             [
