@@ -136,6 +136,8 @@ def stored_phase(folder: Path, small: int, large: int) -> dict:
                 native.execute(query).fetchall()
                 native_q.append(time.perf_counter() - started)
 
+        kpi_ms = kpi_reads(conn, where)
+
         time.sleep(0.01)
         moment = datetime.now(UTC)
         time.sleep(0.01)
@@ -154,7 +156,31 @@ def stored_phase(folder: Path, small: int, large: int) -> dict:
         "query_native_s": native_q,
         "restore_s": restore_s,
         "event_files": files,
+        "kpi_ms": kpi_ms,
     }
+
+
+def kpi_reads(conn, where) -> list[float]:
+    """The read API's ``/kpis`` query (``reads.kpis`` on the service's sandbox, in process):
+    90-day ranges of daily windows, after ``kpis_daily`` is built from the stored events."""
+    from datetime import date, timedelta
+
+    from analytics_assets.defs.analytics import tables, transforms
+    from bentos.analytics_reader import reads
+    from bentos.analytics_reader.sandbox import Sandbox
+
+    start, end = date(2024, 1, 1), date(2024, 4, 1)
+    data = transforms.kpis(conn, start, end, "day").fetch_arrow_table()
+    tables.replace_range(conn, "kpis_daily", data, "window_start", start, end)
+    sandbox = Sandbox(None, where)
+    times = []
+    for _ in range(220):
+        began = time.perf_counter()
+        rows = reads.kpis(sandbox.db, "day", start, start + timedelta(days=89))
+        times.append((time.perf_counter() - began) * 1000)
+        assert len(rows) == 90, len(rows)
+    sandbox.close()
+    return times[20:]
 
 
 def writer(folder: Path, writer_id: int, files: int, start_at: float) -> dict:
@@ -331,6 +357,11 @@ def main() -> None:
             f"{statistics.median(stored['query_native_s']):.3f}s"
         )
         print(f"restore of {stored['stored_large']:,} events: {stored['restore_s']:.2f}s")
+        kpi = sorted(stored["kpi_ms"])
+        print(
+            f"/kpis query, 90 days of daily windows (in process): p50 "
+            f"{statistics.median(kpi):.1f} ms, p99 {kpi[int(len(kpi) * 0.99) - 1]:.1f} ms"
+        )
 
         write_files(folder, FILES_PER_WRITER * WRITERS)
         alone = writers_phase(folder, 1, FILES_PER_WRITER * WRITERS)
@@ -386,6 +417,7 @@ def main() -> None:
             3,
         ),
         "restore_s": round(stored["restore_s"], 3),
+        "kpi_p99_ms": round(sorted(stored["kpi_ms"])[int(len(stored["kpi_ms"]) * 0.99) - 1], 2),
         "event_files": stored["event_files"],
     }
     print(json.dumps(summary))
