@@ -107,6 +107,11 @@ def analytics(*args: str) -> str:
 
 
 def test_the_restore_drill(analytics_home) -> None:
+    import dagster as dg
+
+    from analytics_assets.instance import prepare_instance
+
+    prepare_instance()  # a Dagster home: the restore reports to it
     ingest("a", [event(i) for i in range(100)])
     time.sleep(0.05)
     moment = datetime.now(UTC)
@@ -122,6 +127,13 @@ def test_the_restore_drill(analytics_home) -> None:
     time.sleep(0.05)
     out = analytics("restore", "--as-of", moment.isoformat())
     assert "restored" in out and counts() == (100, 1)
+    # Dagster hears of it: an events materialization with the undone batch's days, which
+    # events_sensor rebuilds
+    with dg.DagsterInstance.from_config(str(settings.dagster_home())) as instance:
+        reported = instance.get_latest_materialization_event(dg.AssetKey("events"))
+    metadata = reported.asset_materialization.metadata
+    assert metadata["restored_to"].value == moment.isoformat()
+    assert metadata["days_touched"].value  # batch b's event days
     # the next batches carry on from there
     ingest("c", [event(i) for i in range(300, 310)])
     assert counts() == (110, 2)

@@ -113,3 +113,40 @@ def test_sqlite_keeps_the_newest_row(tmp_path) -> None:
     ) + online_store.encode_values(pa.array([3.0]))
     with pytest.raises(online_store.NotSupportedHere):
         online_store.write(LAYOUT, {"type": "dynamodb"}, rows("a", now, 1.0))
+
+
+def test_sqlite_replace_after_a_restore(tmp_path) -> None:
+    """After the lakehouse is restored to an earlier moment, the restored (older) rows become
+    the store's content and customers that came later go."""
+    path = tmp_path / "online.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE p_v (entity_key BLOB, feature_name TEXT, value BLOB, vector_value BLOB,"
+            " value_text TEXT, event_ts timestamp, created_ts timestamp,"
+            " PRIMARY KEY(entity_key, feature_name))"
+        )
+    config = {"type": "sqlite", "path": str(path)}
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    online_store.write(LAYOUT, config, pa.concat_tables([rows("a", now, 5.0), rows("b", now, 1.0)]))
+    restored = rows("a", now - timedelta(days=1), 2.0)
+    assert online_store.write(LAYOUT, config, restored) == {"v": 0}  # the guard keeps newer
+    assert online_store.write(LAYOUT, config, restored, replace=True) == {"v": 1}
+    values = stored(path)
+    assert len(values) == 2  # only customer a, its two features
+    assert {ts for _, _, ts in values} == {int((now - timedelta(days=1)).timestamp())}
+
+
+def test_redis_replace_after_a_restore(tmp_path) -> None:
+    from analytics_assets.testing.servers import redis_server
+
+    with redis_server(tmp_path) as address:
+        config = {"type": "redis", "connection_string": address}
+        client = online_store.redis_client(config)
+        now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+        both = pa.concat_tables([rows("a", now, 5.0), rows("b", now, 1.0)])
+        assert online_store.write(LAYOUT, config, both) == {"v": 2}
+        restored = rows("a", now - timedelta(days=1), 2.0)
+        assert online_store.write(LAYOUT, config, restored) == {"v": 0}
+        assert online_store.write(LAYOUT, config, restored, replace=True) == {"v": 1}
+        keys = sorted(client.scan_iter(match=b"*p"))
+        assert keys == [LAYOUT.entity_key("a") + b"p"]
