@@ -164,6 +164,7 @@ def test_schedules_run_by_default_and_can_be_stopped() -> None:
         "daily_monitoring": ("30 1 * * *", MONITORING),
         "weekly_retraining": ("0 2 * * 1", TRAINING),
         "daily_retention": ("30 3 * * *", set()),
+        "hourly_lakehouse_maintenance": ("17 * * * *", set()),
     }
     assert {s.name for s in defs.schedules} == set(expected)
     for name, (cron, assets) in expected.items():

@@ -353,3 +353,19 @@ def missing_files(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[int, lis
     files = data_files(conn, table)
     local = [f for f in files if "://" not in f]
     return len(files), [f for f in local if not os.path.exists(f)]
+
+
+@contextlib.contextmanager
+def pinned(conn: duckdb.DuckDBPyConnection) -> Iterator[int]:
+    """Read one snapshot for the whole block (a read-only transaction): yields its id, which a
+    later check can read again with ``AT (VERSION => id)`` while other runs commit."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield current_snapshot(conn)
+    finally:
+        _rollback(conn)
+
+
+def as_of(table: str, version: int | None) -> str:
+    """``table``, or ``table`` at snapshot ``version``, for a FROM clause."""
+    return table if version is None else f"{table} AT (VERSION => {int(version)})"

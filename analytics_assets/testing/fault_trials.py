@@ -158,8 +158,13 @@ def wait_until_committed(instance, batch_ids: set[str], timeout: float) -> float
     raise TimeoutError(f"not committed in {timeout:.0f}s: {sorted(missing)[:10]}")
 
 
-def audit(instance, expected: dict[str, set[str]]) -> Audit:
-    """``expected``: batch id -> the event ids its file carries."""
+def audit(instance, expected: dict[str, set[str]], settle_s: float = 180.0) -> Audit:
+    """``expected``: batch id -> the event ids its file carries. A run still in progress after
+    ``settle_s`` is stuck (runs commit side by side now: the last batches' coalesced rebuild
+    may still be going when the last batch is committed)."""
+    deadline = time.monotonic() + settle_s
+    while in_progress_runs(instance) and time.monotonic() < deadline:
+        time.sleep(1.0)
     wanted = {e for ids in expected.values() for e in ids}
     stored = dict(_query("SELECT event_id, count(*) FROM events GROUP BY 1"))
     quarantined_dupes = {

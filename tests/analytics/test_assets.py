@@ -56,6 +56,18 @@ def test_range_run_builds_every_table(resources, instance) -> None:
         "kpis_daily_reconciles": True,
         "data_files_present": True,
     }
+    # each reconciliation read the events snapshot its table was built from
+    pinned = {
+        e.check_name: e.metadata["events_snapshot"].value
+        for e in result.get_asset_check_evaluations()
+        if "events_snapshot" in e.metadata
+    }
+    assert set(pinned) == {
+        "customer_daily_reconciles",
+        "sessions_well_formed",
+        "kpis_daily_reconciles",
+    }
+    assert all(isinstance(v, int) for v in pinned.values()), pinned
     assert query("SELECT customer_id, day, events, revenue FROM sessions ORDER BY ALL") == [
         ("a", D1, 1, 0.0),
         ("a", D1, 3, 30.0),
@@ -103,6 +115,7 @@ def test_checks_catch_a_table_that_drifted_from_events(resources, instance) -> N
     build(resources, instance, "2024-03-01", "2024-03-02")
     with lakehouse.connect() as conn:
         conn.execute("UPDATE customer_daily SET revenue = revenue + 1 WHERE customer_id = 'a'")
+        conn.execute("UPDATE kpis_daily SET purchases = purchases + 1")
         conn.execute(
             "INSERT INTO sessions SELECT * REPLACE (session_id || 'x' AS session_id) "
             "FROM sessions WHERE customer_id = 'b'"
@@ -113,11 +126,11 @@ def test_checks_catch_a_table_that_drifted_from_events(resources, instance) -> N
             for check in (
                 checks.customer_daily_matches_events,
                 checks.sessions_are_well_formed,
-                checks.kpis_daily_match_customer_daily,
+                checks.kpis_daily_match_events,
             )
         }
     assert outcomes == {
         "customer_daily_matches_events": False,
         "sessions_are_well_formed": False,
-        "kpis_daily_match_customer_daily": False,
+        "kpis_daily_match_events": False,
     }

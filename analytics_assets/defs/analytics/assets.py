@@ -8,7 +8,8 @@ from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
 from analytics_assets.defs.analytics import audit, plots, report, tables, transforms
-from analytics_assets.lib import lake
+from analytics_assets.defs.analytics.checks import SNAPSHOT
+from analytics_assets.lib import lake, lakehouse
 from analytics_assets.lib.atomic_files import write_text
 from analytics_assets.lib.plotting import markdown_image
 from analytics_assets.metadata import files_check, files_check_spec, preview
@@ -36,8 +37,11 @@ def _day_range(context: dg.AssetExecutionContext) -> tuple[date, date]:
     return window.start.date(), window.end.date()
 
 
-def _written(table: str, rows: int, start: date, end: date, written: pl.DataFrame) -> dict:
+def _written(
+    table: str, rows: int, start: date, end: date, written: pl.DataFrame, version: int
+) -> dict:
     return {
+        SNAPSHOT: version,
         "dagster/row_count": rows,
         "dagster/table_name": table,
         "days": f"{start.isoformat()} .. {end.isoformat()} (exclusive)",
@@ -53,11 +57,12 @@ def sessions(
     duration, events, page views, carts, purchases, revenue and device."""
     start, end = _day_range(context)
     with warehouse.get_connection() as conn:
-        data = transforms.sessions(conn, start, end, config.gap_minutes).fetch_arrow_table()
+        with lakehouse.pinned(conn) as version:  # one snapshot of events, named for the checks
+            data = transforms.sessions(conn, start, end, config.gap_minutes).fetch_arrow_table()
         rows = tables.replace_range(conn, "sessions", data, "day", start, end)
         check = files_check(conn, "sessions")
     return dg.MaterializeResult(
-        metadata=_written("sessions", rows, start, end, pl.from_arrow(data)),
+        metadata=_written("sessions", rows, start, end, pl.from_arrow(data), version),
         check_results=[check],
     )
 
@@ -70,12 +75,13 @@ def customer_daily(
     and revenue. The view ``customer_daily_rolling`` adds 7- and 28-day rolling sums."""
     start, end = _day_range(context)
     with warehouse.get_connection() as conn:
-        data = transforms.customer_daily(conn, start, end).fetch_arrow_table()
+        with lakehouse.pinned(conn) as version:
+            data = transforms.customer_daily(conn, start, end).fetch_arrow_table()
         rows = tables.replace_range(conn, "customer_daily", data, "day", start, end)
         transforms.create_rolling_view(conn)
         check = files_check(conn, "customer_daily")
     return dg.MaterializeResult(
-        metadata=_written("customer_daily", rows, start, end, pl.from_arrow(data)),
+        metadata=_written("customer_daily", rows, start, end, pl.from_arrow(data), version),
         check_results=[check],
     )
 
@@ -89,11 +95,13 @@ def _kpi_asset(grain: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         start, end = _day_range(context)
         with warehouse.get_connection() as conn:
-            data = transforms.kpis(conn, start, end, grain).fetch_arrow_table()
+            with lakehouse.pinned(conn) as version:
+                data = transforms.kpis(conn, start, end, grain).fetch_arrow_table()
             rows = tables.replace_range(conn, name, data, "window_start", start, end)
             check = files_check(conn, name)
         return dg.MaterializeResult(
-            metadata=_written(name, rows, start, end, pl.from_arrow(data)), check_results=[check]
+            metadata=_written(name, rows, start, end, pl.from_arrow(data), version),
+            check_results=[check],
         )
 
     kpi_windows.__doc__ = (
