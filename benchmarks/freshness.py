@@ -1,5 +1,5 @@
-"""Freshness, with the real daemon running: a file lands -> its events are committed in
-DuckDB; and a file lands -> its customer's features are online -> the scoring service's answer
+"""Freshness, with the real daemon running: a file lands -> its events are committed to the
+lakehouse; and a file lands -> its customer's features are online -> the scoring service's answer
 reflects them.
 
 Phase 1 starts ``dagster-daemon`` on a temporary ANALYTICS_HOME / DAGSTER_HOME with the repo's

@@ -170,6 +170,8 @@ def kpi_reads(conn, where) -> list[float]:
     from bentos.analytics_reader.sandbox import Sandbox
 
     start, end = date(2024, 1, 1), date(2024, 4, 1)
+    sessions = transforms.sessions(conn, start, end).fetch_arrow_table()
+    tables.replace_range(conn, "sessions", sessions, "day", start, end)
     data = transforms.kpis(conn, start, end, "day").fetch_arrow_table()
     tables.replace_range(conn, "kpis_daily", data, "window_start", start, end)
     sandbox = Sandbox(None, where)

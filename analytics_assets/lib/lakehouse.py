@@ -302,7 +302,7 @@ def ensure_tables(
     one transaction (retried: two runs may create them at the same moment), each partitioned
     by ``partitions[name]`` (DuckLake's transforms, e.g. ``year(ts), month(ts), day(ts)``) and
     filled by ``seeds[name]`` (SQL) when given. Costs one catalog lookup when all exist."""
-    if all(exists(conn, name) for name in ddl):
+    if set(ddl) <= set(table_names(conn)):  # one catalog lookup
         return
 
     def create(conn: duckdb.DuckDBPyConnection) -> None:

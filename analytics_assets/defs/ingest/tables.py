@@ -125,14 +125,20 @@ def commit_batch(
     def body(conn: duckdb.DuckDBPyConnection) -> tuple:
         # first: a concurrent batch commit conflicts here (see DDL's commit_sequence)
         conn.execute("UPDATE commit_sequence SET commits = commits + 1")
-        conn.execute(
-            "CREATE OR REPLACE TEMP TABLE _previous_ids AS "
-            "SELECT event_id, occurred_at FROM events WHERE batch_id = ?",
-            [batch.batch_id],
-        )
-        for table in ("events", "quarantined_events", "ingest_ledger"):
-            conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
-        _restore_duplicates(conn, batch.batch_id)
+        # a batch's rows are only ever written with its ledger row (this transaction): a batch
+        # the ledger does not know has nothing to replace, and skips three scans
+        known = conn.execute(
+            "SELECT count(*) FROM ingest_ledger WHERE batch_id = ?", [batch.batch_id]
+        ).fetchone()[0]
+        if known:
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE _previous_ids AS "
+                "SELECT event_id, occurred_at FROM events WHERE batch_id = ?",
+                [batch.batch_id],
+            )
+            for table in ("events", "quarantined_events", "ingest_ledger"):
+                conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
+            _restore_duplicates(conn, batch.batch_id)
         conn.execute(
             """
             CREATE OR REPLACE TEMP TABLE _stored_dupes AS
@@ -169,17 +175,29 @@ def commit_batch(
             """,
             [batch.batch_id],
         )
-        ((clean_n, quarantined_n, days),) = conn.execute(
+        # what was stored, from the staged rows (the batch's own rows are exactly these: its
+        # old ones are deleted above, its ids are unique within it)
+        ((clean_n, days),) = conn.execute(
             """
-            SELECT
-                (SELECT count(*) FROM events WHERE batch_id = $b),
-                (SELECT count(*) FROM quarantined_events WHERE batch_id = $b),
-                (SELECT coalesce(list(DISTINCT (occurred_at AT TIME ZONE 'UTC')::DATE
-                                      ORDER BY (occurred_at AT TIME ZONE 'UTC')::DATE), [])
-                 FROM events WHERE batch_id = $b)
-            """,
-            {"b": batch.batch_id},
+            SELECT count(*),
+                   coalesce(list(DISTINCT (occurred_at AT TIME ZONE 'UTC')::DATE
+                                 ORDER BY (occurred_at AT TIME ZONE 'UTC')::DATE), [])
+            FROM staged_clean s ANTI JOIN _stored_dupes d USING (event_id)
+            """
         ).fetchall()
+        reasons = dict(
+            conn.execute(
+                f"""
+                SELECT reason, count(*) FROM (
+                    SELECT reason FROM staged_quarantine
+                    UNION ALL
+                    SELECT '{Reason.DUPLICATE_STORED}'
+                    FROM staged_clean s SEMI JOIN _stored_dupes d USING (event_id)
+                ) GROUP BY reason ORDER BY reason
+                """
+            ).fetchall()
+        )
+        quarantined_n = sum(reasons.values())
         faults.point(faults.IN_COMMIT)
         # now() is the transaction's start; the ledger wants the moment the data is in
         committed_at = datetime.now(UTC)
@@ -201,15 +219,6 @@ def commit_batch(
         )
         if also is not None:
             also(conn)
-        reasons = dict(
-            conn.execute(
-                """
-                SELECT reason, count(*) FROM quarantined_events WHERE batch_id = ?
-                GROUP BY reason ORDER BY reason
-                """,
-                [batch.batch_id],
-            ).fetchall()
-        )
         return clean_n, quarantined_n, days, committed_at, reasons
 
     try:
