@@ -126,30 +126,83 @@ def restore_to(conn: duckdb.DuckDBPyConnection, instant: datetime, log=print) ->
         for name in sorted(now - then):
             conn.execute(f"DROP TABLE {identifier(name)}")
             result.dropped.append(name)
+        same = _same_tables(conn, snapshot) if not rewrite else set()
         for name in sorted(then):
-            # written beside, then swapped in: a scan AT an old version inside a transaction
-            # that deleted from the table sees the deletes too
-            staged = f"_restoring_{identifier(name)}"
             old = f"{name} AT (VERSION => {int(snapshot)})"
-            conn.execute(f"CREATE TABLE {staged} AS SELECT * FROM {old} LIMIT 0")
-            if name in lakehouse.PARTITIONS:
-                conn.execute(
-                    f"ALTER TABLE {staged} SET PARTITIONED BY ({lakehouse.PARTITIONS[name]})"
-                )
-            conn.execute(f"INSERT INTO {staged} SELECT * FROM {old}")
-            if name in now:
-                conn.execute(f"DROP TABLE {name}")
-            conn.execute(f"ALTER TABLE {staged} RENAME TO {name}")
-            result.tables[name] = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            if name in now and name in same:
+                _undo_changes(conn, name, old)
+            else:
+                _rewrite(conn, name, old, name in now)
+            result.tables[name] = stored = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[
+                0
+            ]
+            if stored != conn.execute(f"SELECT count(*) FROM {old}").fetchone()[0]:
+                raise _Mismatch(name)
         conn.execute(RESTORES_DDL)
         conn.execute(
             "INSERT INTO lakehouse_restores VALUES (?, ?, ?, ?, ?)",
             [datetime.now(UTC), instant, snapshot, result.days_undone, sorted(then)],
         )
 
-    lakehouse.run_transaction(conn, body, f"restore to {instant.isoformat()}", log=log)
+    rewrite = False
+    try:
+        lakehouse.run_transaction(conn, body, f"restore to {instant.isoformat()}", log=log)
+    except _Mismatch as mismatch:  # row ids did not line up: every table written again
+        log(f"restore: {mismatch} did not match by row id; rewriting every table")
+        rewrite = True
+        lakehouse.run_transaction(conn, body, f"restore to {instant.isoformat()}", log=log)
     result.new_snapshot = lakehouse.current_snapshot(conn)
     return result
+
+
+class _Mismatch(Exception):
+    """A table's rows after the undo are not its rows at the snapshot (rolled back)."""
+
+
+def _same_tables(conn: duckdb.DuckDBPyConnection, snapshot: int) -> set[str]:
+    """Tables of ``main`` that are the same table now as at ``snapshot`` (not dropped and
+    created again, nor replaced): their row ids still name the same rows."""
+    rows = conn.execute(
+        f"""
+        SELECT cur.table_name FROM {_meta()}.ducklake_table cur
+        JOIN {_meta()}.ducklake_table past USING (table_id)
+        WHERE cur.end_snapshot IS NULL
+          AND past.begin_snapshot <= $s AND (past.end_snapshot IS NULL OR past.end_snapshot > $s)
+          AND cur.table_name = past.table_name
+        """,
+        {"s": snapshot},
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _undo_changes(conn: duckdb.DuckDBPyConnection, name: str, old: str) -> None:
+    """Make ``name`` hold the rows of ``old`` (itself at a snapshot) by undoing what changed
+    since, found by row id: rows added since go, rows removed since come back. Costs the
+    change, not the table (a full rewrite of 10M events took 18.7 s)."""
+    # both sets first: a scan AT an old version in a transaction that already deleted from
+    # the table sees those deletes too
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _back AS SELECT * FROM {old} "
+        f"WHERE rowid NOT IN (SELECT rowid FROM {name})"
+    )
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _added AS SELECT rowid AS row_id FROM {name} "
+        f"WHERE rowid NOT IN (SELECT rowid FROM {old})"
+    )
+    conn.execute(f"DELETE FROM {name} WHERE rowid IN (SELECT row_id FROM _added)")
+    conn.execute(f"INSERT INTO {name} SELECT * FROM _back")
+
+
+def _rewrite(conn: duckdb.DuckDBPyConnection, name: str, old: str, exists_now: bool) -> None:
+    """``name`` written again from ``old``: beside it, then swapped in."""
+    staged = f"_restoring_{identifier(name)}"
+    conn.execute(f"CREATE TABLE {staged} AS SELECT * FROM {old} LIMIT 0")
+    if name in lakehouse.PARTITIONS:
+        conn.execute(f"ALTER TABLE {staged} SET PARTITIONED BY ({lakehouse.PARTITIONS[name]})")
+    conn.execute(f"INSERT INTO {staged} SELECT * FROM {old}")
+    if exists_now:
+        conn.execute(f"DROP TABLE {name}")
+    conn.execute(f"ALTER TABLE {staged} RENAME TO {name}")
 
 
 def _days_undone(conn: duckdb.DuckDBPyConnection, instant: datetime) -> list:
