@@ -329,11 +329,13 @@ PARTITIONS = {
     "quarantined_events": by_day("quarantined_at"),
     "sessions": "day",
     "customer_daily": "day",
-    "kpis_hourly": by_day("window_start"),
-    "kpis_daily": by_day("window_start"),
+    "kpis_hourly": "year(window_start), month(window_start)",
+    "kpis_daily": "year(window_start), month(window_start)",
 }
 """How each table's files are split: per day, so a day's rebuild replaces its own files and a
-read of a few days skips the rest (the small tables are not split)."""
+read of a few days skips the rest. The KPI tables, a row per hour or day, are split by month:
+by day, a 90-day read opened 90 tiny files (p99 45 ms, benchmarks/lakehouse.py). The audit
+tables, small and replaced whole, are not split."""
 
 
 def data_files(conn: duckdb.DuckDBPyConnection, table: str, alias: str = ALIAS) -> list[str]:

@@ -77,6 +77,7 @@ class AnalyticsReader:
         settings.check_serving_exposure()
         self.predictions = settings.predictions_dir()
         self.sandbox = Sandbox(self.predictions)
+        self.cache = reads.SnapshotCache()
         self.max_rows = settings.read_api_sql_max_rows()
         self.timeout_s = settings.read_api_sql_timeout_s()
         self._online = None
@@ -97,7 +98,11 @@ class AnalyticsReader:
                 f"at most {MAX_DAYS[window]} days of {window} windows per request, not {span.days}",
                 "range_too_long",
             )
-        rows = reads.kpis(self.sandbox.db, window, first_day, last_day)
+        rows = self.cache.get(
+            self.sandbox.db,
+            ("kpis", window, first_day, last_day),
+            lambda: reads.kpis(self.sandbox.db, window, first_day, last_day),
+        )
         return KpiResponse(window=window, first_day=first_day, last_day=last_day, rows=rows)
 
     @bentoml.api(route="/audit")
