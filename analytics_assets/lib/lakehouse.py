@@ -302,7 +302,11 @@ def ensure_tables(
     one transaction (retried: two runs may create them at the same moment), each partitioned
     by ``partitions[name]`` (DuckLake's transforms, e.g. ``year(ts), month(ts), day(ts)``) and
     filled by ``seeds[name]`` (SQL) when given. Costs one catalog lookup when all exist."""
+    key = (catalog_of(conn), frozenset(ddl))
+    if key in _ensured:  # seen in this process: no catalog lookup (a run's every commit)
+        return
     if set(ddl) <= set(table_names(conn)):  # one catalog lookup
+        _ensured.add(key)
         return
 
     def create(conn: duckdb.DuckDBPyConnection) -> None:
@@ -316,6 +320,17 @@ def ensure_tables(
                 conn.execute(seeds[name])
 
     run_transaction(conn, create, "create tables")
+    _ensured.add(key)
+
+
+_ensured: set[tuple[str, frozenset]] = set()
+"""Tables :func:`ensure_tables` found in this process, by catalog. A table dropped since (a
+restore to before it existed) makes the next write fail with a ``CatalogException``: the
+writer calls :func:`forget_tables` and ensures again."""
+
+
+def forget_tables() -> None:
+    _ensured.clear()
 
 
 def by_day(column: str) -> str:

@@ -222,9 +222,16 @@ def commit_batch(
         return clean_n, quarantined_n, days, committed_at, reasons
 
     try:
-        clean_n, quarantined_n, days, committed_at, reasons = lakehouse.run_transaction(
-            conn, body, f"commit of batch {batch.batch_id}", log=log, serialize=True
-        )
+        try:
+            clean_n, quarantined_n, days, committed_at, reasons = lakehouse.run_transaction(
+                conn, body, f"commit of batch {batch.batch_id}", log=log, serialize=True
+            )
+        except duckdb.CatalogException:  # a table dropped since this process last looked
+            lakehouse.forget_tables()
+            ensure_tables(conn)
+            clean_n, quarantined_n, days, committed_at, reasons = lakehouse.run_transaction(
+                conn, body, f"commit of batch {batch.batch_id}", log=log, serialize=True
+            )
     finally:
         conn.unregister("staged_clean")
         conn.unregister("staged_quarantine")
