@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +12,6 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from analytics_assets import settings
-
-_log = logging.getLogger(__name__)
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -61,8 +58,9 @@ location."""
 class Warehouse(DuckDBResource):
     """The lakehouse (``lib/lakehouse.py``), opened for writing: dagster-duckdb's connection
     (an in-memory DuckDB) with the DuckLake attached and in use, so SQL names its tables
-    directly. Many runs hold one at once; :meth:`commit` runs a transaction that retries
-    conflicts with other writers, logging each retry in the run's log."""
+    directly. Many runs hold one at once; a commit that conflicts with another writer's is
+    retried (``lakehouse.run_transaction``), each retry in the run's log (dagster.yaml's
+    ``python_logs``)."""
 
     database: str = ":memory:"
     catalog: str
@@ -108,19 +106,6 @@ class Warehouse(DuckDBResource):
             lakehouse.attach(conn, self.location)
             _ATTACHED[key] = conn
         return conn
-
-    def commit(self, conn, body, what: str = "commit"):
-        """``body(conn)`` in one transaction, retried on a conflict with another writer
-        (:func:`lakehouse.run_transaction`); each retry is a warning in the run's log."""
-        from analytics_assets.lib import lakehouse
-
-        return lakehouse.run_transaction(conn, body, what, log=self._warn)
-
-    def _warn(self, message: str) -> None:
-        try:
-            self.get_resource_context().log.warning(message)
-        except Exception:  # outside a run
-            _log.warning(message)
 
 
 class FeastRepo(dg.ConfigurableResource):
