@@ -51,23 +51,14 @@ class Location:
     data: str
 
     @property
-    def kind(self) -> str:
-        return self.catalog.split(":", 1)[0]
-
-    @property
     def sqlite_path(self) -> Path | None:
-        return Path(self.catalog.split(":", 1)[1]) if self.kind == "sqlite" else None
+        kind, _, path = self.catalog.partition(":")
+        return Path(path) if kind == "sqlite" else None
 
     @classmethod
     def under(cls, folder: Path) -> Location:
         """An embedded lakehouse in ``folder``: the SQLite catalog and the data files."""
         return cls(f"sqlite:{folder / 'catalog.sqlite'}", f"{folder / 'data'}/")
-
-    def redacted(self) -> str:
-        """The catalog as a log line may show it (no password)."""
-        import re
-
-        return re.sub(r"(password=|:)([^@\s]+)@", r"\1***@", self.catalog)
 
 
 def location() -> Location:
@@ -331,6 +322,19 @@ writer calls :func:`forget_tables` and ensures again."""
 
 def forget_tables() -> None:
     _ensured.clear()
+
+
+def create_as(
+    conn: duckdb.DuckDBPyConnection, name: str, source: str, partitioned_as: str | None = None
+) -> None:
+    """Create table ``name`` holding every row of ``source`` (what follows ``FROM``),
+    partitioned as :data:`PARTITIONS` says for ``partitioned_as`` (default: ``name``) before a
+    row is written, so the rows land in their partitions' files."""
+    key = partitioned_as or name
+    conn.execute(f"CREATE TABLE {name} AS SELECT * FROM {source} LIMIT 0")
+    if key in PARTITIONS:
+        conn.execute(f"ALTER TABLE {name} SET PARTITIONED BY ({PARTITIONS[key]})")
+    conn.execute(f"INSERT INTO {name} SELECT * FROM {source}")
 
 
 def by_day(column: str) -> str:

@@ -103,7 +103,6 @@ def _import(
     counts: dict[str, int],
     database: Path,
     print_: Callable[[str], None],
-    partitions: dict[str, str],
 ) -> None:
     stamp = fingerprint(database)
 
@@ -124,12 +123,7 @@ def _import(
                     continue
                 conn.execute(f"INSERT INTO \"{name}\" SELECT * FROM read_parquet('{path}')")
             else:
-                conn.execute(
-                    f"CREATE TABLE \"{name}\" AS SELECT * FROM read_parquet('{path}') LIMIT 0"
-                )
-                if name in partitions:
-                    conn.execute(f'ALTER TABLE "{name}" SET PARTITIONED BY ({partitions[name]})')
-                conn.execute(f"INSERT INTO \"{name}\" SELECT * FROM read_parquet('{path}')")
+                lakehouse.create_as(conn, f'"{name}"', f"read_parquet('{path}')", name)
             print_(f"upgrade: {name}: {rows:,} rows")
         conn.execute(
             "INSERT INTO lakehouse_upgrades VALUES (?, ?, ?, ?)",
@@ -154,7 +148,7 @@ def upgrade(
         with tempfile.TemporaryDirectory(prefix="analytics-upgrade-", dir=database.parent) as tmp:
             out = Path(tmp)
             counts = export(database, out, say)
-            _import(conn, out, counts, database, say, lakehouse.PARTITIONS)
+            _import(conn, out, counts, database, say)
         for suffix in ("", ".wal"):
             source = Path(f"{database}{suffix}")
             if source.exists():

@@ -196,10 +196,7 @@ def _undo_changes(conn: duckdb.DuckDBPyConnection, name: str, old: str) -> None:
 def _rewrite(conn: duckdb.DuckDBPyConnection, name: str, old: str, exists_now: bool) -> None:
     """``name`` written again from ``old``: beside it, then swapped in."""
     staged = f"_restoring_{identifier(name)}"
-    conn.execute(f"CREATE TABLE {staged} AS SELECT * FROM {old} LIMIT 0")
-    if name in lakehouse.PARTITIONS:
-        conn.execute(f"ALTER TABLE {staged} SET PARTITIONED BY ({lakehouse.PARTITIONS[name]})")
-    conn.execute(f"INSERT INTO {staged} SELECT * FROM {old}")
+    lakehouse.create_as(conn, staged, old, name)
     if exists_now:
         conn.execute(f"DROP TABLE {name}")
     conn.execute(f"ALTER TABLE {staged} RENAME TO {name}")
@@ -278,12 +275,7 @@ def restore_backup(conn: duckdb.DuckDBPyConnection, folder: Path, log=print) -> 
         for name, rows in manifest["tables"].items():
             source = str(folder / f"{identifier(name)}.parquet").replace("'", "''")
             conn.execute(f"DROP TABLE IF EXISTS {name}")
-            conn.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{source}') LIMIT 0")
-            if name in lakehouse.PARTITIONS:
-                conn.execute(
-                    f"ALTER TABLE {name} SET PARTITIONED BY ({lakehouse.PARTITIONS[name]})"
-                )
-            conn.execute(f"INSERT INTO {name} SELECT * FROM read_parquet('{source}')")
+            lakehouse.create_as(conn, name, f"read_parquet('{source}')")
             stored = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             if stored != rows:
                 raise RestoreError(
