@@ -96,6 +96,60 @@ def test_bad_records_are_quarantined_with_partition_and_offset(broker, analytics
     assert stored == [("e1", f"kafka.{topic}.0.0-6"), ("e3", f"kafka.{topic}.0.0-6")]
 
 
+def test_a_range_of_no_readable_record_quarantines_each_and_commits_its_range(
+    broker, analytics_home
+) -> None:
+    """Unlike a file (one unreadable file, one quarantine record), a range's records are each
+    their own: every one is quarantined with its own reason, and the range is committed."""
+    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}")
+    send(broker, topic, [b"{not json", b"[1, 2]", b""])
+    with lakehouse.connect() as conn:
+        outcome = ingest(conn, broker, OffsetRange(topic, 0, 0, 3))
+        assert (outcome.result.clean, outcome.result.quarantined) == (0, 3)
+        rows = conn.execute(
+            "SELECT record_number, detail FROM quarantined_events ORDER BY 1"
+        ).fetchall()
+        assert kafka.next_offsets(conn, topic) == {0: 3}
+    assert [n for n, _ in rows] == [0, 1, 2]
+    assert rows[0][1].startswith("partition 0 offset 0: not JSON")
+    assert rows[1][1] == "partition 0 offset 1: not a JSON object"
+    assert rows[2][1] == "partition 0 offset 2: empty value"
+
+
+def test_a_range_and_a_file_of_the_same_records_store_the_same(
+    broker, analytics_home, tmp_path
+) -> None:
+    """One ingest path: the same records from Kafka and from a landed file give the same
+    events and the same quarantine reasons, numbered in each source's terms."""
+    from analytics_assets.defs.ingest.batch import ingest_file
+
+    records = [event(1), event(2, amount="x"), b"{oops", event(3, event_type="teleport"), event(4)]
+    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}")
+    send(broker, topic, records)
+    path = tmp_path / "same.jsonl"
+    path.write_bytes(
+        b"\n".join(r if isinstance(r, bytes) else json.dumps(r).encode() for r in records)
+    )
+    columns = "event_id, event_type, customer_id, occurred_at, amount, quantity"
+    with lakehouse.connect() as conn:
+        from_kafka = ingest(conn, broker, OffsetRange(topic, 0, 0, 5))
+        kafka_rows = conn.execute(f"SELECT {columns} FROM events ORDER BY 1").fetchall()
+        kafka_bad = conn.execute(
+            "SELECT record_number, reason FROM quarantined_events ORDER BY 1"
+        ).fetchall()
+    with lakehouse.connect() as conn:  # a second batch would find every id stored: compare
+        conn.execute("DELETE FROM events; DELETE FROM quarantined_events")
+        from_file = ingest_file(conn, path, "same")
+        file_rows = conn.execute(f"SELECT {columns} FROM events ORDER BY 1").fetchall()
+        file_bad = conn.execute(
+            "SELECT record_number, reason FROM quarantined_events ORDER BY 1"
+        ).fetchall()
+    assert file_rows == kafka_rows and len(file_rows) == 2
+    assert [(n - 1, r) for n, r in file_bad] == kafka_bad  # line n is offset n - 1
+    assert from_file.result.reasons == from_kafka.result.reasons
+    assert (from_file.result.rows_in, from_kafka.result.rows_in) == (5, 5)
+
+
 def test_the_broker_restarted_mid_stream(tmp_path, analytics_home) -> None:
     """A broker of its own, restarted between two ranges (its data kept): the second range
     reads on, and every record is stored once."""

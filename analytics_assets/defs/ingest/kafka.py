@@ -1,9 +1,10 @@
-"""A Kafka offset range as a batch: the same parsing, validation, quarantine and commit as a
-landed file, with the range written to ``kafka_ledger`` in the commit's transaction.
+"""A Kafka offset range as a batch source: the ledger says where the range starts, the broker
+gives its records, and the shared path (:mod:`.batch`) parses, validates and commits them with
+the range's ``kafka_ledger`` row in the same transaction.
 
-Record ``n`` of the range is line ``n`` of a JSON-lines batch, so the file path's parser and
-validation apply as they are; every stored or quarantined row then carries its offset as
-``record_number`` and ``partition P offset O`` in a quarantine row's detail.
+Record ``n`` of the range is line ``n`` of a JSON-lines batch; every stored or quarantined row
+carries its offset as ``record_number`` and ``partition P offset O`` in a quarantine row's
+detail.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import duckdb
 import polars as pl
 
 from analytics_assets.defs.ingest import tables
-from analytics_assets.defs.ingest.batch import BatchOutcome, Status
-from analytics_assets.defs.ingest.parsing import UnreadableFileError, parse_batch
+from analytics_assets.defs.ingest.batch import (
+    BatchOutcome,
+    Records,
+    Status,
+    commit_prepared,
+    parse_and_validate,
+)
 from analytics_assets.defs.ingest.schema import QUARANTINE_SCHEMA, Reason, event_dtypes
-from analytics_assets.defs.ingest.validation import validate_batch
 from analytics_assets.lib import lakehouse
 from analytics_assets.lib.kafka_source import OffsetRange, RangeRead
 
@@ -114,17 +119,16 @@ def _ingest_range(
         sum(len(v or b"") for _, _, v in read.records),
         landed,
     )
-    offsets = [offset for offset, _, _ in read.records]
     lines: list[bytes] = []
-    early: list[dict] = []
+    rejected: list[dict] = []
     for offset, _key, value in read.records:
         if value is None or not value.strip() or b"\n" in value:
             what = "empty value" if not (value or b"").strip() else "a value with a line break"
-            early.append(_bad(offset, rng.partition, Reason.UNPARSEABLE_LINE, what, value))
+            rejected.append(_bad(offset, rng.partition, Reason.UNPARSEABLE_LINE, what, value))
             lines.append(b"")  # keeps record n on line n
         else:
             lines.append(value)
-    missing = [
+    rejected += [
         _bad(
             start,
             rng.partition,
@@ -134,38 +138,16 @@ def _ingest_range(
         )
         for start, end in read.missing
     ]
-    clean = pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
-    quarantined = pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    if any(lines):
-        try:
-            raw = parse_batch(b"\n".join(lines), "kafka.jsonl")
-        except UnreadableFileError as exc:  # no record at all is a JSON object
-            raw = None
-            early += [
-                _bad(o, rng.partition, Reason.UNPARSEABLE_LINE, str(exc), line)
-                for o, line in zip(offsets, lines, strict=True)
-                if line
-            ]
-    if any(lines) and raw is not None:
-        at = pl.Series(offsets, dtype=pl.Int64)
-        raw.frame = raw.frame.with_columns(record_number=at.gather(raw.frame["record_number"] - 1))
-        if raw.unparseable.height:
-            raw.unparseable = raw.unparseable.with_columns(
-                record_number=at.gather(raw.unparseable["record_number"] - 1)
-            )
-        validated = validate_batch(raw)
-        clean = validated.clean
-        quarantined = validated.quarantined.with_columns(
-            detail=pl.format(
-                "partition {} offset {}: {}",
-                pl.lit(rng.partition),
-                pl.col("record_number"),
-                pl.col("detail"),
-            )
+    prepared = parse_and_validate(
+        Records(
+            b"\n".join(lines),
+            "kafka.jsonl",
+            numbers=[offset for offset, _, _ in read.records],
+            rejected=rejected,
+            locate=f"partition {rng.partition} offset {{}}",
+            whole=False,
         )
-    extra = pl.DataFrame(early + missing, schema=QUARANTINE_SCHEMA)
-    quarantined = pl.concat([quarantined.select(list(QUARANTINE_SCHEMA)), extra])
-
+    )
     ensure_ledger(conn)
 
     def ledger(c: duckdb.DuckDBPyConnection) -> None:
@@ -189,15 +171,7 @@ def _ingest_range(
             ],
         )
 
-    result = tables.commit_batch(
-        conn,
-        info,
-        clean,
-        quarantined,
-        records_read=len(read.records) + len(missing),
-        also=ledger,
-    )
-    outcome = BatchOutcome(info, result, time.perf_counter() - started)
+    outcome = commit_prepared(conn, info, prepared, started, also=ledger)
     if read.high is not None:
         outcome.extra_metadata = {
             "kafka_range": f"{rng.topic}[{rng.partition}] {rng.start}..{rng.end - 1}",

@@ -133,8 +133,15 @@ def _bad_line(number: int, detail: str, raw: str) -> dict:
     }
 
 
-def _read_json_lines(data: bytes) -> RawBatch:
+def _no_records(unparseable: pl.DataFrame | None = None) -> RawBatch:
+    frame = pl.DataFrame(schema={**_RAW_SCHEMA, "record_number": pl.Int64})
+    return RawBatch(frame, _empty_quarantine() if unparseable is None else unparseable, [])
+
+
+def _read_json_lines(data: bytes, whole: bool = True) -> RawBatch:
     if not data or data.isspace():  # isspace() stops at the first non-blank byte
+        if not whole:
+            return _no_records()
         raise UnreadableFileError("empty file")
     try:
         try:
@@ -153,6 +160,8 @@ def _read_json_lines(data: bytes) -> RawBatch:
             frame = frame.with_columns(record_number=pl.Series(numbers, dtype=pl.Int64))
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, ValueError):
         frame, unparseable = _parse_lines_one_by_one(data)
+    if frame.height == 0 and not whole:
+        return _no_records(unparseable)
     if frame.height == 0:
         reasons = unparseable["detail"].unique().sort().to_list()
         if any(r == "not UTF-8" for r in reasons):
@@ -182,12 +191,18 @@ def read_batch(path: Path) -> RawBatch:
     return parse_batch(path.read_bytes(), path.name)
 
 
-def parse_batch(data: bytes, file_name: str, max_bytes: int | None = None) -> RawBatch:
+def parse_batch(
+    data: bytes, file_name: str, max_bytes: int | None = None, whole: bool = True
+) -> RawBatch:
     """Parse the bytes of a batch file; the name's suffix says the format. A compressed file
-    may decompress to ``max_bytes`` at most (:class:`FileTooLargeError`)."""
+    may decompress to ``max_bytes`` at most (:class:`FileTooLargeError`).
+
+    With ``whole`` (a file), JSON lines of which no line is a JSON object, or nothing at all,
+    are an unreadable file; without it (records of a stream, each its own), they are a batch
+    of no events whose every line is quarantined on its own."""
     name = file_name.lower()
     if name.endswith(".gz"):
         data = _decompress(data, max_bytes)
     if name.endswith(".parquet"):
         return _read_parquet(data)
-    return _read_json_lines(data)
+    return _read_json_lines(data, whole)
