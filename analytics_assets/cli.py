@@ -296,7 +296,7 @@ def restore_command(as_of: str | None, source: Path | None) -> None:
     this home's empty lakehouse. After --as-of, the days the undone batches touched are
     rebuilt by the next analytics runs, and the online store is rewritten from the restored
     snapshots (online_features)."""
-    from analytics_assets.lib import lakehouse, restore
+    from analytics_assets.lib import faults, lakehouse, restore
 
     if (as_of is None) == (source is None):
         raise click.UsageError("pass one of --as-of TIMESTAMP or --from BACKUP_FOLDER")
@@ -315,40 +315,50 @@ def restore_command(as_of: str | None, source: Path | None) -> None:
             done = restore.restore_to(conn, _instant(as_of), log=click.echo)
         except restore.RestoreError as exc:
             raise click.ClickException(str(exc)) from exc
-    click.echo(
-        f"restored {len(done.tables)} tables to {done.as_of.isoformat()} (snapshot "
-        f"{done.snapshot}) as snapshot {done.new_snapshot} in "
-        f"{time.perf_counter() - started:.1f}s; dropped since: {', '.join(done.dropped) or '-'}"
-    )
-    for name, rows in done.tables.items():
-        click.echo(f"  {name:32} {rows:>12,}")
-    click.echo(_announce_restore(done))
+        click.echo(
+            f"restored {len(done.tables)} tables to {done.as_of.isoformat()} (snapshot "
+            f"{done.snapshot}) as snapshot {done.new_snapshot} in "
+            f"{time.perf_counter() - started:.1f}s; dropped since: {', '.join(done.dropped) or '-'}"
+        )
+        for name, rows in done.tables.items():
+            click.echo(f"  {name:32} {rows:>12,}")
+        faults.point(faults.RESTORE_AFTER_COMMIT)
+        click.echo(_announce_restores(conn))
 
 
-def _announce_restore(done) -> str:
-    """Tell Dagster: an ``events`` materialization with the undone batches' days (the
-    events_sensor rebuilds them) and the restore, shown in the asset's history."""
+def _announce_restores(conn) -> str:
+    """Tell Dagster of every restore not yet announced (this one, and one killed after its
+    commit): an ``events`` materialization with the undone batches' days (the events_sensor
+    rebuilds them), shown in the asset's history. The online store follows on its own
+    (online_features compares the last restore with its last write)."""
     import dagster as dg
+
+    from analytics_assets.lib import restore
 
     home = settings.dagster_home()
     if not (home / "dagster.yaml").exists():
         return f"no Dagster instance at {home}: nothing to rebuild there"
+    pending = restore.unannounced(conn)
+    days = set()
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                "events",
-                description=f"lakehouse restored to {done.as_of.isoformat()}",
-                metadata={
-                    "restored_to": done.as_of.isoformat(),
-                    "from_snapshot": done.snapshot,
-                    "lakehouse_snapshot": done.new_snapshot,
-                    "days_touched": [d.isoformat() for d in done.days_undone],
-                    "rows": dg.MetadataValue.json(done.tables),
-                },
+        for done in pending:
+            days.update(done["days_undone"] or [])
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    "events",
+                    description=f"lakehouse restored to {done['as_of'].isoformat()}",
+                    metadata={
+                        "restored_to": done["as_of"].isoformat(),
+                        "restored_at": done["restored_at"].isoformat(),
+                        "from_snapshot": done["from_snapshot"],
+                        "days_touched": [d.isoformat() for d in done["days_undone"] or []],
+                        "tables": list(done["tables"] or []),
+                    },
+                )
             )
-        )
+    restore.mark_announced(conn, [done["restored_at"] for done in pending])
     return (
-        f"reported to Dagster ({home}): {len(done.days_undone)} days to rebuild; "
+        f"reported {len(pending)} restore(s) to Dagster ({home}): {len(days)} days to rebuild; "
         "online_features rewrites the online store on its next run"
     )
 

@@ -18,6 +18,17 @@ IN_COMMIT = "ingest.in_commit"
 AFTER_COMMIT = "ingest.after_commit"
 POINTS = (BEFORE_COMMIT, IN_COMMIT, AFTER_COMMIT)
 
+RESTORE_IN_COMMIT = "restore.in_commit"
+"""Every table undone, the restore's transaction not yet committed."""
+RESTORE_AFTER_COMMIT = "restore.after_commit"
+"""The restore committed, not yet announced to Dagster (days to rebuild, online store)."""
+MAINTENANCE_POINTS = tuple(
+    f"maintenance.{step}_in_commit" for step in ("compact", "expire", "clean", "orphans")
+)
+"""A maintenance step's work done (merged files written, old files deleted), its catalog
+transaction not yet committed."""
+LAKEHOUSE_POINTS = (RESTORE_IN_COMMIT, RESTORE_AFTER_COMMIT, *MAINTENANCE_POINTS)
+
 
 def point(name: str) -> None:
     path = os.environ.get(ENV)
@@ -39,8 +50,8 @@ def point(name: str) -> None:
 
 def arm(path: str | os.PathLike, name: str) -> None:
     """Make the next process that reaches ``name`` kill itself (``path``: the fault file)."""
-    if name not in POINTS:
-        raise ValueError(f"unknown fault point {name!r}: one of {POINTS}")
+    if name not in POINTS + LAKEHOUSE_POINTS:
+        raise ValueError(f"unknown fault point {name!r}: one of {POINTS + LAKEHOUSE_POINTS}")
     tmp = f"{path}.tmp"
     with open(tmp, "w") as handle:
         handle.write(name)

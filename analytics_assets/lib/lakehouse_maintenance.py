@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from analytics_assets.lib import lakehouse
+from analytics_assets.lib import faults, lakehouse
 
 
 @dataclass
@@ -49,9 +49,13 @@ def maintain(
 
     def step(name: str, sql: str) -> list:
         started = time.perf_counter()
-        rows = lakehouse.run_transaction(
-            conn, lambda c: c.execute(sql).fetchall(), f"maintenance: {name}", log=log
-        )
+
+        def body(c: duckdb.DuckDBPyConnection) -> list:
+            found = c.execute(sql).fetchall()
+            faults.point(f"maintenance.{name}_in_commit")
+            return found
+
+        rows = lakehouse.run_transaction(conn, body, f"maintenance: {name}", log=log)
         done.seconds[name] = round(time.perf_counter() - started, 3)
         return rows
 

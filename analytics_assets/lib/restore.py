@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from analytics_assets.lib import lakehouse
+from analytics_assets.lib import faults, lakehouse
 from analytics_assets.lib.warehouse import identifier
 
 NOT_RESTORED = ("commit_sequence", "lakehouse_upgrades", "lakehouse_restores")
@@ -33,9 +33,15 @@ CREATE TABLE IF NOT EXISTS lakehouse_restores (
     as_of         TIMESTAMPTZ NOT NULL,
     from_snapshot BIGINT NOT NULL,
     days_undone   DATE[],
-    tables        VARCHAR[]
+    tables        VARCHAR[],
+    announced_at  TIMESTAMPTZ
 )
 """
+"""One row per restore. ``announced_at`` stays null until Dagster has been told (the days to
+rebuild): a restore killed after its commit is announced by the next ``analytics restore``."""
+_RESTORES_UPGRADE = (
+    "ALTER TABLE lakehouse_restores ADD COLUMN IF NOT EXISTS announced_at TIMESTAMPTZ"
+)
 
 MANIFEST = "manifest.json"
 
@@ -138,9 +144,12 @@ def restore_to(conn: duckdb.DuckDBPyConnection, instant: datetime, log=print) ->
             ]
             if stored != conn.execute(f"SELECT count(*) FROM {old}").fetchone()[0]:
                 raise _Mismatch(name)
+        faults.point(faults.RESTORE_IN_COMMIT)
         conn.execute(RESTORES_DDL)
+        conn.execute(_RESTORES_UPGRADE)
         conn.execute(
-            "INSERT INTO lakehouse_restores VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO lakehouse_restores "
+            "(restored_at, as_of, from_snapshot, days_undone, tables) VALUES (?, ?, ?, ?, ?)",
             [datetime.now(UTC), instant, snapshot, result.days_undone, sorted(then)],
         )
 
@@ -215,6 +224,33 @@ def last_restore(conn: duckdb.DuckDBPyConnection) -> datetime | None:
     if not lakehouse.exists(conn, "lakehouse_restores"):
         return None
     return conn.execute("SELECT max(restored_at) FROM lakehouse_restores").fetchone()[0]
+
+
+def unannounced(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Restores Dagster has not been told of yet, oldest first."""
+    if not lakehouse.exists(conn, "lakehouse_restores"):
+        return []
+    lakehouse.run_transaction(conn, lambda c: c.execute(_RESTORES_UPGRADE), "restores: upgrade")
+    cursor = conn.execute(
+        "SELECT restored_at, as_of, from_snapshot, days_undone, tables FROM lakehouse_restores "
+        "WHERE announced_at IS NULL ORDER BY restored_at"
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def mark_announced(conn: duckdb.DuckDBPyConnection, restored_at: list[datetime]) -> None:
+    if not restored_at:
+        return
+    lakehouse.run_transaction(
+        conn,
+        lambda c: c.execute(
+            "UPDATE lakehouse_restores SET announced_at = now() "
+            "WHERE list_contains(?::TIMESTAMPTZ[], restored_at)",
+            [restored_at],
+        ),
+        "restores: announced",
+    )
 
 
 # ---- backups -----------------------------------------------------------------------------
