@@ -34,7 +34,8 @@ AUDIT_TABLES = (
 )
 
 INTERNAL_TABLES = ("commit_sequence", "lakehouse_upgrades")
-"""Tables of the platform's own bookkeeping, not listed to readers (still readable)."""
+"""Tables of the platform's own bookkeeping, not listed to readers (still readable);
+``commit_sequence`` is only in lakehouses made before 2026-12-06, unused."""
 
 
 def _quoted(path: Path | str) -> str:

@@ -23,6 +23,7 @@ import logging
 import random
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +75,22 @@ def _prepare_sqlite(path: Path) -> None:
     """A new SQLite catalog in WAL mode: readers then never block a writer's commit (in
     SQLite's default journal mode a reader's open transaction makes every commit fail with
     "database is locked")."""
-    if path.exists():
+    if path.exists() and path.stat().st_size > 0:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA journal_mode = WAL")
+    with commit_lock(f"sqlite:{path}"):  # two first attaches at once: one creates it
+        if path.exists() and path.stat().st_size > 0:
+            return
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA journal_mode = WAL")
+
+
+def _made_marker(path: Path) -> Path:
+    """Beside a SQLite catalog once DuckLake has made its tables in it: until then, attaches
+    take turns (two creating them at once fail). Not asked of SQLite itself: a second SQLite
+    library in the process (Python's) closing the file drops the POSIX locks DuckDB's holds
+    on it, and concurrent attaches then failed with "disk I/O error"."""
+    return path.with_name(path.name + ".made")
 
 
 def attach(
@@ -108,12 +120,22 @@ def attach(
     for attempt in range(1, 51):
         try:
             # the first attach creates the catalog's tables: two at once take turns
-            new = where.sqlite_path is not None and where.sqlite_path.stat().st_size == 0
+            marker = _made_marker(where.sqlite_path) if where.sqlite_path else None
+            new = marker is not None and not marker.exists()
             with commit_lock(where.catalog) if new else contextlib.nullcontext():
                 conn.execute(statement)
+                if new and not read_only:
+                    marker.touch()
             break
         except duckdb.Error as error:  # another process creating or committing to it
-            if not is_conflict(error) or attempt == 50:
+            # on PostgreSQL, two first attaches both create the catalog's tables: the loser
+            # fails ("already exists", or on PostgreSQL's unique index of type names) and
+            # finds them made next time
+            message = str(error)
+            creating = "Failed to initialize DuckLake" in message and (
+                "already exists" in message or "duplicate key value" in message
+            )
+            if not (is_conflict(error) or creating) or attempt == 50:
                 raise
             time.sleep(0.02 * attempt)
     if use:
@@ -167,13 +189,23 @@ def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def catalog_of(conn: duckdb.DuckDBPyConnection, alias: str = ALIAS) -> str:
-    """The DuckLake catalog string ``conn`` has attached as ``alias`` (``sqlite:/...``)."""
+    """The DuckLake catalog string ``conn`` has attached as ``alias`` (``sqlite:/...``),
+    remembered per connection or cursor: asking DuckDB outside a transaction reads the
+    lakehouse's catalog first (3-4 ms, twice in every batch commit)."""
+    known = _catalogs.get(conn)
+    if known is not None and alias in known:
+        return known[alias]
     row = conn.execute(
         "SELECT path FROM duckdb_databases() WHERE database_name = ?", [alias]
     ).fetchone()
     if row is None:
         raise ValueError(f"no lakehouse attached as {alias!r}")
-    return row[0].removeprefix("ducklake:")
+    catalog = row[0].removeprefix("ducklake:")
+    _catalogs.setdefault(conn, {})[alias] = catalog
+    return catalog
+
+
+_catalogs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -287,12 +319,11 @@ def ensure_tables(
     conn: duckdb.DuckDBPyConnection,
     ddl: dict[str, str],
     partitions: dict[str, str] | None = None,
-    seeds: dict[str, str] | None = None,
 ) -> None:
     """Create the tables of ``ddl`` (``{name: CREATE TABLE ...}``) that do not exist yet, in
     one transaction (retried: two runs may create them at the same moment), each partitioned
-    by ``partitions[name]`` (DuckLake's transforms, e.g. ``year(ts), month(ts), day(ts)``) and
-    filled by ``seeds[name]`` (SQL) when given. Costs one catalog lookup when all exist."""
+    by ``partitions[name]`` (DuckLake's transforms, e.g. ``year(ts), month(ts), day(ts)``).
+    Costs one catalog lookup when all exist."""
     key = (catalog_of(conn), frozenset(ddl))
     if key in _ensured:  # seen in this process: no catalog lookup (a run's every commit)
         return
@@ -307,8 +338,6 @@ def ensure_tables(
             conn.execute(statement)
             if partitions and name in partitions:
                 conn.execute(f"ALTER TABLE {name} SET PARTITIONED BY ({partitions[name]})")
-            if seeds and name in seeds:
-                conn.execute(seeds[name])
 
     run_transaction(conn, create, "create tables")
     _ensured.add(key)
