@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from analytics_assets import settings
 from analytics_assets.lib import faults, lakehouse
 from tests.conftest import event
-from tests.lake.test_lakehouse import analytics, counts, ingest
+from tests.lake.test_lakehouse import analytics, counts, ingest, landed_twice
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,17 +41,6 @@ def killed_at(point: str, code: list[str]) -> None:
     )
     assert proc.returncode == -9, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert Path(f"{fault}.fired").exists()
-
-
-def landed_twice() -> datetime:
-    """Batch a (100 events), the moment, batch b (150 more): the moment to restore to."""
-    ingest("a", [event(i) for i in range(100)])
-    time.sleep(0.05)
-    moment = datetime.now(UTC)
-    time.sleep(0.05)
-    ingest("b", [event(i) for i in range(100, 250)])
-    assert counts() == (250, 2)
-    return moment
 
 
 def restores_recorded() -> int:

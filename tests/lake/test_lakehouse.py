@@ -100,6 +100,17 @@ def counts() -> tuple[int, int]:
         ).fetchone()
 
 
+def landed_twice() -> datetime:
+    """Batch a (100 events), the moment, batch b (150 more): the moment to restore to."""
+    ingest("a", [event(i) for i in range(100)])
+    time.sleep(0.05)
+    moment = datetime.now(UTC)
+    time.sleep(0.05)
+    ingest("b", [event(i) for i in range(100, 250)])
+    assert counts() == (250, 2)
+    return moment
+
+
 def analytics(*args: str) -> str:
     result = CliRunner().invoke(main, list(args))
     assert result.exit_code == 0, result.output
@@ -112,12 +123,7 @@ def test_the_restore_drill(analytics_home) -> None:
     from analytics_assets.instance import prepare_instance
 
     prepare_instance()  # a Dagster home: the restore reports to it
-    ingest("a", [event(i) for i in range(100)])
-    time.sleep(0.05)
-    moment = datetime.now(UTC)
-    time.sleep(0.05)
-    ingest("b", [event(i) for i in range(100, 250)])
-    assert counts() == (250, 2)
+    moment = landed_twice()
     at = f"AT (TIMESTAMP => TIMESTAMPTZ '{moment.isoformat()}')"
     query = f"SELECT count(*) AS n FROM events {at}"
     then = json.loads(analytics("sql", "--format", "json", query))
