@@ -4,7 +4,7 @@
   (one transaction): the restore can itself be undone by restoring to the moment before it.
   It costs what changed since, not the table: DuckLake's change feed names the rows deleted
   or updated since (with their values then), and row ids only grow, so rows added since are
-  past the snapshot's last one (10M events: 0.5 s against 3 s by anti-joining row ids). Every
+  past the snapshot's last one (10M events: 0.93 s against 4.24 s anti-joining row ids). Every
   table's count is checked against the snapshot's; a mismatch rolls back and tries the
   row-id anti-join, then a full rewrite.
   It reaches back as far as snapshots are kept (``ANALYTICS_SNAPSHOT_RETENTION_DAYS``; older
