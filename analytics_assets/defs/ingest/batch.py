@@ -104,7 +104,8 @@ class Prepared:
     error: UnreadableFileError | None = None
 
 
-def _empty_clean() -> pl.DataFrame:
+def empty_clean() -> pl.DataFrame:
+    """A batch of no clean events, with the columns a commit expects."""
     return pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
 
 
@@ -131,7 +132,7 @@ def parse_and_validate(records: Records) -> Prepared:
         validated = validate_batch(raw)
         clean, quarantined = validated.clean, validated.quarantined
     else:  # a stream's batch of no readable record
-        validated, clean, quarantined = None, _empty_clean(), raw.unparseable
+        validated, clean, quarantined = None, empty_clean(), raw.unparseable
     quarantined = quarantined.select(list(QUARANTINE_SCHEMA))
     if records.locate is not None:
         quarantined = quarantined.with_columns(
@@ -270,7 +271,7 @@ def quarantine_whole(
     result = tables.commit_batch(
         conn,
         info,
-        _empty_clean(),
+        empty_clean(),
         record,
         records_read=1,
         status=Status.FILE_QUARANTINED,

@@ -22,9 +22,10 @@ from analytics_assets.defs.ingest.batch import (
     Records,
     Status,
     commit_prepared,
+    empty_clean,
     parse_and_validate,
 )
-from analytics_assets.defs.ingest.schema import QUARANTINE_SCHEMA, Reason, event_dtypes
+from analytics_assets.defs.ingest.schema import QUARANTINE_SCHEMA, Reason
 from analytics_assets.lib import lakehouse
 from analytics_assets.lib.kafka_source import OffsetRange, RangeRead
 
@@ -185,9 +186,8 @@ def _covered(conn: duckdb.DuckDBPyConnection, rng: OffsetRange, started: float) 
     prior = tables.ledger_row(conn, rng.batch_id)
     info = tables.BatchFile(rng.batch_id, f"{rng.topic}[{rng.partition}] (covered)", None, 0, None)
     if prior is None:
-        empty = pl.DataFrame(schema={**event_dtypes(), "record_number": pl.Int64})
         tables.commit_batch(
-            conn, info, empty, pl.DataFrame(schema=QUARANTINE_SCHEMA), 0, status="covered"
+            conn, info, empty_clean(), pl.DataFrame(schema=QUARANTINE_SCHEMA), 0, status="covered"
         )
         prior = tables.ledger_row(conn, rng.batch_id)
     return BatchOutcome(
