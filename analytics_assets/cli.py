@@ -420,6 +420,37 @@ def dagster_home_command() -> None:
     click.echo(f"{path}: {storage} storage")
 
 
+@main.command("worker")
+@click.option("--broker", help="Celery broker URL (default: $ANALYTICS_CELERY_BROKER).")
+@click.option(
+    "--backend", help="Result backend URL (default: $ANALYTICS_CELERY_BACKEND or the broker)."
+)
+@click.option("--name", help="Node name prefix (default: runs); the pid and host name follow.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Runs at once (default 4).")
+@click.option("--queues", help="Comma-separated queues (default: $ANALYTICS_CELERY_QUEUES).")
+def worker_command(
+    broker: str | None,
+    backend: str | None,
+    name: str | None,
+    concurrency: int | None,
+    queues: str | None,
+) -> None:
+    """Execute Dagster runs from the Celery broker on this host (Ctrl-C: finish the runs in
+    progress, then stop). The embedded default needs none: the daemon starts its own."""
+    from analytics_assets.celery_worker import BROKER_SETTING, run_worker
+
+    broker = broker or settings.celery_broker()
+    if not broker:
+        raise click.UsageError(f"no broker: pass --broker or set {BROKER_SETTING}")
+    run_worker(
+        broker,
+        backend or settings.celery_backend(),
+        name=name,
+        concurrency=concurrency,
+        queues=queues.split(",") if queues else None,
+    )
+
+
 @main.command("feast-env")
 def feast_env() -> None:
     """Point the feast CLI at the stores the code location uses, when they are not the

@@ -113,6 +113,46 @@ def dagster_home() -> Path:
     return Path(_env("DAGSTER_HOME") or analytics_home() / "dagster_home").resolve()
 
 
+def celery_broker() -> str | None:
+    """The Celery broker runs are sent through (``$ANALYTICS_CELERY_BROKER``, e.g.
+    ``redis://broker:6379/0``). Unset: the embedded default, a ``redis-server`` on a Unix socket
+    and a worker on this machine, both started with the daemon and gone with it
+    (``analytics_assets/celery_runs.py``)."""
+    return _env("ANALYTICS_CELERY_BROKER")
+
+
+def celery_backend() -> str | None:
+    """Where workers keep task states (``$ANALYTICS_CELERY_BACKEND``), default the broker: run
+    monitoring reads them, so it must be a shared store (Redis), never ``rpc://``."""
+    return _env("ANALYTICS_CELERY_BACKEND") or celery_broker()
+
+
+def celery_concurrency() -> int:
+    """Runs one worker executes at once (``$ANALYTICS_CELERY_CONCURRENCY``, default 4, as
+    ``max_concurrent_runs`` in dagster.yaml): one prefork process each."""
+    return max(1, int(_env("ANALYTICS_CELERY_CONCURRENCY") or 4))
+
+
+def celery_max_runs_per_process() -> int:
+    """Runs a worker process executes before it is replaced by a fresh fork of the preloaded
+    worker (``$ANALYTICS_CELERY_MAX_RUNS_PER_PROCESS``, default 20; 1: a new process per run)."""
+    return max(1, int(_env("ANALYTICS_CELERY_MAX_RUNS_PER_PROCESS") or 20))
+
+
+def celery_max_mib_per_process() -> int:
+    """Resident MiB after which a worker process is replaced once its run ends
+    (``$ANALYTICS_CELERY_MAX_MIB_PER_PROCESS``, default 2048)."""
+    return max(64, int(_env("ANALYTICS_CELERY_MAX_MIB_PER_PROCESS") or 2048))
+
+
+def celery_queues() -> list[str]:
+    """The queues a worker started by ``analytics worker`` (or the embedded one) takes runs
+    from (``$ANALYTICS_CELERY_QUEUES``, comma-separated, default ``dagster``: dagster-celery's
+    queue for runs without a ``dagster-celery/queue`` tag)."""
+    raw = _env("ANALYTICS_CELERY_QUEUES") or "dagster"
+    return [q.strip() for q in raw.split(",") if q.strip()]
+
+
 def sensor_interval_seconds() -> int:
     """Minimum seconds between ``landing_sensor`` ticks (``$ANALYTICS_SENSOR_INTERVAL_S``).
 

@@ -153,6 +153,10 @@ class TreeCpu:
             return "code server"
         if "warm_runs" in line:
             return "warm server" if proc.ppid() == self._root.pid else "runs (forked)"
+        if "celery_worker" in line:
+            return "celery worker" if proc.ppid() == self._root.pid else "runs (celery)"
+        if "local_redis" in line or "redis-server" in line:
+            return "broker"
         if "multiprocessing.spawn" in line or "execute_run" in line:
             return "runs (new process)"  # the default launcher: the code server spawns them
         return "other"
@@ -206,14 +210,23 @@ def import_cost(repeats: int = 5) -> dict:
     }
 
 
-def use_launcher(warm: bool) -> None:
-    """$DAGSTER_HOME/dagster.yaml from the repo's, with the warm run launcher or without it
-    (Dagster's default launcher: a new process per run), for a baseline in the same run."""
+LAUNCHERS = {
+    "celery": None,  # the repo's dagster.yaml as it is
+    "default": {},  # no run_launcher block: Dagster's default, a new process per run
+    "warm": {"module": "analytics_assets.warm_runs", "class": "WarmRunLauncher"},
+}
+
+
+def use_launcher(kind: str) -> None:
+    """$DAGSTER_HOME/dagster.yaml from the repo's, with another run launcher for a baseline in
+    the same run (``LAUNCHERS``)."""
     from analytics_assets.instance import prepare_instance, repo_config
 
     config = repo_config()
-    if not warm:
+    if LAUNCHERS[kind] == {}:
         config.pop("run_launcher", None)
+    elif LAUNCHERS[kind]:
+        config["run_launcher"] = LAUNCHERS[kind]
     prepare_instance(Path(os.environ["DAGSTER_HOME"]), config)
 
 
@@ -395,8 +408,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--baseline",
-        action="store_true",
-        help="phase 2 again with Dagster's default run launcher (a new process per run)",
+        nargs="?",
+        const="default",
+        choices=[k for k in LAUNCHERS if k != "celery"],
+        help="phase 2 again with another run launcher: Dagster's default (a new process per "
+        "run) unless named",
     )
     parser.add_argument("--quick", action="store_true", help="5 files, 6 probes")
     args = parser.parse_args()
@@ -477,11 +493,11 @@ def main() -> None:
         rates.append(faster)
     baseline = {}
     if args.baseline:
-        use_launcher(warm=False)
+        use_launcher(args.baseline)
         default = online_phase(args, home, parts, args.online_spacing, first=9000)
-        use_launcher(warm=True)
+        use_launcher("celery")
         baseline = {
-            f"{key}_default_launcher": default[key]
+            f"{key}_{args.baseline}_launcher": default[key]
             for key in ("p50_online_s", "p95_online_s", "cpu_s_per_batch")
         }
     imports = import_cost()
