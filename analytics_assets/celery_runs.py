@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -98,6 +99,7 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
         self._missed_pings = missed_pings
         self._ping_timeout = ping_timeout_seconds
         self._misses: dict[str, int] = {}
+        self._broker_ok_at = float("-inf")
         self._workers: list[subprocess.Popen] = []  # started here (reaped at dispose)
         self._lock = threading.Lock()
         self._register_tasks()
@@ -128,8 +130,6 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
             url = self.embedded_broker_url()
             self.broker = self.backend = url
             self.celery = make_app(url, url, self._config)
-            if in_daemon():  # up with the daemon: the first run does not wait for the worker
-                self.ensure_local_worker()
 
     def embedded_broker_url(self) -> str:
         return local_redis.url(local_redis.socket_path(self._home()))
@@ -142,17 +142,25 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
     def launch_run(self, context) -> None:
         if self._embedded:
             self.ensure_local_worker()
-        try:
-            super().launch_run(context)
-        except Exception as exc:
-            from kombu.exceptions import OperationalError
+        else:
+            self.check_broker()
+        super().launch_run(context)
 
-            if isinstance(exc, OperationalError | OSError):
-                raise RuntimeError(
-                    f"cannot reach the Celery broker at {settings.redacted(self.broker or '')} "
-                    f"(set {BROKER_SETTING}, or run_launcher.config.broker in dagster.yaml): {exc}"
-                ) from exc
-            raise
+    def check_broker(self, every_s: float = 30.0) -> None:
+        """Raise, naming the setting, when the broker cannot be reached (checked at most every
+        ``every_s`` while it answers): Celery itself would retry the result store for 20 s and
+        then say only that it "must be restarted"."""
+        if time.monotonic() - self._broker_ok_at < every_s:
+            return
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0.2)
+        except Exception as exc:
+            raise RuntimeError(
+                f"cannot reach the Celery broker at {settings.redacted(self.broker or '')} "
+                f"(set {BROKER_SETTING}, or run_launcher.config.broker in dagster.yaml): {exc}"
+            ) from exc
+        self._broker_ok_at = time.monotonic()
 
     @property
     def supports_resume_run(self) -> bool:
@@ -171,11 +179,11 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
             local_redis.Owner.claim(owner)
             path = local_redis.socket_path(str(home))
             if not local_redis.is_up(path):
-                local_redis.start(path, owner, state)
+                (state / "broker.pid").write_text(str(local_redis.start(path, owner, state)))
             fingerprint = code_fingerprint()
             record = state / "worker.json"
             known = json.loads(record.read_text()) if record.exists() else {}
-            pid = known.get("pid")
+            pid = _pid_in(record)
             alive = pid is not None and _running(pid)
             if alive and known.get("fingerprint") == fingerprint:
                 return
@@ -236,10 +244,27 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
         )
 
     def dispose(self) -> None:
+        """A daemon that stops (not killed) takes its embedded worker and broker with it."""
         for worker in self._workers:
             if worker.poll() is None:
                 worker.terminate()
+        if self._embedded and self.has_instance and self._instance is not None:
+            state = Path(self._home()) / "celery"
+            if local_redis.Owner(state / "owner").pid() == os.getpid():
+                for pid in (_pid_in(state / "worker.json"), _pid_in(state / "broker.pid")):
+                    if pid is not None:
+                        with suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGTERM)
         super().dispose()
+
+
+def _pid_in(path: Path) -> int | None:
+    """The pid recorded in ``path`` (``worker.json`` or a bare ``broker.pid``), if any."""
+    try:
+        text = path.read_text()
+        return int(json.loads(text)["pid"] if path.suffix == ".json" else text)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _running(pid: int) -> bool:
@@ -249,13 +274,3 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def in_daemon(argv: list[str] | None = None) -> bool:
-    """Whether this process is ``dagster-daemon run`` (started by hand, by ``dagster dev`` as
-    ``python -m dagster._daemon run``, or by the tests and benchmarks)."""
-    argv = sys.argv if argv is None else argv
-    if len(argv) < 2 or argv[1] != "run":
-        return False
-    program = Path(argv[0])
-    return program.name == "dagster-daemon" or program.parts[-2:] == ("_daemon", "__main__.py")

@@ -60,6 +60,8 @@ APP_CONFIG: dict[str, Any] = {
     # STARTED (with the worker's node name and pid) is stored before the run begins: run
     # monitoring reads it (celery_runs.CeleryRunLauncher.check_run_worker_health)
     "task_track_started": True,
+    # finished tasks keep the worker's node name too (AsyncResult.worker): which host ran a run
+    "result_extended": True,
     "result_expires": 7 * 24 * 3600,
     "broker_connection_retry_on_startup": True,
     "worker_hijack_root_logger": False,
@@ -88,6 +90,16 @@ def make_app(broker: str, backend: str | None = None, config: dict | None = None
     )
     create_execute_job_task(app)
     return app
+
+
+def task_worker(app, task_id: str) -> str | None:
+    """The node name of the worker that took task ``task_id``: in its STARTED state, then (with
+    ``result_extended``) in its result."""
+    result = app.AsyncResult(task_id)
+    info = result.info
+    if isinstance(info, dict) and info.get("hostname"):
+        return info["hostname"]
+    return result.worker
 
 
 def check_broker(app, setting: str = BROKER_SETTING) -> None:

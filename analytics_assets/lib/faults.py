@@ -2,14 +2,17 @@
 
 A process reaching a named point kills itself with SIGKILL when the file named by
 ``$ANALYTICS_FAULT_FILE`` exists and holds that point's name. The file is renamed first, so
-exactly one process fires it, once: the retry that follows runs through. Unset (always, outside
-the trials), a point costs one environment lookup.
+exactly one process fires it, once: the retry that follows runs through. Armed with
+``stall=True`` the process instead waits there, mid-run, until ``<file>.stalled`` is removed (or
+it is killed from outside: a worker or a host lost mid-run). Unset (always, outside the trials),
+a point costs one environment lookup.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 ENV = "ANALYTICS_FAULT_FILE"
 
@@ -28,6 +31,7 @@ MAINTENANCE_POINTS = tuple(
 """A maintenance step's work done (merged files written, old files deleted), its catalog
 transaction not yet committed."""
 LAKEHOUSE_POINTS = (RESTORE_IN_COMMIT, RESTORE_AFTER_COMMIT, *MAINTENANCE_POINTS)
+STALL = "stall:"
 
 
 def point(name: str) -> None:
@@ -39,6 +43,14 @@ def point(name: str) -> None:
             wanted = handle.read().strip()
     except OSError:
         return
+    if wanted == STALL + name:
+        try:
+            os.rename(path, f"{path}.stalled")
+        except OSError:  # another process stalls on it
+            return
+        while os.path.exists(f"{path}.stalled"):
+            time.sleep(0.1)
+        return
     if wanted != name:
         return
     try:
@@ -48,11 +60,12 @@ def point(name: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def arm(path: str | os.PathLike, name: str) -> None:
-    """Make the next process that reaches ``name`` kill itself (``path``: the fault file)."""
+def arm(path: str | os.PathLike, name: str, stall: bool = False) -> None:
+    """Make the next process that reaches ``name`` kill itself (``path``: the fault file), or,
+    with ``stall``, wait there until ``<path>.stalled`` is removed."""
     if name not in POINTS + LAKEHOUSE_POINTS:
         raise ValueError(f"unknown fault point {name!r}: one of {POINTS + LAKEHOUSE_POINTS}")
     tmp = f"{path}.tmp"
     with open(tmp, "w") as handle:
-        handle.write(name)
+        handle.write(STALL + name if stall else name)
     os.replace(tmp, path)

@@ -87,9 +87,9 @@ class Owner:
         return now - self._missing_since >= self.grace_s
 
 
-def start(path: Path, owner_file: Path, workdir: Path, timeout_s: float = 10.0) -> None:
+def start(path: Path, owner_file: Path, workdir: Path, timeout_s: float = 10.0) -> int:
     """Start the supervised server on ``path``, owned by the pid in ``owner_file``, and wait
-    until it answers."""
+    until it answers; returns the supervisor's pid."""
     if shutil.which("redis-server") is None:
         raise RuntimeError(MISSING)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +119,7 @@ def start(path: Path, owner_file: Path, workdir: Path, timeout_s: float = 10.0) 
         if time.monotonic() > deadline:
             raise RuntimeError(f"the embedded redis-server did not answer on {path}")
         time.sleep(0.05)
+    return proc.pid
 
 
 def alive(pid: int) -> bool:

@@ -16,28 +16,31 @@ from analytics_assets.lib.processes import stop
 __all__ = ["KafkaBroker", "free_port", "kafka_broker", "postgres_server", "redis_server", "stop"]
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 @contextmanager
-def redis_server(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
-    """A ``redis-server`` without persistence on a free loopback port; yields ``host:port``."""
+def redis_server(workdir: Path, timeout_s: float = 10.0, host: str = "127.0.0.1") -> Iterator[str]:
+    """A ``redis-server`` without persistence on a free port of ``host`` (loopback unless a test
+    of several hosts names its link's address); yields ``host:port``."""
     import redis
 
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port()
+    port = free_port(host)
     proc = subprocess.Popen(
         [
             binary,
             "--port",
             str(port),
             "--bind",
-            "127.0.0.1",
+            host,
+            "--protected-mode",
+            "no",
             "--save",
             "",
             "--appendonly",
@@ -48,7 +51,7 @@ def redis_server(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
     )
     try:
-        client = redis.Redis(host="127.0.0.1", port=port)
+        client = redis.Redis(host=host, port=port)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -58,7 +61,7 @@ def redis_server(workdir: Path, timeout_s: float = 10.0) -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"redis-server did not start on port {port}") from None
                 time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
+        yield f"{host}:{port}"
     finally:
         stop(proc, timeout_s=10)
 
@@ -76,9 +79,10 @@ def _postgres_binaries() -> Path:
 
 @contextmanager
 def postgres_server(
-    databases: tuple[str, ...] = ("dagster",), timeout_s: float = 30.0
+    databases: tuple[str, ...] = ("dagster",), timeout_s: float = 30.0, host: str = "127.0.0.1"
 ) -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free loopback port, TCP only, trust authentication,
+    """A throwaway PostgreSQL cluster on a free port of ``host`` (loopback unless a test of
+    several hosts names its link's address), TCP only, trust authentication,
     with ``databases`` created; yields the server's URL (``postgresql://analytics@host:port``,
     append ``/<database>``). As root it runs as the ``postgres`` user, since PostgreSQL refuses
     to run as root."""
@@ -108,7 +112,10 @@ def postgres_server(
         stdout=subprocess.DEVNULL,
         user=user,
     )
-    port = free_port()
+    if host != "127.0.0.1":  # initdb trusts loopback only: the hosts on this machine's links too
+        with (data_dir / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all samenet trust\n")
+    port = free_port(host)
     proc = subprocess.Popen(
         [
             str(binaries / "postgres"),
@@ -117,7 +124,7 @@ def postgres_server(
             "-p",
             str(port),
             "-h",
-            "127.0.0.1",
+            host,
             "-k",
             "",
             "-c",
@@ -129,7 +136,7 @@ def postgres_server(
         stderr=subprocess.DEVNULL,
         user=user,
     )
-    url = f"postgresql://analytics@127.0.0.1:{port}"
+    url = f"postgresql://analytics@{host}:{port}"
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -156,7 +163,7 @@ class KafkaBroker:
     dependency) with only its Kafka service, data under ``workdir`` (kept across a restart).
     ``bootstrap`` is ``host:port`` for a client's ``bootstrap.servers``."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
         import os
         from importlib.resources import files
 
@@ -172,8 +179,9 @@ class KafkaBroker:
         os.chmod(binary, 0o755)
         self.binary = binary
         self.workdir = workdir
-        self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.host = host
+        self.port = port or free_port(host)
+        self.bootstrap = f"{host}:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 60.0) -> KafkaBroker:
@@ -201,7 +209,7 @@ class KafkaBroker:
     def _launch(self) -> None:
         with (self.workdir / "broker.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "start", "--only", "kafka", "--host", "127.0.0.1",
+                [self.binary, "start", "--only", "kafka", "--host", self.host,
                  "--kafka-port", str(self.port), "--data-dir", str(self.workdir / "data")],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
@@ -217,8 +225,8 @@ class KafkaBroker:
 
 
 @contextmanager
-def kafka_broker(workdir: Path) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(workdir).start()
+def kafka_broker(workdir: Path, host: str = "127.0.0.1") -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(workdir, host=host).start()
     try:
         yield broker
     finally:

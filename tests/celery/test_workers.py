@@ -1,0 +1,235 @@
+"""Runs in Celery workers, with real Redis and the real daemon: isolation and recycling in one
+worker, a killed worker's run failed over to another, a broker that cannot be reached, and the
+embedded worker's lifetime with the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.launcher import LaunchRunContext
+from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
+
+from analytics_assets import settings
+from analytics_assets.celery_worker import make_app, task_worker
+from analytics_assets.instance import prepare_instance, repo_config
+from analytics_assets.lib import faults, local_redis
+from analytics_assets.lib.atomic_files import write_atomic
+from analytics_assets.lib.processes import stop
+from analytics_assets.testing.fault_trials import (
+    Daemon,
+    audit,
+    events_file,
+    wait_until_committed,
+)
+from analytics_assets.testing.servers import free_port, redis_server
+from tests.celery.probe_jobs import probe_job
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def worker(broker: str, log: Path, name: str, *options: str) -> Iterator[subprocess.Popen]:
+    """``analytics worker`` in a session of its own (killed as a whole, as a host is lost);
+    yields once it answers a ping."""
+    with log.open("a") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "analytics_assets.celery_worker", "--broker", broker]
+            + ["--name", name, *options],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    app = make_app(broker)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(name in node for reply in app.control.ping(timeout=0.5) for node in reply):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the worker never answered"
+        yield proc
+    finally:
+        stop(proc, timeout_s=30)
+
+
+def finished(instance, run_id: str, timeout: float = 90.0) -> dg.DagsterRun:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = instance.get_run_by_id(run_id)
+        if run.is_finished:
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} still {run.status}"
+        time.sleep(0.2)
+
+
+def test_runs_in_one_worker_process_share_nothing_and_it_is_recycled(
+    analytics_home, tmp_path, monkeypatch
+) -> None:
+    with redis_server(tmp_path) as hostport:
+        broker = f"redis://{hostport}/0"
+        monkeypatch.setenv("ANALYTICS_CELERY_BROKER", broker)
+        prepare_instance(settings.dagster_home(), repo_config())
+        out = tmp_path / "seen.jsonl"
+        recon = dg.reconstructable(probe_job)
+        with worker(broker, tmp_path / "worker.log", "probe", "--concurrency=1", "--max-runs=3"):
+            instance = dg.DagsterInstance.get()
+            for _ in range(4):
+                run = instance.create_run_for_job(
+                    job_def=probe_job,
+                    run_config={"ops": {"probe": {"config": {"out": str(out)}}}},
+                    job_code_origin=recon.get_python_origin(),
+                )
+                instance.launch_run(run.run_id, workspace=None)
+                assert finished(instance, run.run_id).status == dg.DagsterRunStatus.SUCCESS
+    seen = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(seen) == 4
+    assert len({row["pid"] for row in seen[:3]}) == 1  # one process took three runs
+    assert seen[3]["pid"] != seen[0]["pid"]  # then a fresh fork took over
+    # each run changed the environment, the working directory and sys.path: none saw it
+    assert not any(row["leaked_env"] or row["leaked_path"] for row in seen)
+    assert {row["cwd"] for row in seen} == {str(REPO)}
+
+
+def test_a_run_whose_worker_is_killed_is_retried_on_another(
+    analytics_home, tmp_path, monkeypatch
+) -> None:
+    fault_file = tmp_path / "fault"
+    with redis_server(tmp_path) as hostport:
+        broker = f"redis://{hostport}/0"
+        env = {
+            "ANALYTICS_CELERY_BROKER": broker,
+            faults.ENV: str(fault_file),
+            "ANALYTICS_SENSOR_INTERVAL_S": "1",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        daemon = Daemon(analytics_home / "daemon.log", env=env)
+        daemon.start()
+        try:
+            with (
+                worker(broker, tmp_path / "a.log", "a", "--concurrency=1") as a,
+                worker(broker, tmp_path / "b.log", "b", "--concurrency=1") as b,
+            ):
+                instance = dg.DagsterInstance.get()
+                faults.arm(fault_file, faults.BEFORE_COMMIT, stall=True)
+                data, ids = events_file("failover", 300)
+                write_atomic(settings.landing_dir(), "failover.jsonl", data)
+                stalled = Path(f"{fault_file}.stalled")
+                deadline = time.monotonic() + 120
+                while not stalled.exists():
+                    assert time.monotonic() < deadline, "the run never reached the commit"
+                    time.sleep(0.1)
+                (first,) = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+                node = task_worker(make_app(broker), first.tags[DAGSTER_CELERY_TASK_ID_TAG])
+                victim, survivor = (a, "b-") if node.startswith("a-") else (b, "a-")
+                os.killpg(victim.pid, signal.SIGKILL)  # the worker and its run, as a host lost
+                killed_at = time.time()
+                stalled.unlink()
+                wait_until_committed(instance, {"failover"}, timeout=120)
+                result = audit(instance, {"failover": ids})
+                failed = instance.get_run_by_id(first.run_id)
+                retries = instance.get_runs(
+                    dg.RunsFilter(tags={"dagster/parent_run_id": first.run_id})
+                )
+                retry_task = retries[0].tags[DAGSTER_CELERY_TASK_ID_TAG]
+                retry_node = task_worker(make_app(broker), retry_task)
+        finally:
+            daemon.stop()
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+    record = instance.get_run_record_by_id(first.run_id)
+    assert record.end_time - killed_at <= 30  # run monitoring noticed within the goal
+    assert [r.status for r in retries] == [dg.DagsterRunStatus.SUCCESS]
+    assert retry_node.startswith(survivor)
+    assert result.ok, result
+
+
+def test_a_broker_that_cannot_be_reached_is_named(analytics_home, monkeypatch) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "analytics_assets.celery_worker", "--broker", nowhere],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "ANALYTICS_CELERY_BROKER" in proc.stderr
+    assert nowhere.removesuffix("/0") in proc.stderr
+    assert time.monotonic() - started < 60
+
+    monkeypatch.setenv("ANALYTICS_CELERY_BROKER", nowhere)
+    prepare_instance(settings.dagster_home(), repo_config())
+    instance = dg.DagsterInstance.get()
+    recon = dg.reconstructable(probe_job)
+    run = instance.create_run_for_job(
+        job_def=probe_job,
+        run_config={"ops": {"probe": {"config": {"out": "/dev/null"}}}},
+        job_code_origin=recon.get_python_origin(),
+    )
+    with pytest.raises(RuntimeError, match="ANALYTICS_CELERY_BROKER"):
+        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+
+
+def test_the_embedded_worker_comes_and_goes_with_the_daemon(analytics_home, monkeypatch) -> None:
+    monkeypatch.delenv("ANALYTICS_CELERY_BROKER", raising=False)
+    monkeypatch.setenv("ANALYTICS_SENSOR_INTERVAL_S", "1")
+    state = settings.dagster_home() / "celery"
+    socket = local_redis.socket_path(str(settings.dagster_home().resolve()))
+
+    def worker_pid(timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            with suppress(FileNotFoundError, ValueError):
+                pid = json.loads((state / "worker.json").read_text())["pid"]
+                if local_redis.alive(pid):
+                    return pid
+            assert time.monotonic() < deadline, "no embedded worker"
+            time.sleep(0.2)
+
+    daemon = Daemon(analytics_home / "daemon.log")
+    daemon.start()
+    try:
+        instance = dg.DagsterInstance.get()
+        write_atomic(settings.landing_dir(), "one.jsonl", events_file("one", 10)[0])
+        wait_until_committed(instance, {"one"}, timeout=120)
+        first = worker_pid()  # started by the daemon's first launch
+        assert local_redis.is_up(socket)
+        daemon.kill()  # the daemon alone (the OOM killer): the next one adopts its worker
+        daemon.start()
+        write_atomic(settings.landing_dir(), "two.jsonl", events_file("two", 10)[0])
+        wait_until_committed(instance, {"two"}, timeout=120)
+        assert worker_pid() == first
+        daemon.proc.send_signal(signal.SIGTERM)  # a plain stop: worker and broker go with it
+        daemon.proc.wait(60)
+        deadline = time.monotonic() + 60
+        while local_redis.alive(first) or socket.exists():
+            assert time.monotonic() < deadline, "the embedded worker or broker outlived the daemon"
+            time.sleep(0.5)
+    finally:
+        daemon.stop()
+
+
+def test_an_owner_is_gone_only_after_its_grace(tmp_path) -> None:
+    file = tmp_path / "owner"
+    local_redis.Owner.claim(file)
+    owner = local_redis.Owner(file, grace_s=0.5)
+    assert not owner.gone()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    file.write_text(str(dead.pid))
+    assert not owner.gone()  # not yet: a restarted daemon may claim it meanwhile
+    time.sleep(0.6)
+    assert owner.gone()
+    local_redis.Owner.claim(file)
+    assert not owner.gone()
