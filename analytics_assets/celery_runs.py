@@ -46,6 +46,7 @@ from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from analytics_assets import settings
 from analytics_assets.celery_worker import APP_CONFIG, BROKER_SETTING, make_app
 from analytics_assets.lib import local_redis
+from analytics_assets.lib.names import DEFAULT_QUEUE
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -77,7 +78,7 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
         self,
         broker: str | None = None,
         backend: str | None = None,
-        default_queue: str = "dagster",
+        default_queue: str = DEFAULT_QUEUE,
         include: list[str] | None = None,
         config_source: dict | None = None,
         missed_pings: int = 2,

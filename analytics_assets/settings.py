@@ -147,9 +147,10 @@ def celery_max_mib_per_process() -> int:
 
 def celery_queues() -> list[str]:
     """The queues a worker started by ``analytics worker`` (or the embedded one) takes runs
-    from (``$ANALYTICS_CELERY_QUEUES``, comma-separated, default ``dagster``: dagster-celery's
-    queue for runs without a ``dagster-celery/queue`` tag)."""
-    raw = _env("ANALYTICS_CELERY_QUEUES") or "dagster"
+    from (``$ANALYTICS_CELERY_QUEUES``, comma-separated, default all three: ``streaming``
+    (batches), ``dagster`` (dagster-celery's queue for runs without a ``dagster-celery/queue``
+    tag: rebuilds, monitoring) and ``training``; ``lib/names.py``)."""
+    raw = _env("ANALYTICS_CELERY_QUEUES") or "streaming,dagster,training"
     return [q.strip() for q in raw.split(",") if q.strip()]
 
 

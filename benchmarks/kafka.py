@@ -149,7 +149,7 @@ def probe(url: str, parts: list, config: dict, probes: int) -> list[float]:
 
     from analytics_assets.producers.kafka import send_batch
 
-    # one batch first: the daemon's code server and warm runs start
+    # one batch first: the daemon's code server and its Celery worker start
     _, warm = probe_batch(parts[0][1], 999, datetime.now(UTC))
     send_batch(warm, "stream", config)
     time.sleep(20)

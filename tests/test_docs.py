@@ -16,7 +16,7 @@ STATE = {
     "bentoml", "dagster_home", "predictions", "reports", "logs", ".analytics", "src", "env",
     "artifacts", "lake", "lakehouse", "data",
 }  # fmt: skip
-TAG_NAMESPACES = {"analytics", "dagster"}  # run tags such as analytics/claims
+TAG_NAMESPACES = {"analytics", "dagster", "dagster-celery"}  # run tags such as analytics/claims
 ROOTS = (
     "",
     "analytics_assets/",

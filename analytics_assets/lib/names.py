@@ -14,5 +14,14 @@ CHURN_FEATURES, CLV_FEATURES = "churn_v1", "clv_v1"
 
 FEATURE_SERVICES = (CHURN_FEATURES, CLV_FEATURES)
 
+RUN_QUEUE_TAG = "dagster-celery/queue"
+"""The run tag dagster-celery's launcher sends a run to a Celery queue by (runs without it go
+to ``DEFAULT_QUEUE``): workers take the queues they are started on (``ANALYTICS_CELERY_QUEUES``),
+so each workload can have workers of its own (docs/scaling-out.md)."""
+
+STREAMING_QUEUE, TRAINING_QUEUE, DEFAULT_QUEUE = "streaming", "training", "dagster"
+"""Batches from the landing zone and Kafka; ``retrain_models``; everything else (day rebuilds,
+features, monitoring, maintenance)."""
+
 SNAPSHOT_SOURCE = "customer_features_snapshots"
 """The Feast data source over the snapshot files (``feature_repo/data_sources.py``)."""

@@ -19,6 +19,7 @@ import dagster as dg
 from analytics_assets import settings
 from analytics_assets.lib import kafka_source
 from analytics_assets.lib.kafka_source import OffsetRange
+from analytics_assets.lib.names import RUN_QUEUE_TAG, STREAMING_QUEUE
 from analytics_assets.partitions import batches
 
 KAFKA_RANGE_TAG = "analytics/kafka_range"
@@ -124,7 +125,11 @@ def build_kafka_sensor(topic: str, target, minimum_interval_seconds: int) -> dg.
                 dg.RunRequest(
                     run_key=r.batch_id,
                     partition_key=r.batch_id,
-                    tags={KAFKA_RANGE_TAG: r.batch_id, "analytics/kafka_topic": topic},
+                    tags={
+                        KAFKA_RANGE_TAG: r.batch_id,
+                        "analytics/kafka_topic": topic,
+                        RUN_QUEUE_TAG: STREAMING_QUEUE,
+                    },
                 )
                 for r in ranges
             ],

@@ -19,6 +19,7 @@ from analytics_assets.defs.ingest.landing import (
     claims_tag,
     scan,
 )
+from analytics_assets.lib.names import RUN_QUEUE_TAG, STREAMING_QUEUE
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from analytics_assets.partitions import batches
 from analytics_assets.resources import LandingZone
@@ -142,6 +143,7 @@ def run_requests(claims: list[Claim], per_run: int) -> list[dg.RunRequest]:
         tags = {
             "analytics/landing_file": names[:200],
             BATCHES_TAG: ",".join(claim.batch_id for claim in group)[:4000],
+            RUN_QUEUE_TAG: STREAMING_QUEUE,
             **claims_tag(group),
         }
         if len(group) == 1:

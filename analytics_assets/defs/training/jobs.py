@@ -6,7 +6,7 @@ import dagster as dg
 
 from analytics_assets.defs.training.promotion import promote
 from analytics_assets.lib import model_registry
-from analytics_assets.lib.names import CHURN_MODEL, MODELS
+from analytics_assets.lib.names import CHURN_MODEL, MODELS, RUN_QUEUE_TAG, TRAINING_QUEUE
 from analytics_assets.resources import MODEL_REGISTRY_POOL, BentoModelStore, MlflowTracking
 
 EXCLUSIVE_TAG = "analytics/exclusive"
@@ -20,7 +20,7 @@ retrain_models = dg.define_asset_job(
     description="A fresh training set, both models retrained, evaluated against their "
     "champions, and promoted where they pass the gate. One run at a time (dagster.yaml).",
     # the run queue runs one at a time: they share the training set, holdouts and aliases
-    tags={EXCLUSIVE_TAG: "retrain_models"},
+    tags={EXCLUSIVE_TAG: "retrain_models", RUN_QUEUE_TAG: TRAINING_QUEUE},
 )
 
 
