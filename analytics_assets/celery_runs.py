@@ -18,7 +18,9 @@ dead worker.
   task's worker, named in the state, is pinged over the broker; after ``missed_pings`` checks
   without an answer (run monitoring checks every ``poll_interval_seconds``) the run is failed,
   so that run retries take it up on a worker that is alive. A killed worker process (not the
-  whole worker) is reported by Celery itself (``WorkerLostError``: FAILURE).
+  whole worker) is reported by Celery itself (``WorkerLostError``: FAILURE). A started run
+  whose task state the broker has forgotten (a Redis restarted without persistence) is asked
+  about among the workers' active tasks, and failed only when none has it.
 - **No resume.** dagster-celery 0.29's ``resume_run`` passes its arguments under a name its
   task does not take; runs are retried instead (``run_retries``), never resumed.
 """
@@ -103,7 +105,6 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
         self._broker_ok_at = float("-inf")
         self._workers: list[subprocess.Popen] = []  # started here (reaped at dispose)
         self._lock = threading.Lock()
-        self._register_tasks()
 
     @classmethod
     def config_type(cls):
@@ -119,11 +120,6 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
     @classmethod
     def from_config_value(cls, inst_data, config_value: Mapping[str, Any]):
         return cls(inst_data=inst_data, **config_value)
-
-    def _register_tasks(self) -> None:
-        from dagster_celery.tasks import create_execute_job_task
-
-        create_execute_job_task(self.celery)
 
     def register_instance(self, instance) -> None:
         super().register_instance(instance)
@@ -145,6 +141,13 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
             self.ensure_local_worker()
         else:
             self.check_broker()
+        backend = self.celery.backend  # one per thread
+        if not getattr(backend, "_launch_only", False):
+            # Redis backends subscribe the sender to each task's result channel, for a get()
+            # that never comes here (run monitoring polls the state): a daemon would hold one
+            # subscription per run it ever launched, and be sent every result
+            backend.on_task_call = lambda producer, task_id: None
+            backend._launch_only = True
         super().launch_run(context)
 
     def check_broker(self, every_s: float = 30.0) -> None:
@@ -225,12 +228,25 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
         if task_id is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has no Celery task")
         result = self.celery.AsyncResult(task_id)
-        if result.state != "STARTED":
+        state = result.state
+        if state == "STARTED":
+            info = result.info if isinstance(result.info, dict) else {}
+            node = info.get("hostname")
+            alive = not node or bool(
+                self.celery.control.ping(destination=[node], timeout=self._ping_timeout)
+            )
+            gone = f"its Celery worker {node} (pid {info.get('pid')}) does not answer pings"
+        elif state == "PENDING":
+            # the run has started, so its task did: a broker restarted without persistence has
+            # forgotten the state. Whether a worker still runs it, the workers themselves say.
+            node = None
+            active = self.celery.control.inspect(timeout=self._ping_timeout).active() or {}
+            alive = any(task.get("id") == task_id for tasks in active.values() for task in tasks)
+            gone = "no Celery worker runs its task (its state was lost with the broker's)"
+        else:
             self._misses.pop(run.run_id, None)
             return super().check_run_worker_health(run)
-        info = result.info if isinstance(result.info, dict) else {}
-        node = info.get("hostname")
-        if not node or self.celery.control.ping(destination=[node], timeout=self._ping_timeout):
+        if alive:
             self._misses.pop(run.run_id, None)
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=node)
         misses = self._misses[run.run_id] = self._misses.get(run.run_id, 0) + 1
@@ -239,8 +255,7 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
         self._misses.pop(run.run_id, None)
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
-            f"the run's Celery worker {node} (pid {info.get('pid')}) has not answered "
-            f"{misses} pings: killed, or its host is gone",
+            f"the run's process is lost: {gone} ({misses} checks); killed, or its host is gone",
             run_worker_id=node,
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,6 +193,13 @@ def main() -> int:
     scoring = f"http://127.0.0.1:{args.scoring_port}"
     reader = f"http://127.0.0.1:{args.reader_port}"
     settings.ensure_dirs()
+    if settings.celery_broker() is None and shutil.which("redis-server") is None:
+        print(
+            "Dagster's runs execute in a Celery worker whose broker is a local redis-server: "
+            "install it (Debian: apt-get install redis-server), or point "
+            "ANALYTICS_CELERY_BROKER at a Redis."
+        )
+        return 1
     # the home `make demo` uses (without it, `dagster dev` runs on a temporary one and forgets
     # every run when it stops), its storage created once before Dagster's processes start
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home())  # empty counts as unset

@@ -126,6 +126,10 @@ def _query(sql: str) -> list[tuple]:
             return conn.execute(sql).fetchall()
     except (duckdb.CatalogException, FileNotFoundError):  # nothing ingested yet
         return []
+    except duckdb.InvalidInputException as error:  # a PostgreSQL catalog no writer made yet
+        if "does not exist" in str(error):
+            return []
+        raise
 
 
 def in_progress_runs(instance) -> list:

@@ -13,7 +13,16 @@ from pathlib import Path
 
 from analytics_assets.lib.processes import stop
 
-__all__ = ["KafkaBroker", "free_port", "kafka_broker", "postgres_server", "redis_server", "stop"]
+__all__ = [
+    "KafkaBroker",
+    "PostgresServer",
+    "RedisServer",
+    "free_port",
+    "kafka_broker",
+    "postgres_server",
+    "redis_server",
+    "stop",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -22,48 +31,60 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def redis_server(workdir: Path, timeout_s: float = 10.0, host: str = "127.0.0.1") -> Iterator[str]:
+class RedisServer:
     """A ``redis-server`` without persistence on a free port of ``host`` (loopback unless a test
-    of several hosts names its link's address); yields ``host:port``."""
-    import redis
+    of several hosts names its link's address); ``address`` is ``host:port``. :meth:`restart`
+    starts it again on the same port, empty, as a broker restarted without persistence."""
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port(host)
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            host,
-            "--protected-mode",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        client = redis.Redis(host=host, port=port)
+    def __init__(self, workdir: Path, host: str = "127.0.0.1") -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server)"
+            )
+        self.workdir = workdir
+        self.host = host
+        self.port = free_port(host)
+        self.address = f"{host}:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 10.0) -> RedisServer:
+        import redis
+
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", self.host, "--protected-mode", "no",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(host=self.host, port=self.port)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 client.ping()
-                break
+                return self
             except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {port}") from None
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
                 time.sleep(0.05)
-        yield f"{host}:{port}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout_s=10)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def redis_server(workdir: Path, timeout_s: float = 10.0, host: str = "127.0.0.1") -> Iterator[str]:
+    """A :class:`RedisServer` for the block; yields ``host:port``."""
+    server = RedisServer(workdir, host).start(timeout_s)
+    try:
+        yield server.address
     finally:
-        stop(proc, timeout_s=10)
+        server.stop()
 
 
 def _postgres_binaries() -> Path:
@@ -77,85 +98,93 @@ def _postgres_binaries() -> Path:
     return candidates[-1].parent
 
 
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free port of ``host`` (loopback unless a test of
+    several hosts names its link's address), TCP only, trust authentication, with ``databases``
+    created; ``url`` is ``postgresql://analytics@host:port`` (append ``/<database>``). As root it
+    runs as the ``postgres`` user, since PostgreSQL refuses to run as root. :meth:`restart`
+    stops it fast (open transactions abort, connections drop) and starts it again, data kept."""
+
+    def __init__(self, databases: tuple[str, ...] = ("dagster",), host: str = "127.0.0.1") -> None:
+        import os
+        import tempfile
+
+        self.binaries = _postgres_binaries()
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.data_dir = Path(tempfile.mkdtemp(prefix="analytics-pg-"))
+        self.databases = databases
+        self.host = host
+        self.port = free_port(host)
+        self.url = f"postgresql://analytics@{host}:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 30.0) -> PostgresServer:
+        import psycopg2
+
+        fresh = not (self.data_dir / "PG_VERSION").exists()
+        if fresh:
+            if self.user:
+                shutil.chown(self.data_dir, user=self.user)
+            subprocess.run(
+                [str(self.binaries / "initdb"), "-D", str(self.data_dir), "-U", "analytics",
+                 "--auth=trust", "-E", "UTF8", "--no-sync"],
+                check=True, stdout=subprocess.DEVNULL, user=self.user,
+            )  # fmt: skip
+            if self.host != "127.0.0.1":  # initdb trusts loopback only: the links' hosts too
+                with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                    hba.write("host all all samenet trust\n")
+        self.proc = subprocess.Popen(
+            [str(self.binaries / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+             "-h", self.host, "-k", "", "-c", "fsync=off", "-c", "full_page_writes=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                conn = psycopg2.connect(f"{self.url}/postgres")
+                break
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"postgres did not start on port {self.port}") from None
+                time.sleep(0.1)
+        if fresh:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                for name in self.databases:
+                    cursor.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return self
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout_s=timeout_s)  # SIGTERM: PostgreSQL's smart shutdown
+            self.proc = None
+
+    def restart(self) -> None:
+        import signal
+
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown: aborts what is in flight
+            self.proc.wait(30)
+            self.proc = None
+        self.start()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
 @contextmanager
 def postgres_server(
     databases: tuple[str, ...] = ("dagster",), timeout_s: float = 30.0, host: str = "127.0.0.1"
 ) -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free port of ``host`` (loopback unless a test of
-    several hosts names its link's address), TCP only, trust authentication,
-    with ``databases`` created; yields the server's URL (``postgresql://analytics@host:port``,
-    append ``/<database>``). As root it runs as the ``postgres`` user, since PostgreSQL refuses
-    to run as root."""
-    import os
-    import tempfile
-
-    import psycopg2
-
-    binaries = _postgres_binaries()
-    user = "postgres" if os.geteuid() == 0 else None
-    data_dir = Path(tempfile.mkdtemp(prefix="analytics-pg-"))
-    if user:
-        shutil.chown(data_dir, user=user)
-    subprocess.run(
-        [
-            str(binaries / "initdb"),
-            "-D",
-            str(data_dir),
-            "-U",
-            "analytics",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        user=user,
-    )
-    if host != "127.0.0.1":  # initdb trusts loopback only: the hosts on this machine's links too
-        with (data_dir / "pg_hba.conf").open("a") as hba:
-            hba.write("host all all samenet trust\n")
-    port = free_port(host)
-    proc = subprocess.Popen(
-        [
-            str(binaries / "postgres"),
-            "-D",
-            str(data_dir),
-            "-p",
-            str(port),
-            "-h",
-            host,
-            "-k",
-            "",
-            "-c",
-            "fsync=off",
-            "-c",
-            "full_page_writes=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        user=user,
-    )
-    url = f"postgresql://analytics@{host}:{port}"
+    """A :class:`PostgresServer` for the block; yields its URL."""
+    server = PostgresServer(databases, host)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                conn = psycopg2.connect(f"{url}/postgres")
-                break
-            except psycopg2.OperationalError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"postgres did not start on port {port}") from None
-                time.sleep(0.1)
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            for name in databases:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-        conn.close()
-        yield url
+        server.start(timeout_s)
+        yield server.url
     finally:
-        stop(proc, timeout_s=20)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        server.remove()
 
 
 class KafkaBroker:

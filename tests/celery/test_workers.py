@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import redis
 from dagster._core.launcher import LaunchRunContext
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
@@ -31,10 +32,11 @@ from analytics_assets.testing.fault_trials import (
     events_file,
     wait_until_committed,
 )
-from analytics_assets.testing.servers import free_port, redis_server
+from analytics_assets.testing.servers import PostgresServer, RedisServer, free_port, redis_server
 from tests.celery.probe_jobs import probe_job
 
 pytestmark = pytest.mark.e2e
+BATCHES = "analytics/batches"  # the batch ids a landing run ingests
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -91,6 +93,8 @@ def test_runs_in_one_worker_process_share_nothing_and_it_is_recycled(
                 )
                 instance.launch_run(run.run_id, workspace=None)
                 assert finished(instance, run.run_id).status == dg.DagsterRunStatus.SUCCESS
+            # the launcher holds no result subscription per launched run (Celery's default)
+            assert redis.Redis.from_url(broker).pubsub_channels() == []
     seen = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(seen) == 4
     assert len({row["pid"] for row in seen[:3]}) == 1  # one process took three runs
@@ -233,3 +237,116 @@ def test_an_owner_is_gone_only_after_its_grace(tmp_path) -> None:
     assert owner.gone()
     local_redis.Owner.claim(file)
     assert not owner.gone()
+
+
+def test_the_stream_flows_on_after_the_broker_restarts(
+    analytics_home, tmp_path, monkeypatch
+) -> None:
+    """Redis restarted (no persistence: queued tasks and task states gone) while a run is in
+    its step: the run finishes as it was, and the files landed after it are committed within a
+    minute; every event once."""
+    fault_file = tmp_path / "fault"
+    server = RedisServer(tmp_path).start()
+    broker = f"redis://{server.address}/0"
+    env = {
+        "ANALYTICS_CELERY_BROKER": broker,
+        faults.ENV: str(fault_file),
+        "ANALYTICS_SENSOR_INTERVAL_S": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    daemon = Daemon(analytics_home / "daemon.log", env=env)
+    daemon.start()
+    expected = {}
+    try:
+        with worker(broker, tmp_path / "worker.log", "w", "--concurrency=2"):
+            instance = dg.DagsterInstance.get()
+            faults.arm(fault_file, faults.BEFORE_COMMIT, stall=True)
+            data, expected["held"] = events_file("held", 200)
+            write_atomic(settings.landing_dir(), "held.jsonl", data)
+            stalled = Path(f"{fault_file}.stalled")
+            deadline = time.monotonic() + 120
+            while not stalled.exists():
+                assert time.monotonic() < deadline, "the run never reached the commit"
+                time.sleep(0.1)
+            server.restart()
+            restarted = time.monotonic()
+            time.sleep(12)  # run monitoring checks the held run at least twice meanwhile
+            stalled.unlink()
+            for n in range(3):
+                data, expected[f"after-{n}"] = events_file(f"after-{n}", 100)
+                write_atomic(settings.landing_dir(), f"after-{n}.jsonl", data)
+            wait_until_committed(instance, set(expected), timeout=120)
+            flowed_in = time.monotonic() - restarted
+            result = audit(instance, expected)
+            held = [r for r in instance.get_runs() if "held" in r.tags.get(BATCHES, "")]
+    finally:
+        daemon.stop()
+        server.stop()
+    assert [r.status for r in held] == [dg.DagsterRunStatus.SUCCESS]  # not failed, not retried
+    assert flowed_in <= 60
+    assert result.ok, result
+
+
+def test_the_stream_flows_on_after_postgresql_restarts_in_a_commit(
+    analytics_home, tmp_path, monkeypatch
+) -> None:
+    """Dagster's storage and the lakehouse catalog on PostgreSQL, restarted (fast shutdown)
+    while a run is inside its commit: that run fails and is retried, the worker's next runs
+    (in the same processes) commit, later files are committed within a minute; every event
+    once."""
+    from analytics_assets.instance import POSTGRES_STORAGE
+
+    fault_file = tmp_path / "fault"
+    postgres = PostgresServer(("dagster", "lake")).start()
+    with redis_server(tmp_path) as hostport:
+        broker = f"redis://{hostport}/0"
+        env = {
+            "ANALYTICS_CELERY_BROKER": broker,
+            "DAGSTER_POSTGRES_URL": f"{postgres.url}/dagster".replace(
+                "postgresql://", "postgresql+psycopg2://", 1
+            ),
+            "ANALYTICS_LAKEHOUSE_CATALOG": f"postgres:{postgres.url}/lake",
+            faults.ENV: str(fault_file),
+            "ANALYTICS_SENSOR_INTERVAL_S": "1",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        storage = {"storage": POSTGRES_STORAGE}
+        daemon = Daemon(analytics_home / "daemon.log", env=env, overrides=storage)
+        daemon.start()
+        expected = {}
+        try:
+            with worker(broker, tmp_path / "worker.log", "w", "--concurrency=1"):
+                instance = dg.DagsterInstance.get()
+                data, expected["before"] = events_file("before", 100)
+                write_atomic(settings.landing_dir(), "before.jsonl", data)
+                wait_until_committed(instance, {"before"}, timeout=120)
+                faults.arm(fault_file, faults.IN_COMMIT, stall=True)
+                data, expected["held"] = events_file("held", 200)
+                write_atomic(settings.landing_dir(), "held.jsonl", data)
+                stalled = Path(f"{fault_file}.stalled")
+                deadline = time.monotonic() + 120
+                while not stalled.exists():
+                    assert time.monotonic() < deadline, "the run never reached the commit"
+                    time.sleep(0.1)
+                postgres.restart()
+                restarted = time.monotonic()
+                stalled.unlink()
+                for n in range(3):
+                    data, expected[f"after-{n}"] = events_file(f"after-{n}", 100)
+                    write_atomic(settings.landing_dir(), f"after-{n}.jsonl", data)
+                wait_until_committed(instance, set(expected), timeout=180)
+                flowed_in = time.monotonic() - restarted
+                result = audit(instance, expected)
+                held = sorted(
+                    (r for r in instance.get_runs() if "held" in r.tags.get(BATCHES, "")),
+                    key=lambda r: instance.get_run_record_by_id(r.run_id).create_timestamp,
+                )
+        finally:
+            daemon.stop()
+            postgres.remove()
+    # the commit the restart broke failed its run; the retry committed the batch
+    assert [r.status.name for r in held] == ["FAILURE", "SUCCESS"]
+    assert flowed_in <= 60
+    assert result.ok, result
