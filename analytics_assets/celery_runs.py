@@ -21,6 +21,8 @@ dead worker.
   whole worker) is reported by Celery itself (``WorkerLostError``: FAILURE). A started run
   whose task state the broker has forgotten (a Redis restarted without persistence) is asked
   about among the workers' active tasks, and failed only when none has it.
+- **Cancel.** A run is marked CANCELING and its process sent Dagster's interrupt (SIGINT), so it
+  ends CANCELED, not retried (dagster-celery sends SIGTERM, which kills it unmarked).
 - **No resume.** dagster-celery 0.29's ``resume_run`` passes its arguments under a name its
   task does not take; runs are retried instead (``run_retries``), never resumed.
 """
@@ -169,6 +171,21 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
     @property
     def supports_resume_run(self) -> bool:
         return False
+
+    def terminate(self, run_id: str) -> bool:
+        """Cancel a run (the UI's Terminate): mark it CANCELING, then send its process SIGINT,
+        Dagster's own interrupt, which its execution turns into a clean cancel (the run
+        CANCELED, its step stopped at the next check). dagster-celery's own terminate sends
+        SIGTERM, which kills the process, and does not mark the run: run monitoring would fail
+        it, and run retries could run it again."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished or DAGSTER_CELERY_TASK_ID_TAG not in run.tags:
+            return False
+        self._instance.report_run_canceling(run)
+        self.celery.control.revoke(
+            run.tags[DAGSTER_CELERY_TASK_ID_TAG], terminate=True, signal="SIGINT"
+        )
+        return True
 
     def ensure_local_worker(self) -> None:
         """The embedded broker and worker are up, the worker on the code as it is on disk.

@@ -350,3 +350,48 @@ def test_the_stream_flows_on_after_postgresql_restarts_in_a_commit(
     assert [r.status.name for r in held] == ["FAILURE", "SUCCESS"]
     assert flowed_in <= 60
     assert result.ok, result
+
+
+def test_a_cancelled_run_ends_cancelled_and_is_not_retried(
+    analytics_home, tmp_path, monkeypatch
+) -> None:
+    """Terminate (what the UI's button calls) on a run in its step: Dagster's interrupt reaches
+    the worker's process, the run ends CANCELED, nothing retries it, the worker goes on."""
+    fault_file = tmp_path / "fault"
+    with redis_server(tmp_path) as hostport:
+        broker = f"redis://{hostport}/0"
+        env = {
+            "ANALYTICS_CELERY_BROKER": broker,
+            faults.ENV: str(fault_file),
+            "ANALYTICS_SENSOR_INTERVAL_S": "1",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        daemon = Daemon(analytics_home / "daemon.log", env=env)
+        daemon.start()
+        try:
+            with worker(broker, tmp_path / "worker.log", "w", "--concurrency=1"):
+                instance = dg.DagsterInstance.get()
+                faults.arm(fault_file, faults.BEFORE_COMMIT, stall=True)
+                write_atomic(settings.landing_dir(), "cancel.jsonl", events_file("cancel", 50)[0])
+                stalled = Path(f"{fault_file}.stalled")
+                deadline = time.monotonic() + 120
+                while not stalled.exists():
+                    assert time.monotonic() < deadline, "the run never reached the commit"
+                    time.sleep(0.1)
+                (run,) = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+                asked = time.monotonic()
+                assert instance.run_launcher.terminate(run.run_id)
+                cancelled = finished(instance, run.run_id, timeout=60)
+                took = time.monotonic() - asked
+                stalled.unlink(missing_ok=True)
+                write_atomic(settings.landing_dir(), "next.jsonl", events_file("next", 50)[0])
+                wait_until_committed(instance, {"next"}, timeout=120)
+                retries = instance.get_runs(
+                    dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id})
+                )
+        finally:
+            daemon.stop()
+    assert cancelled.status == dg.DagsterRunStatus.CANCELED
+    assert took < 20  # not run monitoring's 60 s cancel timeout
+    assert retries == []
