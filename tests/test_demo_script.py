@@ -83,8 +83,9 @@ def test_the_tour_links_to_assets_of_the_code_location() -> None:
 @pytest.mark.e2e
 def test_ctrl_c_with_the_output_piped_stops_everything(tmp_path) -> None:
     """``make demo 2>&1 | tee demo.log``, then Ctrl-C (SIGINT to the whole foreground group:
-    make, uv, the demo and tee) while Dagster runs: every process it started is gone and the
-    ports are free within 30 s, though tee went first and the demo's output has no reader."""
+    make, uv, the demo and tee) while Dagster runs: every process it started (the Celery
+    worker and its redis-server included) is gone and the ports are free within 30 s, though tee
+    went first and the demo's output has no reader."""
     import psutil
 
     from analytics_assets.testing.servers import free_port
@@ -115,8 +116,19 @@ def test_ctrl_c_with_the_output_piped_stops_everything(tmp_path) -> None:
                 break
             time.sleep(0.5)
         assert demo.answers(url), log.read_text()[-3000:]
+        # the daemon's first launch (the seeded files) starts the embedded broker and worker:
+        # Ctrl-C must stop them too
+        worker = tmp_path / "analytics" / "dagster_home" / "celery" / "worker.json"
+        for _ in range(480):
+            if worker.exists():
+                break
+            time.sleep(0.5)
+        assert worker.exists(), log.read_text()[-3000:]
+        time.sleep(2)  # the worker process itself, not only its record
         started = psutil.Process(group.pid).children(recursive=True)
         assert any("dagster" in " ".join(p.cmdline()) for p in started)
+        assert any("celery_worker" in " ".join(p.cmdline()) for p in started)
+        assert any("redis-server" in " ".join(p.cmdline()) for p in started)
         os.killpg(group.pid, signal.SIGINT)
         _, alive = psutil.wait_procs(started, timeout=30)
         assert not alive, [p.cmdline() for p in alive]
