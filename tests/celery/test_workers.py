@@ -74,6 +74,48 @@ def finished(instance, run_id: str, timeout: float = 90.0) -> dg.DagsterRun:
         time.sleep(0.2)
 
 
+@contextmanager
+def celery_daemon(
+    home: Path, monkeypatch, broker: str, fault_file: Path, overrides: dict | None = None, **env
+) -> Iterator[Daemon]:
+    """The real daemon sending runs to ``broker`` (no embedded worker), with the fault file
+    armed by the test; the test's process sees the same settings."""
+    env = {
+        "ANALYTICS_CELERY_BROKER": broker,
+        faults.ENV: str(fault_file),
+        "ANALYTICS_SENSOR_INTERVAL_S": "1",
+        **env,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    daemon = Daemon(home / "daemon.log", env=env, overrides=overrides)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def held_at(fault_file: Path, point: str, name: str, events: int) -> tuple[Path, set[str]]:
+    """Arm ``point`` to stall, land ``name``.jsonl and wait until its run is held there;
+    returns the file whose removal releases it, and the file's event ids."""
+    faults.arm(fault_file, point, stall=True)
+    data, ids = events_file(name, events)
+    write_atomic(settings.landing_dir(), f"{name}.jsonl", data)
+    stalled = Path(f"{fault_file}.stalled")
+    deadline = time.monotonic() + 120
+    while not stalled.exists():
+        assert time.monotonic() < deadline, "the run never reached the commit"
+        time.sleep(0.1)
+    return stalled, ids
+
+
+def land_more(expected: dict[str, set[str]], count: int = 3) -> None:
+    for n in range(count):
+        data, expected[f"after-{n}"] = events_file(f"after-{n}", 100)
+        write_atomic(settings.landing_dir(), f"after-{n}.jsonl", data)
+
+
 def test_runs_in_one_worker_process_share_nothing_and_it_is_recycled(
     analytics_home, tmp_path, monkeypatch
 ) -> None:
@@ -108,47 +150,29 @@ def test_a_run_whose_worker_is_killed_is_retried_on_another(
     analytics_home, tmp_path, monkeypatch
 ) -> None:
     fault_file = tmp_path / "fault"
-    with redis_server(tmp_path) as hostport:
+    with (
+        redis_server(tmp_path) as hostport,
+        celery_daemon(analytics_home, monkeypatch, f"redis://{hostport}/0", fault_file),
+    ):
         broker = f"redis://{hostport}/0"
-        env = {
-            "ANALYTICS_CELERY_BROKER": broker,
-            faults.ENV: str(fault_file),
-            "ANALYTICS_SENSOR_INTERVAL_S": "1",
-        }
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        daemon = Daemon(analytics_home / "daemon.log", env=env)
-        daemon.start()
-        try:
-            with (
-                worker(broker, tmp_path / "a.log", "a", "--concurrency=1") as a,
-                worker(broker, tmp_path / "b.log", "b", "--concurrency=1") as b,
-            ):
-                instance = dg.DagsterInstance.get()
-                faults.arm(fault_file, faults.BEFORE_COMMIT, stall=True)
-                data, ids = events_file("failover", 300)
-                write_atomic(settings.landing_dir(), "failover.jsonl", data)
-                stalled = Path(f"{fault_file}.stalled")
-                deadline = time.monotonic() + 120
-                while not stalled.exists():
-                    assert time.monotonic() < deadline, "the run never reached the commit"
-                    time.sleep(0.1)
-                (first,) = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-                node = task_worker(make_app(broker), first.tags[DAGSTER_CELERY_TASK_ID_TAG])
-                victim, survivor = (a, "b-") if node.startswith("a-") else (b, "a-")
-                os.killpg(victim.pid, signal.SIGKILL)  # the worker and its run, as a host lost
-                killed_at = time.time()
-                stalled.unlink()
-                wait_until_committed(instance, {"failover"}, timeout=120)
-                result = audit(instance, {"failover": ids})
-                failed = instance.get_run_by_id(first.run_id)
-                retries = instance.get_runs(
-                    dg.RunsFilter(tags={"dagster/parent_run_id": first.run_id})
-                )
-                retry_task = retries[0].tags[DAGSTER_CELERY_TASK_ID_TAG]
-                retry_node = task_worker(make_app(broker), retry_task)
-        finally:
-            daemon.stop()
+        with (
+            worker(broker, tmp_path / "a.log", "a", "--concurrency=1") as a,
+            worker(broker, tmp_path / "b.log", "b", "--concurrency=1") as b,
+        ):
+            instance = dg.DagsterInstance.get()
+            stalled, ids = held_at(fault_file, faults.BEFORE_COMMIT, "failover", 300)
+            (first,) = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            node = task_worker(make_app(broker), first.tags[DAGSTER_CELERY_TASK_ID_TAG])
+            victim, survivor = (a, "b-") if node.startswith("a-") else (b, "a-")
+            os.killpg(victim.pid, signal.SIGKILL)  # the worker and its run, as a host lost
+            killed_at = time.time()
+            stalled.unlink()
+            wait_until_committed(instance, {"failover"}, timeout=120)
+            result = audit(instance, {"failover": ids})
+            failed = instance.get_run_by_id(first.run_id)
+            retries = instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": first.run_id}))
+            retry_task = retries[0].tags[DAGSTER_CELERY_TASK_ID_TAG]
+            retry_node = task_worker(make_app(broker), retry_task)
     assert failed.status == dg.DagsterRunStatus.FAILURE
     record = instance.get_run_record_by_id(first.run_id)
     assert record.end_time - killed_at <= 30  # run monitoring noticed within the goal
@@ -248,40 +272,24 @@ def test_the_stream_flows_on_after_the_broker_restarts(
     fault_file = tmp_path / "fault"
     server = RedisServer(tmp_path).start()
     broker = f"redis://{server.address}/0"
-    env = {
-        "ANALYTICS_CELERY_BROKER": broker,
-        faults.ENV: str(fault_file),
-        "ANALYTICS_SENSOR_INTERVAL_S": "1",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    daemon = Daemon(analytics_home / "daemon.log", env=env)
-    daemon.start()
     expected = {}
     try:
-        with worker(broker, tmp_path / "worker.log", "w", "--concurrency=2"):
+        with (
+            celery_daemon(analytics_home, monkeypatch, broker, fault_file),
+            worker(broker, tmp_path / "worker.log", "w", "--concurrency=2"),
+        ):
             instance = dg.DagsterInstance.get()
-            faults.arm(fault_file, faults.BEFORE_COMMIT, stall=True)
-            data, expected["held"] = events_file("held", 200)
-            write_atomic(settings.landing_dir(), "held.jsonl", data)
-            stalled = Path(f"{fault_file}.stalled")
-            deadline = time.monotonic() + 120
-            while not stalled.exists():
-                assert time.monotonic() < deadline, "the run never reached the commit"
-                time.sleep(0.1)
+            stalled, expected["held"] = held_at(fault_file, faults.BEFORE_COMMIT, "held", 200)
             server.restart()
             restarted = time.monotonic()
             time.sleep(12)  # run monitoring checks the held run at least twice meanwhile
             stalled.unlink()
-            for n in range(3):
-                data, expected[f"after-{n}"] = events_file(f"after-{n}", 100)
-                write_atomic(settings.landing_dir(), f"after-{n}.jsonl", data)
+            land_more(expected)
             wait_until_committed(instance, set(expected), timeout=120)
             flowed_in = time.monotonic() - restarted
             result = audit(instance, expected)
             held = [r for r in instance.get_runs() if "held" in r.tags.get(BATCHES, "")]
     finally:
-        daemon.stop()
         server.stop()
     assert [r.status for r in held] == [dg.DagsterRunStatus.SUCCESS]  # not failed, not retried
     assert flowed_in <= 60
@@ -299,43 +307,33 @@ def test_the_stream_flows_on_after_postgresql_restarts_in_a_commit(
 
     fault_file = tmp_path / "fault"
     postgres = PostgresServer(("dagster", "lake")).start()
-    with redis_server(tmp_path) as hostport:
-        broker = f"redis://{hostport}/0"
-        env = {
-            "ANALYTICS_CELERY_BROKER": broker,
-            "DAGSTER_POSTGRES_URL": f"{postgres.url}/dagster".replace(
-                "postgresql://", "postgresql+psycopg2://", 1
-            ),
-            "ANALYTICS_LAKEHOUSE_CATALOG": f"postgres:{postgres.url}/lake",
-            faults.ENV: str(fault_file),
-            "ANALYTICS_SENSOR_INTERVAL_S": "1",
-        }
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        storage = {"storage": POSTGRES_STORAGE}
-        daemon = Daemon(analytics_home / "daemon.log", env=env, overrides=storage)
-        daemon.start()
-        expected = {}
-        try:
-            with worker(broker, tmp_path / "worker.log", "w", "--concurrency=1"):
+    expected = {}
+    try:
+        with redis_server(tmp_path) as hostport:
+            broker = f"redis://{hostport}/0"
+            with (
+                celery_daemon(
+                    analytics_home,
+                    monkeypatch,
+                    broker,
+                    fault_file,
+                    overrides={"storage": POSTGRES_STORAGE},
+                    DAGSTER_POSTGRES_URL=f"{postgres.url}/dagster".replace(
+                        "postgresql://", "postgresql+psycopg2://", 1
+                    ),
+                    ANALYTICS_LAKEHOUSE_CATALOG=f"postgres:{postgres.url}/lake",
+                ),
+                worker(broker, tmp_path / "worker.log", "w", "--concurrency=1"),
+            ):
                 instance = dg.DagsterInstance.get()
                 data, expected["before"] = events_file("before", 100)
                 write_atomic(settings.landing_dir(), "before.jsonl", data)
                 wait_until_committed(instance, {"before"}, timeout=120)
-                faults.arm(fault_file, faults.IN_COMMIT, stall=True)
-                data, expected["held"] = events_file("held", 200)
-                write_atomic(settings.landing_dir(), "held.jsonl", data)
-                stalled = Path(f"{fault_file}.stalled")
-                deadline = time.monotonic() + 120
-                while not stalled.exists():
-                    assert time.monotonic() < deadline, "the run never reached the commit"
-                    time.sleep(0.1)
+                stalled, expected["held"] = held_at(fault_file, faults.IN_COMMIT, "held", 200)
                 postgres.restart()
                 restarted = time.monotonic()
                 stalled.unlink()
-                for n in range(3):
-                    data, expected[f"after-{n}"] = events_file(f"after-{n}", 100)
-                    write_atomic(settings.landing_dir(), f"after-{n}.jsonl", data)
+                land_more(expected)
                 wait_until_committed(instance, set(expected), timeout=180)
                 flowed_in = time.monotonic() - restarted
                 result = audit(instance, expected)
@@ -343,9 +341,8 @@ def test_the_stream_flows_on_after_postgresql_restarts_in_a_commit(
                     (r for r in instance.get_runs() if "held" in r.tags.get(BATCHES, "")),
                     key=lambda r: instance.get_run_record_by_id(r.run_id).create_timestamp,
                 )
-        finally:
-            daemon.stop()
-            postgres.remove()
+    finally:
+        postgres.remove()
     # the commit the restart broke failed its run; the retry committed the batch
     assert [r.status.name for r in held] == ["FAILURE", "SUCCESS"]
     assert flowed_in <= 60
@@ -360,38 +357,21 @@ def test_a_cancelled_run_ends_cancelled_and_is_not_retried(
     fault_file = tmp_path / "fault"
     with redis_server(tmp_path) as hostport:
         broker = f"redis://{hostport}/0"
-        env = {
-            "ANALYTICS_CELERY_BROKER": broker,
-            faults.ENV: str(fault_file),
-            "ANALYTICS_SENSOR_INTERVAL_S": "1",
-        }
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        daemon = Daemon(analytics_home / "daemon.log", env=env)
-        daemon.start()
-        try:
-            with worker(broker, tmp_path / "worker.log", "w", "--concurrency=1"):
-                instance = dg.DagsterInstance.get()
-                faults.arm(fault_file, faults.BEFORE_COMMIT, stall=True)
-                write_atomic(settings.landing_dir(), "cancel.jsonl", events_file("cancel", 50)[0])
-                stalled = Path(f"{fault_file}.stalled")
-                deadline = time.monotonic() + 120
-                while not stalled.exists():
-                    assert time.monotonic() < deadline, "the run never reached the commit"
-                    time.sleep(0.1)
-                (run,) = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-                asked = time.monotonic()
-                assert instance.run_launcher.terminate(run.run_id)
-                cancelled = finished(instance, run.run_id, timeout=60)
-                took = time.monotonic() - asked
-                stalled.unlink(missing_ok=True)
-                write_atomic(settings.landing_dir(), "next.jsonl", events_file("next", 50)[0])
-                wait_until_committed(instance, {"next"}, timeout=120)
-                retries = instance.get_runs(
-                    dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id})
-                )
-        finally:
-            daemon.stop()
+        with (
+            celery_daemon(analytics_home, monkeypatch, broker, fault_file),
+            worker(broker, tmp_path / "worker.log", "w", "--concurrency=1"),
+        ):
+            instance = dg.DagsterInstance.get()
+            stalled, _ = held_at(fault_file, faults.BEFORE_COMMIT, "cancel", 50)
+            (run,) = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            asked = time.monotonic()
+            assert instance.run_launcher.terminate(run.run_id)
+            cancelled = finished(instance, run.run_id, timeout=60)
+            took = time.monotonic() - asked
+            stalled.unlink(missing_ok=True)
+            write_atomic(settings.landing_dir(), "next.jsonl", events_file("next", 50)[0])
+            wait_until_committed(instance, {"next"}, timeout=120)
+            retries = instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id}))
     assert cancelled.status == dg.DagsterRunStatus.CANCELED
     assert took < 20  # not run monitoring's 60 s cancel timeout
     assert retries == []
