@@ -156,17 +156,21 @@ class PostgresServer:
         return self
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        if self.proc is not None:
-            stop(self.proc, timeout_s=timeout_s)  # SIGTERM: PostgreSQL's smart shutdown
-            self.proc = None
-
-    def restart(self) -> None:
+        """A fast shutdown (SIGINT): what is in flight aborts. SIGTERM's smart shutdown waited
+        for every client to leave, the full timeout where a pool kept its connections."""
         import signal
 
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown: aborts what is in flight
-            self.proc.wait(30)
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
             self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
         self.start()
 
     def remove(self) -> None:
