@@ -205,7 +205,7 @@ class CeleryRunLauncher(_DagsterCeleryRunLauncher):
             record = state / "worker.json"
             known = json.loads(record.read_text()) if record.exists() else {}
             pid = _pid_in(record)
-            alive = pid is not None and _running(pid)
+            alive = pid is not None and local_redis.alive(pid)
             if alive and known.get("fingerprint") == fingerprint:
                 return
             if alive:  # older code: it finishes its runs and goes; a new one takes the next
@@ -298,12 +298,3 @@ def _pid_in(path: Path) -> int | None:
         return int(json.loads(text)["pid"] if path.suffix == ".json" else text)
     except (OSError, ValueError, KeyError):
         return None
-
-
-def _running(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

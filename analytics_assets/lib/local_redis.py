@@ -123,13 +123,19 @@ def start(path: Path, owner_file: Path, workdir: Path, timeout_s: float = 10.0) 
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: exists and is not a zombie (a child its parent has not reaped
+    yet, as a worker the daemon started and that has exited)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs: the kernel's answer above stands
+        return True
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 def supervise(path: Path, owner: Owner, workdir: Path) -> int:
