@@ -44,7 +44,7 @@ def _landing(path: Path | None) -> Path:
 @click.group()
 def main() -> None:
     """Customer event analytics platform: produce events into the landing zone, query the
-    lakehouse, restore it to a moment, back it up."""
+    lakehouse, restore it to a moment, back it up, erase customers, manage API keys."""
 
 
 @main.command("simulate")
@@ -311,6 +311,7 @@ def restore_command(as_of: str | None, source: Path | None) -> None:
                     f"({manifest['snapshot_time']}): {len(manifest['tables'])} tables, "
                     f"{rows:,} rows in {time.perf_counter() - started:.1f}s"
                 )
+                _say_suppressed(manifest["suppressed"])
                 return
             done = restore.restore_to(conn, _instant(as_of), log=click.echo)
         except restore.RestoreError as exc:
@@ -322,8 +323,17 @@ def restore_command(as_of: str | None, source: Path | None) -> None:
         )
         for name, rows in done.tables.items():
             click.echo(f"  {name:32} {rows:>12,}")
+        _say_suppressed(done.suppressed)
         faults.point(faults.RESTORE_AFTER_COMMIT)
         click.echo(_announce_restores(conn))
+
+
+def _say_suppressed(suppressed: dict[str, int]) -> None:
+    if suppressed:
+        click.echo(
+            "erased customers kept out: "
+            + ", ".join(f"{table} {rows:,} rows" for table, rows in suppressed.items())
+        )
 
 
 def _announce_restores(conn) -> str:
@@ -462,6 +472,15 @@ def feast_env() -> None:
     path = write_cli_config(settings.feature_repo_path())
     click.echo(f"export FEAST_FS_YAML_FILE_PATH={shlex.quote(str(path))}")
 
+
+def _register() -> None:
+    from analytics_assets.privacy_cli import api_key, erase_customer
+
+    main.add_command(erase_customer)
+    main.add_command(api_key)
+
+
+_register()
 
 if __name__ == "__main__":
     main()

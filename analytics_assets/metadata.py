@@ -8,10 +8,22 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
+HIDDEN_COLUMNS = ("customer_id", "session_id", "raw")
+"""Columns a preview never shows the values of: a customer's id (session ids embed it) or
+record. Dagster's event log keeps metadata for good, where an erasure cannot reach; the
+lakehouse, which it can, has the rows."""
+
+
 def preview(frame: pl.DataFrame | None, rows: int = 10) -> dg.MetadataValue:
-    """The first ``rows`` of ``frame`` as a markdown table the Dagster UI renders."""
+    """The first ``rows`` of ``frame`` as a markdown table the Dagster UI renders, with the
+    values of :data:`HIDDEN_COLUMNS` shown as ``(hidden)``."""
     if frame is None or frame.height == 0:
         return dg.MetadataValue.md("_no rows_")
+    hidden = [c for c in frame.columns if c in HIDDEN_COLUMNS]
+    frame = frame.head(rows).with_columns(
+        pl.when(pl.col(c).is_null()).then(None).otherwise(pl.lit("(hidden)")).alias(c)
+        for c in hidden
+    )
     with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_dataframe_shape=True, fmt_str_lengths=60):
         return dg.MetadataValue.md(str(frame.head(rows)))
 

@@ -268,6 +268,25 @@ def serving_api_key() -> str | None:
     return _env("SCORING_API_KEY")
 
 
+def api_keys_path() -> Path:
+    """The API keys file both services read (``$ANALYTICS_API_KEYS_FILE``, default
+    ``<home>/api_keys.toml``): hashed keys and their roles, reloaded when it changes. Managed
+    with ``analytics api-key``."""
+    return Path(_env("ANALYTICS_API_KEYS_FILE") or analytics_home() / "api_keys.toml").resolve()
+
+
+def admin_audit_log() -> Path:
+    """Where admin actions over the APIs are recorded, a JSON line each
+    (``$ANALYTICS_ADMIN_AUDIT_LOG``, default ``<home>/audit/admin.jsonl``)."""
+    default = analytics_home() / "audit" / "admin.jsonl"
+    return Path(_env("ANALYTICS_ADMIN_AUDIT_LOG") or default).resolve()
+
+
+def erasures_dir() -> Path:
+    """Erasure receipts (``analytics erase-customer``): ``<home>/erasures``."""
+    return analytics_home() / "erasures"
+
+
 def serving_host() -> str:
     """Where the scoring service listens (``$SCORING_HOST``, default ``127.0.0.1``; the bento's
     container image sets ``0.0.0.0``)."""

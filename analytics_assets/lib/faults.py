@@ -30,7 +30,17 @@ MAINTENANCE_POINTS = tuple(
 )
 """A maintenance step's work done (merged files written, old files deleted), its catalog
 transaction not yet committed."""
-LAKEHOUSE_POINTS = (RESTORE_IN_COMMIT, RESTORE_AFTER_COMMIT, *MAINTENANCE_POINTS)
+ERASURE_POINTS = tuple(
+    f"erasure.{step}" for step in ("in_commit", "after_commit", "after_history", "after_files")
+)
+"""An erasure (``lib/erasure.py``) in its lakehouse transaction, after it, after the history
+is purged, after the files are rewritten."""
+LAKEHOUSE_POINTS = (
+    RESTORE_IN_COMMIT,
+    RESTORE_AFTER_COMMIT,
+    *MAINTENANCE_POINTS,
+    *ERASURE_POINTS,
+)
 STALL = "stall:"
 
 

@@ -383,3 +383,94 @@ def _write_redis(
             applied += sum(pipe.execute())
         written[view.name] = applied
     return written
+
+
+# ---- erasure ---------------------------------------------------------------------------------
+
+
+def remove(layout: Layout, config: dict, customer_ids: list[str]) -> int:
+    """Delete ``customer_ids`` from the online store, every view: on SQLite the rows, then the
+    file is vacuumed and its write-ahead log truncated, so no freed page or logged page holds
+    them; on Redis the keys. Returns rows (SQLite) or keys (Redis) deleted."""
+    kind = config.get("type")
+    if kind == "sqlite":
+        path = Path(config["path"])
+        if not path.exists():
+            return 0
+        keys = [layout.entity_key(c) for c in customer_ids]
+        removed = 0
+        with sqlite3.connect(path, timeout=60) as conn:
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            for view in layout.views:
+                if view.sqlite_table not in tables:
+                    continue
+                for start in range(0, len(keys), 900):
+                    chunk = keys[start : start + 900]
+                    marks = ",".join("?" * len(chunk))
+                    removed += conn.execute(
+                        f'DELETE FROM "{view.sqlite_table}" WHERE entity_key IN ({marks})', chunk
+                    ).rowcount
+        scrub_sqlite(path)
+        return removed
+    if kind == "redis" and config.get("redis_type", "redis") == "redis":
+        client = redis_client(config)
+        project = layout.project.encode()
+        keys = [layout.entity_key(c) + project for c in customer_ids]
+        return sum(client.delete(*keys[i : i + 1000]) for i in range(0, len(keys), 1000))
+    raise NotSupportedHere(f"online store {kind!r}: erase its rows through its own tools")
+
+
+def scrub_sqlite(path: Path, attempts: int = 50) -> None:
+    """Rewrite a SQLite file so deleted rows leave no bytes behind: ``VACUUM`` copies the live
+    rows into fresh pages, and a ``TRUNCATE`` checkpoint empties the write-ahead log (waiting
+    for readers that still hold old pages)."""
+    import time
+
+    with sqlite3.connect(path, timeout=60) as conn:
+        conn.execute("VACUUM")
+    conn.close()
+    with sqlite3.connect(path, timeout=60) as conn:
+        for _ in range(attempts):
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                break
+            time.sleep(0.1)
+    conn.close()
+
+
+def stored_customers(layout: Layout, config: dict) -> set[str]:
+    """Every customer id the online store holds (for a verification scan)."""
+    head = bytes.fromhex(layout.key_head)
+    found: set[str] = set()
+
+    def decode(key: bytes) -> str | None:
+        if not key.startswith(head) or len(key) < len(head) + 4:
+            return None
+        size = int.from_bytes(key[len(head) : len(head) + 4], "little")
+        return key[len(head) + 4 : len(head) + 4 + size].decode("utf-8", "replace")
+
+    kind = config.get("type")
+    if kind == "sqlite":
+        path = Path(config["path"])
+        if not path.exists():
+            return found
+        with sqlite3.connect(path, timeout=60) as conn:
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            for view in layout.views:
+                if view.sqlite_table in tables:
+                    for (key,) in conn.execute(
+                        f'SELECT DISTINCT entity_key FROM "{view.sqlite_table}"'
+                    ):
+                        if (cid := decode(bytes(key))) is not None:
+                            found.add(cid)
+        conn.close()
+    elif kind == "redis":
+        project = layout.project.encode()
+        for key in redis_client(config).scan_iter(match=b"*" + project, count=10_000):
+            if (cid := decode(key[: -len(project)])) is not None:
+                found.add(cid)
+    return found

@@ -26,11 +26,14 @@ from pathlib import Path
 
 import duckdb
 
-from analytics_assets.lib import faults, lakehouse
+from analytics_assets import settings
+from analytics_assets.lib import faults, lakehouse, suppression
 from analytics_assets.lib.warehouse import identifier
 
-NOT_RESTORED = ("commit_sequence", "lakehouse_upgrades", "lakehouse_restores")
-"""Bookkeeping that describes the lakehouse's history rather than its data: kept as it is."""
+NOT_RESTORED = ("commit_sequence", "lakehouse_upgrades", "lakehouse_restores", suppression.TABLE)
+"""Bookkeeping that describes the lakehouse's history rather than its data, and the
+suppression list (a restore must never take an erasure back): kept as they are. Every restore
+deletes the listed customers' rows again, in its own transaction, before anyone reads."""
 
 RESTORES_DDL = """
 CREATE TABLE IF NOT EXISTS lakehouse_restores (
@@ -67,6 +70,8 @@ class Restored:
     days_undone: list = field(default_factory=list)
     """Event days of the batches committed after ``as_of``: their day tables and feature
     snapshots are rebuilt by the next runs."""
+    suppressed: dict[str, int] = field(default_factory=dict)
+    """Rows of erased customers the restored state held, deleted again (per table)."""
 
 
 def _meta(alias: str = lakehouse.ALIAS) -> str:
@@ -111,6 +116,18 @@ def snapshot_at(conn: duckdb.DuckDBPyConnection, instant: datetime) -> int:
             f"({oldest.isoformat() if oldest else 'none yet'}); a restore reaches back to it "
             "(snapshots older than ANALYTICS_SNAPSHOT_RETENTION_DAYS are expired)"
         )
+    for start, _, receipt in suppression.expired_spans(conn):
+        (kept_after,) = conn.execute(
+            f"SELECT min(snapshot_time) FROM {lakehouse.ALIAS}.snapshots() "
+            "WHERE snapshot_time >= ?",
+            [start],
+        ).fetchone()
+        if start <= instant and (kept_after is None or instant < kept_after):
+            raise RestoreError(
+                f"{instant.isoformat()} is in the history erasure {receipt} expired (from "
+                f"{start.isoformat()} to {kept_after.isoformat() if kept_after else 'now'}: "
+                "those snapshots held an erased customer); restore to a moment before or after"
+            )
     return found
 
 
@@ -154,6 +171,7 @@ def restore_to(conn: duckdb.DuckDBPyConnection, instant: datetime, log=print) ->
             if stored != expected:
                 raise _Mismatch(f"{name} ({stored:,} rows, {expected:,} at the snapshot)")
             result.tables[name] = stored
+        result.suppressed = suppression.reapply(conn)
         faults.point(faults.RESTORE_IN_COMMIT)
         conn.execute(RESTORES_DDL)
         conn.execute(_RESTORES_UPGRADE)
@@ -163,7 +181,14 @@ def restore_to(conn: duckdb.DuckDBPyConnection, instant: datetime, log=print) ->
             [datetime.now(UTC), instant, snapshot, result.days_undone, sorted(then)],
         )
 
-    for mode in ("feed", "rowid", "rewrite"):
+    # DuckLake's change feed needs every snapshot since; an erasure expires some of them
+    (kept_since, newest) = conn.execute(
+        f"SELECT count(*), max(snapshot_id) FROM {lakehouse.ALIAS}.snapshots() "
+        "WHERE snapshot_id > ?",
+        [snapshot],
+    ).fetchone()
+    whole = newest is None or kept_since == newest - snapshot
+    for mode in ("feed", "rowid", "rewrite") if whole else ("rowid", "rewrite"):
         try:
             lakehouse.run_transaction(conn, body, f"restore to {instant.isoformat()}", log=log)
             break
@@ -313,7 +338,7 @@ def backup(conn: duckdb.DuckDBPyConnection, folder: Path) -> dict:
     ).fetchone()
     counts: dict[str, int] = {}
     for name in tables_at(conn, snapshot):
-        if name in NOT_RESTORED:
+        if name in NOT_RESTORED and name != suppression.TABLE:
             continue
         target = str(folder / f"{name}.parquet").replace("'", "''")
         ((rows,),) = conn.execute(
@@ -351,15 +376,35 @@ def restore_backup(conn: duckdb.DuckDBPyConnection, folder: Path, log=print) -> 
             f"CALL {lakehouse.ALIAS}.set_commit_message('analytics restore', ?)",
             [f"restore of the backup of snapshot {manifest['snapshot']} from {folder}"],
         )
+        suppressed.clear()  # a retried transaction starts over
+        # the suppression list first (the backup's, merged into this lakehouse's, and every
+        # receipt of this home): the listed customers' rows are never written again
+        suppression.create(conn)
+        if suppression.TABLE in manifest["tables"]:
+            conn.execute(
+                f"INSERT INTO {suppression.TABLE} SELECT * FROM {parquet(suppression.TABLE)} "
+                f"WHERE id_hash NOT IN (SELECT id_hash FROM {suppression.TABLE})"
+            )
+        suppression.from_receipts(conn, settings.erasures_dir())
         for name, rows in manifest["tables"].items():
-            source = str(folder / f"{identifier(name)}.parquet").replace("'", "''")
+            if name == suppression.TABLE:
+                continue
             conn.execute(f"DROP TABLE IF EXISTS {name}")
-            lakehouse.create_as(conn, name, f"read_parquet('{source}')")
+            lakehouse.create_as(conn, name, suppression.without_listed(conn, parquet(name)), name)
             stored = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-            if stored != rows:
+            if stored < rows:
+                suppressed[name] = rows - stored
+            (read,) = conn.execute(f"SELECT count(*) FROM {parquet(name)}").fetchone()
+            if read != rows:
                 raise RestoreError(
-                    f"{name}: the backup's manifest says {rows:,} rows, got {stored:,}"
+                    f"{name}: the backup's manifest says {rows:,} rows, its file holds {read:,}"
                 )
 
+    def parquet(name: str) -> str:
+        path = str(folder / f"{identifier(name)}.parquet").replace("'", "''")
+        return f"read_parquet('{path}')"
+
+    suppressed: dict[str, int] = {}
     lakehouse.run_transaction(conn, body, f"restore from {folder}", log=log)
+    manifest["suppressed"] = suppressed
     return manifest

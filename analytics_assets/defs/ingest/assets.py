@@ -139,6 +139,21 @@ def _quarantine_failed(context, conn, landing_zone, batch_id: str, claims, error
     context.log.error(f"Batch {batch_id}: {detail}; quarantined, file moved to {moved}.")
 
 
+def _strip_erased(conn, batch_id: str, archived: Path) -> None:
+    """The archived copy of a file, without the records of erased customers (quarantined as
+    ``erased_customer``, with no record): the archive keeps nothing of theirs either."""
+    from analytics_assets.lib import event_files
+
+    numbers = {
+        n
+        for (n,) in conn.execute(
+            "SELECT record_number FROM quarantined_events WHERE batch_id = ? AND reason = ?",
+            [batch_id, Reason.ERASED_CUSTOMER],
+        ).fetchall()
+    }
+    event_files.rewrite_without(archived, lambda number, _customer: number in numbers)
+
+
 def _ingest(context, conn, landing_zone: LandingZone, batch_id: str, claim: Claim | None):
     offsets = OffsetRange.parse(batch_id)
     if offsets is not None:
@@ -174,6 +189,8 @@ def _ingest(context, conn, landing_zone: LandingZone, batch_id: str, claim: Clai
         elif path.parent == landing_zone.root_path:
             day = outcome.result.committed_at.astimezone(UTC).date()
             moved_to = landing_zone.archive_file(path, outcome.file.sha256, day)
+            if outcome.result.reasons.get(Reason.ERASED_CUSTOMER):
+                _strip_erased(conn, batch_id, moved_to)
     result = outcome.result
     if outcome.claimed_sha256:
         context.log.warning(

@@ -132,6 +132,9 @@ class Reason:
     INGEST_FAILED = "ingest_failed"
     KAFKA_RECORDS_MISSING = "kafka_records_missing"
     """Offsets of a Kafka range the broker no longer had (retention, compaction)."""
+    ERASED_CUSTOMER = "erased_customer"
+    """An event of a customer who was erased (``analytics erase-customer``): kept out, and
+    quarantined without its record or a detail, so nothing of it is stored."""
 
     FILE_LEVEL = (FILE_UNREADABLE, FILE_TOO_LARGE, BATCH_NAME_RESENT, INGEST_FAILED)
     """Reasons that quarantine a whole file (one record, the file moved to quarantine)."""

@@ -14,7 +14,7 @@ import duckdb
 import polars as pl
 
 from analytics_assets.defs.ingest.schema import EVENT_COLUMNS, EVENT_MODEL, Reason, event_dtypes
-from analytics_assets.lib import faults, lakehouse
+from analytics_assets.lib import faults, lakehouse, suppression
 
 _SQL_TYPES = {
     "String": "VARCHAR",
@@ -91,7 +91,7 @@ class CommitResult:
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    lakehouse.ensure_tables(conn, DDL, PARTITIONS)
+    lakehouse.ensure_tables(conn, {**DDL, **suppression.DDL}, PARTITIONS)
 
 
 def commit_batch(
@@ -139,11 +139,12 @@ def commit_batch(
             for table in ("events", "quarantined_events", "ingest_ledger"):
                 conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
             _restore_duplicates(conn, batch.batch_id)
+        _hold_back_erased(conn)
         conn.execute(
             """
             CREATE OR REPLACE TEMP TABLE _stored_dupes AS
             SELECT s.event_id, min(e.batch_id) AS stored_in
-            FROM staged_clean s JOIN events e USING (event_id)
+            FROM _kept s JOIN events e USING (event_id)
             GROUP BY s.event_id
             """
         )
@@ -153,7 +154,7 @@ def commit_batch(
             SELECT s.event_id, s.event_type, s.customer_id, s.session_id, s.occurred_at,
                    s.product_id, s.quantity, s.amount, s.currency, s.device, s.properties,
                    ?, now()
-            FROM staged_clean s ANTI JOIN _stored_dupes d USING (event_id)
+            FROM _kept s ANTI JOIN _stored_dupes d USING (event_id)
             """,
             [batch.batch_id],
         )
@@ -161,12 +162,15 @@ def commit_batch(
             f"""
             INSERT INTO quarantined_events
             SELECT $b, record_number, reason, detail, raw, now()
-            FROM staged_quarantine
+            FROM _kept_quarantine
             UNION ALL
             SELECT $b, s.record_number, '{Reason.DUPLICATE_STORED}',
                    'event_id already stored by batch ' || d.stored_in,
                    to_json(s)::VARCHAR, now()
-            FROM staged_clean s JOIN _stored_dupes d USING (event_id)
+            FROM _kept s JOIN _stored_dupes d USING (event_id)
+            UNION ALL
+            SELECT $b, record_number, '{Reason.ERASED_CUSTOMER}', NULL, NULL, now()
+            FROM _erased_records
             """,
             {"b": batch.batch_id},
         )
@@ -177,17 +181,19 @@ def commit_batch(
             SELECT count(*),
                    coalesce(list(DISTINCT (occurred_at AT TIME ZONE 'UTC')::DATE
                                  ORDER BY (occurred_at AT TIME ZONE 'UTC')::DATE), [])
-            FROM staged_clean s ANTI JOIN _stored_dupes d USING (event_id)
+            FROM _kept s ANTI JOIN _stored_dupes d USING (event_id)
             """
         ).fetchall()
         reasons = dict(
             conn.execute(
                 f"""
                 SELECT reason, count(*) FROM (
-                    SELECT reason FROM staged_quarantine
+                    SELECT reason FROM _kept_quarantine
                     UNION ALL
                     SELECT '{Reason.DUPLICATE_STORED}'
-                    FROM staged_clean s SEMI JOIN _stored_dupes d USING (event_id)
+                    FROM _kept s SEMI JOIN _stored_dupes d USING (event_id)
+                    UNION ALL
+                    SELECT '{Reason.ERASED_CUSTOMER}' FROM _erased_records
                 ) GROUP BY reason ORDER BY reason
                 """
             ).fetchall()
@@ -238,6 +244,40 @@ def commit_batch(
     )
 
 
+def _hold_back_erased(conn: duckdb.DuckDBPyConnection) -> None:
+    """Split the staged rows: ``_kept`` and ``_kept_quarantine`` go on as usual;
+    ``_erased_records`` are the record numbers of an erased customer's rows (clean or not),
+    quarantined as ``erased_customer`` with neither the record nor a detail. With an empty list
+    this hashes nothing (no salt to hash with)."""
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _erased AS "
+        + suppression.suppressed_ids("staged_clean")
+        + " UNION "
+        + suppression.suppressed_ids(
+            f"(SELECT {suppression.raw_customer('raw')} AS rid FROM staged_quarantine) r "
+            "WHERE rid IS NOT NULL",
+            "rid",
+        )
+    )
+    (erased,) = conn.execute("SELECT count(*) FROM _erased").fetchone()
+    held = f"{suppression.raw_customer('raw')} IN (SELECT id FROM _erased)"
+    # views, empty filters when no staged customer is erased (the usual case): no copies
+    views = {
+        "_kept": "SELECT * FROM staged_clean"
+        + (" WHERE customer_id NOT IN (SELECT id FROM _erased)" if erased else ""),
+        "_kept_quarantine": "SELECT * FROM staged_quarantine"
+        + (f" WHERE NOT coalesce({held}, false)" if erased else ""),
+        "_erased_records": (
+            "SELECT record_number FROM staged_clean WHERE customer_id IN (SELECT id FROM _erased) "
+            f"UNION ALL SELECT record_number FROM staged_quarantine WHERE {held}"
+            if erased
+            else "SELECT NULL::BIGINT AS record_number WHERE false"
+        ),
+    }
+    for name, query in views.items():
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
+
+
 _RESTORE_STRUCTURE = json.dumps(
     {
         column: _SQL_TYPES.get(str(dtype), "VARCHAR")
@@ -260,7 +300,7 @@ def _restore_duplicates(conn: duckdb.DuckDBPyConnection, batch_id: str) -> None:
         FROM quarantined_events q
         WHERE q.reason = '{Reason.DUPLICATE_STORED}' AND q.batch_id <> $b
           AND json_extract_string(q.raw, '$.event_id') IN (SELECT event_id FROM _previous_ids)
-          AND json_extract_string(q.raw, '$.event_id') NOT IN (SELECT event_id FROM staged_clean)
+          AND json_extract_string(q.raw, '$.event_id') NOT IN (SELECT event_id FROM _kept)
           AND json_extract_string(q.raw, '$.event_id') NOT IN (
               SELECT event_id FROM events
               WHERE event_id IN (SELECT event_id FROM _previous_ids))
