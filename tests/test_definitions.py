@@ -17,6 +17,7 @@ EXPECTED_ASSETS = {
     "kpis_hourly": {"group": "analytics", "deps": {"events", "sessions"}, "partitioned": True},
     "kpis_daily": {"group": "analytics", "deps": {"events", "sessions"}, "partitioned": True},
     "customer_base_audit": {"group": "analytics", "deps": {"customer_daily"}, "partitioned": False},
+    "customer_erasures": {"group": "maintenance", "deps": {"events"}, "partitioned": False},
     "customer_features": {
         "group": "features",
         "deps": {"customer_daily", "sessions"},
@@ -61,6 +62,7 @@ MONITORING = {"drift_report", "model_performance"}
 AUTOMATED = {"customer_base_audit", "feast_definitions", "online_features"} | MONITORING
 TRAINING = {"training_set", "churn_model", "clv_model", "model_evaluation", "promoted_models"}
 ON_DEMAND = TRAINING
+EXTERNAL = {"customer_erasures"}  # reported by `analytics erase-customer`, never run
 EXPECTED_CHECKS = {
     ("events", "rows_reconcile", True),
     ("events", "unique_event_ids", True),
@@ -132,7 +134,7 @@ def test_analytics_sensor_targets_the_day_tables() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     job = defs.resolve_job_def(sensor.job_name)
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert selected == set(EXPECTED_ASSETS) - STREAMING_LANE - AUTOMATED - ON_DEMAND
+    assert selected == set(EXPECTED_ASSETS) - STREAMING_LANE - AUTOMATED - ON_DEMAND - EXTERNAL
 
 
 def test_features_automation_targets_the_feature_group() -> None:

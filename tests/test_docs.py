@@ -14,7 +14,7 @@ PAGES = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glo
 STATE = {
     "landing", "archive", "quarantine", "alerts", "features", "feast", "mlflow", "models",
     "bentoml", "dagster_home", "predictions", "reports", "logs", ".analytics", "src", "env",
-    "artifacts", "lake", "lakehouse", "data",
+    "artifacts", "lake", "lakehouse", "data", "erasures", "audit",
 }  # fmt: skip
 TAG_NAMESPACES = {"analytics", "dagster", "dagster-celery"}  # run tags such as analytics/claims
 ROOTS = (

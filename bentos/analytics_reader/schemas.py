@@ -115,3 +115,25 @@ class LakeTables(BaseModel):
     tables: dict[str, str] = Field(
         description="Every table the SQL endpoint can read, by name, with its SELECT."
     )
+
+
+class StoreCounts(BaseModel):
+    rows: int = Field(description="Rows (or online entries) removed from the store.")
+    files: int = Field(description="Files rewritten or deleted.")
+
+
+class ErasureResult(BaseModel):
+    receipt_id: str
+    receipt: str = Field(description="The receipt's path under ANALYTICS_HOME/erasures.")
+    customers: int = Field(description="Customers erased (the receipt holds salted hashes only).")
+    found: bool = Field(description="Whether any store held any of them.")
+    verified: bool = Field(description="A new scan of every store found none of them.")
+    stores: dict[str, StoreCounts]
+    snapshots_expired: int
+    days_touched: int = Field(description="Days whose analytics are rebuilt without them.")
+
+
+class ApiKeys(BaseModel):
+    keys: list[dict[str, Scalar | list[str]]] = Field(
+        description="Each key's name, roles and creation time (never the key)."
+    )

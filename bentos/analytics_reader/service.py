@@ -14,15 +14,19 @@ worker), which reads need only for one profile field. Both share the same guard
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import threading
 from datetime import date
 from http import HTTPStatus
 from pathlib import Path
+from typing import Annotated
 
 import anyio.to_thread
 import bentoml
 import duckdb
+from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse
@@ -33,10 +37,12 @@ from bentos.analytics_reader import reads
 from bentos.analytics_reader.sandbox import Refused, Sandbox, TooBig, TooSlow
 from bentos.analytics_reader.schemas import (
     MAX_DAYS,
+    ApiKeys,
     AuditResponse,
     CustomerId,
     CustomerProfile,
     DayRange,
+    ErasureResult,
     KpiResponse,
     LakeTables,
     Lens,
@@ -45,7 +51,7 @@ from bentos.analytics_reader.schemas import (
     Window,
 )
 from bentos.errors import ApiError, ErrorShape
-from bentos.guard import RequestGuard
+from bentos.guard import KEY_SCOPE, RequestGuard
 
 logger = logging.getLogger("bentoml.analytics_reader")
 
@@ -68,7 +74,9 @@ report_app = Starlette(routes=[Route("/", _report, methods=["GET"])])
 @bentoml.service(
     name="analytics_reader",
     http={"host": settings.serving_host(), "port": 3002},
-    traffic={"timeout": 30},
+    # a backstop: SQL has its own timeout (READ_API_SQL_TIMEOUT_S) and KPI ranges a bound;
+    # an erasure (/admin/erase) rewrites stores for up to a minute or so
+    traffic={"timeout": 300},
     workers=1,
 )
 @bentoml.asgi_app(report_app, path="/report")
@@ -166,6 +174,50 @@ class AnalyticsReader:
         """The tables the SQL endpoint reads, with the SELECT behind each."""
         return LakeTables(tables=self.sandbox.refresh())
 
+    @bentoml.api(route="/admin/erase")
+    async def erase(
+        self,
+        customer_ids: list[CustomerId],
+        reason: Annotated[str, Field(min_length=1, max_length=500)],
+        ctx: bentoml.Context,
+    ) -> ErasureResult:
+        """Erase customers from every store (admin): ``analytics erase-customer`` in its own
+        process, answered with its receipt once every store is clean. An unknown id is not an
+        error: the receipt says nothing was found."""
+        if not customer_ids:
+            raise ApiError("name at least one customer id", "no_customers")
+        who = ctx.request.scope.get(KEY_SCOPE) or "(no keys configured)"
+        command = [
+            sys.executable, "-m", "analytics_assets.cli", "erase-customer",
+            "--reason", f"{reason} (requested by {who} over the read API)",
+            "--from-file", "-", "--json",
+        ]  # fmt: skip
+        done = await anyio.run_process(command, input="\n".join(customer_ids).encode(), check=False)
+        out = done.stdout.decode(errors="replace").strip().splitlines()
+        if done.returncode != 0 or not out:
+            message = done.stderr.decode(errors="replace").strip().splitlines()
+            raise ApiError(message[-1] if message else "the erasure failed", "erasure_failed", 500)
+        receipt = json.loads(out[-1])
+        self.cache = reads.SnapshotCache()  # nothing cached may still show them
+        return ErasureResult(
+            receipt_id=receipt["receipt_id"],
+            receipt=receipt["path"],
+            customers=len(receipt["id_hashes"]),
+            found=any(s["rows"] or s["files"] for s in receipt["stores"].values()),
+            verified=receipt["verified"],
+            stores=receipt["stores"],
+            snapshots_expired=receipt["snapshots_expired"],
+            days_touched=len(receipt["days_touched"]),
+        )
+
+    @bentoml.api(route="/admin/keys")
+    def keys(self) -> ApiKeys:
+        """The API keys' names and roles (admin); never the keys."""
+        from analytics_assets.lib.api_keys import KeyRing
+
+        ring = KeyRing(settings.api_keys_path(), legacy=settings.serving_api_key())
+        return ApiKeys(keys=ring.names())
+
     def _profile(self, customer_id: str) -> CustomerProfile:
         if self.sandbox._predictions is None:
             self.sandbox.refresh()
@@ -226,5 +278,11 @@ def _range(first: date, last: date) -> DayRange:
         raise ApiError(f"last day {last} is before first day {first}", "invalid_range") from exc
 
 
-AnalyticsReader.add_asgi_middleware(RequestGuard)
+AnalyticsReader.add_asgi_middleware(
+    RequestGuard,
+    roles={
+        **dict.fromkeys(("/kpis", "/audit", "/customer", "/sql", "/tables", "/report"), "analyst"),
+        **dict.fromkeys(("/admin/erase", "/admin/keys"), "admin"),
+    },
+)
 AnalyticsReader.add_asgi_middleware(ErrorShape)

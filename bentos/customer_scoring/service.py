@@ -320,7 +320,10 @@ class CustomerScoring:
             self.unknown.labels(model.name).inc(int((~known).sum()))
 
 
-CustomerScoring.add_asgi_middleware(RequestGuard)
+CustomerScoring.add_asgi_middleware(
+    RequestGuard,
+    roles={"/churn": "scorer", "/clv": "scorer", "/score": "scorer", "/reload": "admin"},
+)
 CustomerScoring.add_asgi_middleware(ErrorShape)
 
 

@@ -104,13 +104,23 @@ def lake_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reader(lake_home: Path, tmp_path_factory) -> Iterator[Server]:
+def role_keys(lake_home: Path) -> dict[str, str]:
+    """A key per role in the home's keys file (``analytics api-key add``'s writer)."""
+    from analytics_assets.lib import api_keys
+
+    path = lake_home / "api_keys.json"
+    return {role: api_keys.add(path, f"{role}-key", [role]) for role in api_keys.ROLES}
+
+
+@pytest.fixture(scope="session")
+def reader(lake_home: Path, role_keys: dict, tmp_path_factory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("reader-logs") / "reader.log"
     with run_server(
         lake_home,
         log,
         service_dir=READER_DIR,
         SCORING_API_KEY=API_KEY,
+        ANALYTICS_API_KEYS_FILE=str(lake_home / "api_keys.json"),
         READ_API_SQL_MAX_ROWS="1000",
         READ_API_SQL_TIMEOUT_S="2",
     ) as server:

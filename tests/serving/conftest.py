@@ -55,7 +55,7 @@ class Server:
     log: Path
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 30, **kwargs})
 
     def output(self) -> str:
         return self.log.read_text()

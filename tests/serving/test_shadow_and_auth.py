@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -14,6 +15,7 @@ from analytics_assets.testing.feature_snapshot import customer_id
 from tests.serving.conftest import home_env, run_server
 
 KEY = "s3cret-key"
+ROLE_KEYS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +25,14 @@ def shadow_server(serving_home, tmp_path_factory):
     with home_env(home):
         folder = serving.churn_folder(home / "work" / "churn_shadow", max_iter=30)
         serving.promote(folder, CHURN_MODEL, "7", "churn_v1", challenger=True)
+    from analytics_assets.lib import api_keys
+
+    keys = home / "api_keys.json"
+    ROLE_KEYS.update({r: api_keys.add(keys, f"{r}-key", [r]) for r in api_keys.ROLES})
     log = tmp_path_factory.mktemp("logs") / "shadow.log"
-    with run_server(home, log, SCORING_SHADOW="1", SCORING_API_KEY=KEY) as running:
+    with run_server(
+        home, log, SCORING_SHADOW="1", SCORING_API_KEY=KEY, ANALYTICS_API_KEYS_FILE=str(keys)
+    ) as running:
         yield running
 
 
@@ -39,6 +47,25 @@ def test_api_key(shadow_server) -> None:
         assert http.get("/").status_code == 401
         for probe in ("/readyz", "/livez", "/metrics"):
             assert http.get(probe).status_code == 200
+
+
+def test_roles(shadow_server) -> None:
+    """Scoring needs the scorer role (or admin), /reload the admin role, which is audited."""
+    body = {"customer_ids": ["c0000001"]}
+    with shadow_server.client() as http:
+        for role, churn, reload in (
+            ("scorer", 200, 403),
+            ("analyst", 403, 403),
+            ("admin", 200, 200),
+        ):
+            headers = {"X-API-Key": ROLE_KEYS[role]}
+            assert http.post("/churn", json=body, headers=headers).status_code == churn, role
+            answer = http.post("/reload", json={}, headers=headers)
+            assert answer.status_code == reload, (role, answer.text)
+            if reload == 403:
+                assert "needs the admin role" in answer.json()["error"]["message"]
+    audit = (shadow_server.home / "audit" / "admin.jsonl").read_text().splitlines()
+    assert [json.loads(a)["who"] for a in audit] == ["admin-key"]
 
 
 def test_shadow_scores_everyone_and_answers_with_the_champion(shadow_server) -> None:
