@@ -270,9 +270,9 @@ def serving_api_key() -> str | None:
 
 def api_keys_path() -> Path:
     """The API keys file both services read (``$ANALYTICS_API_KEYS_FILE``, default
-    ``<home>/api_keys.toml``): hashed keys and their roles, reloaded when it changes. Managed
+    ``<home>/api_keys.json``): hashed keys and their roles, reloaded when it changes. Managed
     with ``analytics api-key``."""
-    return Path(_env("ANALYTICS_API_KEYS_FILE") or analytics_home() / "api_keys.toml").resolve()
+    return Path(_env("ANALYTICS_API_KEYS_FILE") or analytics_home() / "api_keys.json").resolve()
 
 
 def admin_audit_log() -> Path:

@@ -125,6 +125,7 @@ def commit_batch(
         # its own, which read the lakehouse's catalog (8 ms apiece, against 0.4 ms)
         for name, frame in staged.items():
             conn.register(name, frame)
+        _hold_back_erased(conn)
         # a batch's rows are only ever written with its ledger row (this transaction): a batch
         # the ledger does not know has nothing to replace, and skips three scans
         known = conn.execute(
@@ -139,7 +140,6 @@ def commit_batch(
             for table in ("events", "quarantined_events", "ingest_ledger"):
                 conn.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch.batch_id])
             _restore_duplicates(conn, batch.batch_id)
-        _hold_back_erased(conn)
         conn.execute(
             """
             CREATE OR REPLACE TEMP TABLE _stored_dupes AS
