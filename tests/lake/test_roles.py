@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-
 from tests.lake.conftest import API_KEY, FIRST_DAY
 
 ANALYST = {
