@@ -25,13 +25,14 @@ their data are not retrained here; the next training reads data without them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -70,6 +71,8 @@ class Receipt:
     """The first snapshot that reads no file of theirs (older ones, from ``history_from``, are
     expired)."""
     finished_at: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Time per step of the last run."""
     verified: bool = False
     findings: list[str] = field(default_factory=list)
 
@@ -80,6 +83,14 @@ class Receipt:
         entry = self.stores.setdefault(store, {"rows": 0, "files": 0})
         entry["rows"] += rows
         entry["files"] += files
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = round(time.perf_counter() - started, 2)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -123,31 +134,38 @@ def erase(
     ids = check_ids(ids)
     if not reason or not reason.strip():
         raise ErasureError("say why (--reason): the receipt records it")
+    if any(i in reason for i in ids):
+        raise ErasureError("the reason names a customer being erased: the receipt would keep it")
     started = time.perf_counter()
     with lakehouse.connect(where=where) as conn:
         salt = suppression.salt(conn)
         receipt, pending = _pending(salt, ids, reason)
         log(f"erasure {receipt.receipt_id}: {len(ids)} customer(s), pending at {pending}")
-        _erase_from_tables(conn, ids, receipt, log)
+        with receipt.timed("lakehouse"):
+            _erase_from_tables(conn, ids, receipt, log)
         _save(receipt, pending)
         faults.point(ERASE_AFTER_COMMIT)
-        _erase_history(conn, receipt, log)
+        with receipt.timed("lakehouse history"):
+            _erase_history(conn, receipt, log)
         _save(receipt, pending)
         catalog = lakehouse.catalog_of(conn)
     faults.point(ERASE_AFTER_HISTORY)
     if catalog.startswith("sqlite:"):  # DuckDB's attach is closed: Python's sqlite3 may open it
         from analytics_assets.lib.online_store import scrub_sqlite
 
-        with lakehouse.commit_lock(catalog):
+        with receipt.timed("lakehouse catalog"), lakehouse.commit_lock(catalog):
             scrub_sqlite(Path(catalog.removeprefix("sqlite:")))
         receipt.count("lakehouse catalog (vacuumed)")
-    set_ids = set(ids)
-    _erase_files(set_ids, receipt, log)
+    with receipt.timed("files"):
+        _erase_files(set(ids), receipt, log)
     _save(receipt, pending)
     faults.point(ERASE_AFTER_FILES)
-    _erase_online(ids, receipt, log)
-    receipt.findings = verify(receipt, where=where)
+    with receipt.timed("online store"):
+        _erase_online(ids, receipt, log)
+    with receipt.timed("verify"):
+        receipt.findings = verify(receipt, where=where)
     receipt.verified = not receipt.findings
+    log(f"seconds per step: {receipt.seconds}")
     if not receipt.verified:
         _save(receipt, pending)
         raise ErasureError(
@@ -335,7 +353,13 @@ def _erase_history(conn: duckdb.DuckDBPyConnection, receipt: Receipt, log) -> No
             receipt.snapshots_expired += len(versions)
     receipt.clean_from_snapshot = lakehouse.current_snapshot(conn)
     deleted = step("clean", f"CALL ducklake_cleanup_old_files('{alias}', cleanup_all => true)")
-    receipt.count("lakehouse history (files deleted)", files=len(deleted))
+    # files a killed writer left uncommitted (6 hours old: younger ones may be a commit in
+    # progress, as the maintenance job counts them)
+    orphans = step(
+        "orphans",
+        f"CALL ducklake_delete_orphaned_files('{alias}', older_than => now() - INTERVAL 6 HOUR)",
+    )
+    receipt.count("lakehouse history (files deleted)", files=len(deleted) + len(orphans))
     log(
         f"lakehouse history: {receipt.snapshots_expired} snapshots expired, "
         f"{len(deleted)} files deleted"
@@ -394,27 +418,48 @@ def _store_of(path: Path) -> str:
     return f"files: {path.parent.relative_to(home)}" if path.is_relative_to(home) else "files"
 
 
-def _erase_files(ids: set[str], receipt: Receipt, log) -> None:
-    """Parquet files with a customer_id column, and event files as they landed."""
+def _parquet_with_ids() -> list[Path]:
+    """Parquet files under the home with a ``customer_id`` column (footers only)."""
     import pyarrow.parquet as pq
 
-    event_like = {p for p in _home_files("events")}
-    rewritten = 0
+    found = []
     for path in _home_files("parquet"):
-        if path in event_like:
-            continue
         try:
-            if "customer_id" not in pq.read_schema(path).names:
-                continue
-            held = pq.read_table(path, columns=["customer_id"]).column(0)
-        except (OSError, ValueError) as exc:
-            log(f"files: {path} is not readable Parquet ({exc}); skipped")
-            continue
-        if not ids & {str(v) for v in held.unique().to_pylist() if v is not None}:
-            continue
-        rows = event_files.rewrite_without(path, lambda _n, c: c in ids)
+            if "customer_id" in pq.read_schema(path).names:
+                found.append(path)
+        except (OSError, ValueError):
+            continue  # not Parquet (a file being written); its bytes hold nothing of theirs
+    return found
+
+
+def _files_holding(files: list[Path], ids_sql: str, params: list) -> dict[Path, int]:
+    """Which of ``files`` hold a customer ``ids_sql`` picks (SQL over ``c.id``), and how many
+    of them: one DuckDB scan of every file's ``customer_id`` column."""
+    if not files:
+        return {}
+    with duckdb.connect() as db:
+        db.execute("SET enable_progress_bar = false")
+        rows = db.execute(
+            f"""
+            SELECT filename, count(DISTINCT c.id) FROM (
+                SELECT DISTINCT filename, customer_id::VARCHAR AS id
+                FROM read_parquet(?, filename = true, union_by_name = true)
+            ) c WHERE c.id IS NOT NULL AND {ids_sql} GROUP BY filename
+            """,
+            [[str(f) for f in files], *params],
+        ).fetchall()
+    return {Path(name): count for name, count in rows}
+
+
+def _erase_files(ids: set[str], receipt: Receipt, log) -> None:
+    """Parquet files with a customer_id column, and event files as they landed."""
+    event_like = set(_home_files("events"))
+    candidates = [p for p in _parquet_with_ids() if p not in event_like]
+    holding = _files_holding(candidates, "list_contains(?, c.id)", [sorted(ids)])
+    for path in sorted(holding):
+        rows = event_files.rewrite_parquet_without(path, ids)
         receipt.count(_store_of(path), rows=rows, files=1)
-        rewritten += 1
+    rewritten = len(holding)
     for path in sorted(event_like):
         try:
             rows = event_files.rewrite_without(path, lambda _n, c: c in ids)
@@ -467,19 +512,13 @@ def verify(receipt: Receipt, where: lakehouse.Location | None = None) -> list[st
 
     findings: list[str] = []
     findings += _verify_lakehouse(receipt, where)
-    for path in _home_files("parquet"):
-        if event_files.is_event_file(path) and not path.name.endswith(".parquet"):
-            continue
-        try:
-            import pyarrow.parquet as pq
-
-            if "customer_id" not in pq.read_schema(path).names:
-                continue
-            values = pq.read_table(path, columns=["customer_id"]).column(0).unique().to_pylist()
-        except (OSError, ValueError):
-            continue
-        if n := listed(v for v in values if v is not None):
-            findings.append(f"{_store_of(path)}: {path} holds {n} of them")
+    salt = receipt.salt.replace("'", "''")
+    hashed = suppression.sql_hash(f"'{salt}'", "c.id")
+    holding = _files_holding(
+        _parquet_with_ids(), f"{hashed} IN (SELECT unnest(?::VARCHAR[]))", [receipt.id_hashes]
+    )
+    for path, n in sorted(holding.items()):
+        findings.append(f"{_store_of(path)}: {path} holds {n} of them")
     for path in _home_files("events"):
         if path.name.endswith(".parquet"):
             continue

@@ -114,3 +114,28 @@ def _rewrite_parquet(path: Path, drop: Drop) -> int:
         pq.write_table(kept, tmp, compression="zstd")
         os.replace(tmp, path)
     return dropped
+
+
+def rewrite_parquet_without(path: Path, customers: set[str]) -> int:
+    """Rewrite a Parquet file with a ``customer_id`` column without those customers' rows
+    (vectorized: feature snapshots hold every customer, each day); how many rows went."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    ids = table.column("customer_id")
+    held = pc.fill_null(
+        pc.is_in(pc.cast(ids, pa.string()), value_set=pa.array(sorted(customers))), False
+    )
+    dropped = pc.sum(held).as_py() or 0
+    if not dropped:
+        return 0
+    kept = table.filter(pc.invert(held))
+    if kept.num_rows == 0:
+        path.unlink(missing_ok=True)
+        return dropped
+    with temporary_beside(path) as tmp:
+        pq.write_table(kept, tmp, compression="zstd")
+        os.replace(tmp, path)
+    return dropped

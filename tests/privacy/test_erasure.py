@@ -217,6 +217,8 @@ def test_bad_input_is_named_and_an_unknown_id_gets_a_receipt(
     assert bad.returncode != 0 and "not a customer id" in bad.stderr
     reasonless = analytics("erase-customer", "x", check=False)
     assert reasonless.returncode != 0 and "--reason" in reasonless.stderr
+    naming = analytics("erase-customer", "keep-a1", "--reason", "keep-a1 asked", check=False)
+    assert naming.returncode != 0 and "the receipt would keep it" in naming.stderr
     unknown = analytics("erase-customer", "nobody-at-all", "--reason", "r")
     assert "nothing found for 1 customer(s)" in unknown.stdout
     assert stored("SELECT count(*) FROM events") == [(20,)]
