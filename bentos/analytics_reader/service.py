@@ -188,7 +188,7 @@ class AnalyticsReader:
             raise ApiError("name at least one customer id", "no_customers")
         who = ctx.request.scope.get(KEY_SCOPE) or "(no keys configured)"
         command = [
-            sys.executable, "-m", "analytics_assets.cli", "erase-customer",
+            sys.executable, "-m", "analytics_assets.privacy_cli",
             "--reason", f"{reason} (requested by {who} over the read API)",
             "--from-file", "-", "--json",
         ]  # fmt: skip
