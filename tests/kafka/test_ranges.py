@@ -234,3 +234,31 @@ def test_two_runs_of_one_partition_at_once_leave_no_overlap(broker, analytics_ho
     assert sum(end - start for start, end in ranges) == 6  # no overlap
     assert all(b[0] == a[1] for a, b in zip(ranges, ranges[1:], strict=False))  # no gap
     assert sum(o.result.clean for o in outcomes.values()) == 6
+
+
+def test_an_erased_customers_records_are_kept_out(broker, analytics_home) -> None:
+    """As from files: quarantined ``erased_customer``, with neither the record nor a detail."""
+    from datetime import UTC, datetime
+
+    from analytics_assets.lib import suppression
+
+    with lakehouse.connect() as conn:
+        from analytics_assets.defs.ingest import tables
+
+        tables.ensure_tables(conn)
+        salt = suppression.salt(conn)
+        lakehouse.run_transaction(
+            conn,
+            lambda c: suppression.add(
+                c, [suppression.id_hash(salt, "gone-1")], salt, datetime.now(UTC), "r", None
+            ),
+        )
+    topic = create_topic(broker, f"events-{uuid.uuid4().hex[:8]}")
+    send(broker, topic, [event(1, customer_id="gone-1"), event(2, customer_id="kept-2")])
+    with lakehouse.connect() as conn:
+        outcome = ingest(conn, broker, OffsetRange(topic, 0, 0, 2))
+        assert outcome.result.clean == 1 and outcome.result.reasons == {"erased_customer": 1}
+        assert conn.execute("SELECT customer_id FROM events").fetchall() == [("kept-2",)]
+        assert conn.execute("SELECT reason, detail, raw FROM quarantined_events").fetchall() == [
+            ("erased_customer", None, None)
+        ]
