@@ -98,13 +98,46 @@ def add(
     return count
 
 
-def suppressed_ids(source: str, column: str = ID_COLUMN) -> str:
-    """SQL for the distinct ids of ``source``'s ``column`` that are on the list. The hash is
-    computed once per distinct id and salt (one salt, unless lists were merged)."""
+_copies: dict[str, tuple[tuple, object]] = {}
+"""Per catalog: the list's version (table id, next row id, row count) and its rows, as read."""
+
+
+def listed(conn: duckdb.DuckDBPyConnection):
+    """The list's ``(id_hash, salt)`` rows as a pyarrow table, read through the lakehouse only
+    when it changed: a scan of a lakehouse table in a commit costs 13-16 ms of catalog reads (a
+    0.1 s commit), the table's stats row in the catalog 3 ms. Rows are only ever added to the
+    list (nothing deletes from it, restores leave it), so DuckLake's ``next_row_id`` of the
+    table is its version. Batch commits and erasures take turns (``commit_lock``): no erasure
+    commits while a batch's transaction runs, so the catalog's newest list is the one the
+    transaction reads."""
+    meta = f"__ducklake_metadata_{lakehouse.ALIAS}"
+    row = conn.execute(
+        f"""
+        SELECT t.table_id, s.next_row_id, s.record_count FROM {meta}.ducklake_table t
+        LEFT JOIN {meta}.ducklake_table_stats s USING (table_id)
+        WHERE t.table_name = ? AND t.end_snapshot IS NULL
+        """,
+        [TABLE],
+    ).fetchone()
+    version = tuple(v or 0 for v in row) if row else None
+    catalog = lakehouse.catalog_of(conn)
+    known = _copies.get(catalog)
+    if version is not None and known is not None and known[0] == version:
+        return known[1]
+    rows = conn.execute(f"SELECT id_hash, salt FROM {TABLE}").fetch_arrow_table()
+    if version is not None and rows.num_rows == version[2]:
+        _copies[catalog] = (version, rows)
+    return rows
+
+
+def suppressed_ids(source: str, column: str = ID_COLUMN, listed: str = TABLE) -> str:
+    """SQL for the distinct ids of ``source``'s ``column`` that are on the list (``listed``:
+    the table, or a copy of it read once). The hash is computed once per distinct id and salt
+    (one salt, unless lists were merged)."""
     return f"""
         SELECT DISTINCT c.id FROM (SELECT DISTINCT {column} AS id FROM {source}) c
-        JOIN (SELECT DISTINCT salt FROM {TABLE}) k ON true
-        WHERE {sql_hash("k.salt", "c.id")} IN (SELECT id_hash FROM {TABLE})
+        JOIN (SELECT DISTINCT salt FROM {listed}) k ON true
+        WHERE {sql_hash("k.salt", "c.id")} IN (SELECT id_hash FROM {listed})
     """
 
 
