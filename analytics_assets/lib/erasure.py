@@ -163,7 +163,7 @@ def erase(
     with receipt.timed("online store"):
         _erase_online(ids, receipt, log)
     with receipt.timed("verify"):
-        receipt.findings = verify(receipt, where=where)
+        receipt.findings = verify(receipt, where=where, ids=ids)
     receipt.verified = not receipt.findings
     log(f"seconds per step: {receipt.seconds}")
     if not receipt.verified:
@@ -432,32 +432,62 @@ def _parquet_with_ids() -> list[Path]:
     return found
 
 
-def _files_holding(files: list[Path], ids_sql: str, params: list) -> dict[Path, int]:
-    """Which of ``files`` hold a customer ``ids_sql`` picks (SQL over ``c.id``), and how many
-    of them: one DuckDB scan of every file's ``customer_id`` column."""
-    if not files:
+def _files_holding(files: list[Path], ids: list[str]) -> dict[Path, int]:
+    """Which of ``files`` hold any of ``ids``, and how many of them: one DuckDB scan of every
+    file's ``customer_id`` column (a semi-join: it keeps only their rows)."""
+    if not files or not ids:
         return {}
     with duckdb.connect() as db:
         db.execute("SET enable_progress_bar = false")
         rows = db.execute(
-            f"""
-            SELECT filename, count(DISTINCT c.id) FROM (
-                SELECT DISTINCT filename, customer_id::VARCHAR AS id
-                FROM read_parquet(?, filename = true, union_by_name = true)
-            ) c WHERE c.id IS NOT NULL AND {ids_sql} GROUP BY filename
+            """
+            SELECT filename, count(DISTINCT customer_id::VARCHAR)
+            FROM read_parquet(?, filename = true, union_by_name = true)
+            WHERE customer_id::VARCHAR IN (SELECT unnest(?::VARCHAR[]))
+            GROUP BY filename
             """,
-            [[str(f) for f in files], *params],
+            [[str(f) for f in files], sorted(ids)],
         ).fetchall()
     return {Path(name): count for name, count in rows}
+
+
+def _ids_among_files(files: list[Path], receipt: Receipt) -> list[str]:
+    """The ids in ``files`` whose salted hash is on ``receipt``: every distinct id hashed once."""
+    if not files:
+        return []
+    salt = receipt.salt.replace("'", "''")
+    hashed = suppression.sql_hash(f"'{salt}'", "c.id")
+    with duckdb.connect() as db:
+        db.execute("SET enable_progress_bar = false")
+        return [
+            r[0]
+            for r in db.execute(
+                f"""
+                SELECT c.id FROM (
+                    SELECT DISTINCT customer_id::VARCHAR AS id
+                    FROM read_parquet(?, union_by_name = true)
+                ) c WHERE {hashed} IN (SELECT unnest(?::VARCHAR[]))
+                """,
+                [[str(f) for f in files], receipt.id_hashes],
+            ).fetchall()
+        ]
+
+
+def _rewrite_all(paths: list[Path], ids: set[str]) -> dict[Path, int]:
+    """Parquet files rewritten without ``ids``' rows, a few at once (Arrow releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        done = pool.map(lambda p: event_files.rewrite_parquet_without(p, ids), paths)
+        return dict(zip(paths, done, strict=True))
 
 
 def _erase_files(ids: set[str], receipt: Receipt, log) -> None:
     """Parquet files with a customer_id column, and event files as they landed."""
     event_like = set(_home_files("events"))
     candidates = [p for p in _parquet_with_ids() if p not in event_like]
-    holding = _files_holding(candidates, "list_contains(?, c.id)", [sorted(ids)])
-    for path in sorted(holding):
-        rows = event_files.rewrite_parquet_without(path, ids)
+    holding = _files_holding(candidates, sorted(ids))
+    for path, rows in sorted(_rewrite_all(sorted(holding), ids).items()):
         receipt.count(_store_of(path), rows=rows, files=1)
     rewritten = len(holding)
     for path in sorted(event_like):
@@ -501,22 +531,25 @@ def _erase_online(ids: list[str], receipt: Receipt, log) -> None:
 # ---- verification ---------------------------------------------------------------------------
 
 
-def verify(receipt: Receipt, where: lakehouse.Location | None = None) -> list[str]:
-    """Scan every store again for the receipt's customers, knowing them only by their salted
-    hashes: each id a store holds is hashed and looked up. Empty: clean; else what was found,
-    per store."""
+def verify(
+    receipt: Receipt, where: lakehouse.Location | None = None, ids: list[str] | None = None
+) -> list[str]:
+    """Scan every store again for the receipt's customers. ``--verify RECEIPT`` knows them only
+    by their salted hashes: each id a store holds is hashed and looked up. The erasure itself
+    passes ``ids`` (it has them): the same scan, as semi-joins on the ids. Empty: clean; else
+    what was found, per store."""
     hashes = set(receipt.id_hashes)
+    known = set(ids or [])
 
     def listed(values) -> int:
+        if ids:
+            return len(known & {str(v) for v in values})
         return sum(1 for v in values if suppression.id_hash(receipt.salt, str(v)) in hashes)
 
     findings: list[str] = []
-    findings += _verify_lakehouse(receipt, where)
-    salt = receipt.salt.replace("'", "''")
-    hashed = suppression.sql_hash(f"'{salt}'", "c.id")
-    holding = _files_holding(
-        _parquet_with_ids(), f"{hashed} IN (SELECT unnest(?::VARCHAR[]))", [receipt.id_hashes]
-    )
+    findings += _verify_lakehouse(receipt, where, ids)
+    files = _parquet_with_ids()
+    holding = _files_holding(files, list(known) if ids else _ids_among_files(files, receipt))
     for path, n in sorted(holding.items()):
         findings.append(f"{_store_of(path)}: {path} holds {n} of them")
     for path in _home_files("events"):
@@ -541,7 +574,9 @@ def verify(receipt: Receipt, where: lakehouse.Location | None = None) -> list[st
     return findings
 
 
-def _verify_lakehouse(receipt: Receipt, where: lakehouse.Location | None) -> list[str]:
+def _verify_lakehouse(
+    receipt: Receipt, where: lakehouse.Location | None, ids: list[str] | None
+) -> list[str]:
     found = []
     salt = receipt.salt.replace("'", "''")
     hashed = suppression.sql_hash(f"'{salt}'", "c.id")
@@ -550,6 +585,11 @@ def _verify_lakehouse(receipt: Receipt, where: lakehouse.Location | None) -> lis
             "CREATE TEMP TABLE _receipt AS SELECT unnest(?::VARCHAR[]) AS id_hash",
             [receipt.id_hashes],
         )
+        if ids:  # the ids themselves: semi-joins, no hashing
+            conn.execute("CREATE TEMP TABLE _ids AS SELECT unnest(?::VARCHAR[]) AS id", [ids])
+            hashed = "c.id IN (SELECT id FROM _ids)"
+        else:
+            hashed = f"{hashed} IN (SELECT id_hash FROM _receipt)"
         for table, columns in _id_tables(conn).items():
             sources = []
             if "customer_id" in columns:
@@ -560,7 +600,7 @@ def _verify_lakehouse(receipt: Receipt, where: lakehouse.Location | None) -> lis
                 continue
             (n,) = conn.execute(
                 f"SELECT count(*) FROM (SELECT DISTINCT id FROM ({' UNION ALL '.join(sources)}) "
-                f"WHERE id IS NOT NULL) c WHERE {hashed} IN (SELECT id_hash FROM _receipt)"
+                f"WHERE id IS NOT NULL) c WHERE {hashed}"
             ).fetchone()
             if n:
                 found.append(f"lakehouse: {table} holds {n} of them")
@@ -591,7 +631,7 @@ def _verify_inlined(conn: duckdb.DuckDBPyConnection, hashed: str) -> list[str]:
             continue
         (n,) = conn.execute(
             f'SELECT count(*) FROM (SELECT DISTINCT customer_id AS id FROM {meta}."{name}") c '
-            f"WHERE {hashed} IN (SELECT id_hash FROM _receipt)"
+            f"WHERE {hashed}"
         ).fetchone()
         if n:
             found.append(f"lakehouse catalog: {n} of them inlined in {name}")
