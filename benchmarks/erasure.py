@@ -103,16 +103,9 @@ def build_home(home: Path, events: int, days: int) -> dict:
     spent["feature_snapshots"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    from analytics_assets.defs.features import offline
-    from analytics_assets.lib import feast_online, snapshots
-    from analytics_assets.lib.feast_repo import apply, open_store
+    from analytics_assets.testing.serving import online_from_snapshots
 
-    store = open_store(settings.feature_repo_path())
-    apply(store, settings.feature_repo_path())
-    views = offline.views_over_snapshots(store)
-    feast_online.record_layout(store, views, settings.online_layout_path())
-    until = snapshots.newest_timestamp(directory) + timedelta(seconds=1)
-    feast_online.write_latest(store, offline.latest_rows_by_view(directory, views, until))
+    online_from_snapshots()
     spent["online_store"] = time.perf_counter() - started
     return {k: round(v, 1) for k, v in spent.items()}
 

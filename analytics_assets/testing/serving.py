@@ -20,14 +20,21 @@ CDNOW_SAMPLE_PARAMS = dict(r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.7
 def online_features(customers: int, seed: int = 7) -> None:
     """Apply the Feast repo and write a synthetic snapshot of ``customers`` into its online
     store (what the ``online_features`` asset does with real snapshots)."""
-    from analytics_assets.defs.features import offline
-    from analytics_assets.lib import feast_online, snapshots
-    from analytics_assets.lib.feast_repo import apply, open_store
     from analytics_assets.testing.feature_snapshot import write_snapshot
 
     settings.ensure_dirs()
+    write_snapshot(settings.feature_snapshots_dir(), customers, seed)
+    online_from_snapshots()
+
+
+def online_from_snapshots() -> None:
+    """Apply the Feast repo and write the newest rows of the snapshots in the snapshot folder
+    into its online store."""
+    from analytics_assets.defs.features import offline
+    from analytics_assets.lib import feast_online, snapshots
+    from analytics_assets.lib.feast_repo import apply, open_store
+
     directory = settings.feature_snapshots_dir()
-    write_snapshot(directory, customers, seed)
     store = open_store(settings.feature_repo_path())
     apply(store, settings.feature_repo_path())
     views = offline.views_over_snapshots(store)
