@@ -216,19 +216,6 @@ def _save(receipt: Receipt, path: Path) -> None:
 # ---- the lakehouse --------------------------------------------------------------------------
 
 
-def _id_tables(conn: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
-    """Tables that can hold a customer: name -> the columns that do."""
-    found = {}
-    for table in lakehouse.table_names(conn):
-        if table == suppression.TABLE:
-            continue
-        columns = {r[0] for r in conn.execute(f'DESCRIBE "{table}"').fetchall()}
-        held = columns & {"customer_id", "raw", "detail"}
-        if held:
-            found[table] = held
-    return found
-
-
 def _token(ids_param: str, column: str) -> str:
     """SQL: ``column`` names one of the ids as a whole token (not inside a longer id)."""
     return f"list_has_any(regexp_split_to_array({column}, '[^A-Za-z0-9_.@+-]+'), {ids_param})"
@@ -244,7 +231,7 @@ def _erase_from_tables(
             f"CALL {lakehouse.ALIAS}.set_commit_message('analytics erase-customer', ?)",
             [f"erasure {receipt.receipt_id}: {len(ids)} customer(s)"],
         )
-        tables = _id_tables(conn)
+        tables = suppression.id_tables(conn)
         conn.execute(
             "CREATE OR REPLACE TEMP TABLE _erase_ids AS SELECT unnest(?::VARCHAR[]) AS id", [ids]
         )
@@ -318,7 +305,7 @@ def _erase_from_tables(
 def _erase_history(conn: duckdb.DuckDBPyConnection, receipt: Receipt, log) -> None:
     """Steps 2: no file, inlined row or snapshot that still holds them survives."""
     alias = lakehouse.ALIAS
-    touched = sorted(_id_tables(conn))
+    touched = sorted(suppression.id_tables(conn))
 
     def step(what: str, sql: str) -> list:
         return lakehouse.run_transaction(
@@ -590,7 +577,7 @@ def _verify_lakehouse(
             hashed = "c.id IN (SELECT id FROM _ids)"
         else:
             hashed = f"{hashed} IN (SELECT id_hash FROM _receipt)"
-        for table, columns in _id_tables(conn).items():
+        for table, columns in suppression.id_tables(conn).items():
             sources = []
             if "customer_id" in columns:
                 sources.append(f'SELECT customer_id AS id FROM "{table}"')
@@ -598,11 +585,7 @@ def _verify_lakehouse(
                 sources.append(f'SELECT {suppression.raw_customer("raw")} AS id FROM "{table}"')
             if not sources:
                 continue
-            (n,) = conn.execute(
-                f"SELECT count(*) FROM (SELECT DISTINCT id FROM ({' UNION ALL '.join(sources)}) "
-                f"WHERE id IS NOT NULL) c WHERE {hashed}"
-            ).fetchone()
-            if n:
+            if n := _count_held(conn, " UNION ALL ".join(sources), hashed):
                 found.append(f"lakehouse: {table} holds {n} of them")
         found += _verify_inlined(conn, hashed)
         if receipt.history_from is not None and receipt.clean_from_snapshot is not None:
@@ -629,13 +612,20 @@ def _verify_inlined(conn: duckdb.DuckDBPyConnection, hashed: str) -> list[str]:
         columns = {r[0] for r in conn.execute(f'DESCRIBE {meta}."{name}"').fetchall()}
         if "customer_id" not in columns:
             continue
-        (n,) = conn.execute(
-            f'SELECT count(*) FROM (SELECT DISTINCT customer_id AS id FROM {meta}."{name}") c '
-            f"WHERE {hashed}"
-        ).fetchone()
-        if n:
+        source = f'SELECT customer_id AS id FROM {meta}."{name}"'
+        if n := _count_held(conn, source, hashed):
             found.append(f"lakehouse catalog: {n} of them inlined in {name}")
     return found
+
+
+def _count_held(conn: duckdb.DuckDBPyConnection, source: str, held: str) -> int:
+    """How many distinct ids of ``source`` (a query yielding ``id``) meet ``held`` (over
+    ``c.id``)."""
+    (n,) = conn.execute(
+        f"SELECT count(*) FROM (SELECT DISTINCT id FROM ({source}) WHERE id IS NOT NULL) c "
+        f"WHERE {held}"
+    ).fetchone()
+    return n
 
 
 def verify_file(path: Path, where: lakehouse.Location | None = None) -> tuple[Receipt, list[str]]:

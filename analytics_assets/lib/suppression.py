@@ -179,16 +179,27 @@ def without_listed(conn: duckdb.DuckDBPyConnection, source: str, tag: str = "") 
     return f"(SELECT * FROM {source} WHERE NOT ({' OR '.join(conditions)}))"
 
 
+def id_tables(conn: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Tables that can hold a customer (the list itself aside): name -> the columns that do
+    (``customer_id``; ``raw`` and ``detail``, a quarantined record and why)."""
+    found = {}
+    for table in lakehouse.table_names(conn):
+        if table == TABLE:
+            continue
+        columns = {r[0] for r in conn.execute(f'DESCRIBE "{table}"').fetchall()}
+        held = columns & {ID_COLUMN, "raw", "detail"}
+        if held:
+            found[table] = held
+    return found
+
+
 def reapply(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Delete every listed customer's rows from every table (inside the caller's
     transaction): what a restore does before anyone reads. Rows per table removed."""
     if is_empty(conn):
         return {}
     removed: dict[str, int] = {}
-    for table in lakehouse.table_names(conn):
-        if table == TABLE:
-            continue
-        columns = {r[0] for r in conn.execute(f'DESCRIBE "{table}"').fetchall()}
+    for table, columns in id_tables(conn).items():
         conditions = []
         if ID_COLUMN in columns:
             quoted = f'"{table}"'
