@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 
 import duckdb
 
+from analytics_assets.lib import lakehouse
 from analytics_assets.lib.days import utc_midnight
 from analytics_assets.lib.warehouse import identifier
 
@@ -177,7 +178,9 @@ def kpis(
 
 def create_rolling_view(conn: duckdb.DuckDBPyConnection) -> None:
     """``customer_daily_rolling``: each customer-day with sums over the 7 and 28 days ending
-    on it (calendar windows, so days without activity count as zero)."""
+    on it (calendar windows, so days without activity count as zero). A catalog write like
+    any other: on a SQLite catalog it waits its turn with the batch commits (outside the
+    commit lock it failed with "database is locked" while the daemon ingested)."""
     windows = []
     for days in (7, 28):
         frame = f"w{days}"
@@ -188,8 +191,7 @@ def create_rolling_view(conn: duckdb.DuckDBPyConnection) -> None:
             f"sum(purchases) OVER {frame} AS purchases_{days}d",
             f"sum(revenue) OVER {frame} AS revenue_{days}d",
         ]
-    conn.execute(
-        f"""
+    statement = f"""
         CREATE OR REPLACE VIEW customer_daily_rolling AS
         SELECT customer_id, day, {", ".join(windows)}
         FROM customer_daily
@@ -199,4 +201,4 @@ def create_rolling_view(conn: duckdb.DuckDBPyConnection) -> None:
             w28 AS (PARTITION BY customer_id ORDER BY day
                     RANGE BETWEEN INTERVAL 27 DAYS PRECEDING AND CURRENT ROW)
         """
-    )
+    lakehouse.run_transaction(conn, lambda c: c.execute(statement), what="customer_daily_rolling")
