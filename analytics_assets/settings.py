@@ -467,6 +467,42 @@ def read_api_sql_timeout_s() -> float:
     return float(_env("READ_API_SQL_TIMEOUT_S") or 5.0)
 
 
+def read_api_export_max_rows() -> int:
+    """The most rows one export (``GET /export/{table}``, ``analytics export``) streams; a range
+    with more is refused before the first byte (``$READ_API_EXPORT_MAX_ROWS``, default 50M)."""
+    return int(_env("READ_API_EXPORT_MAX_ROWS") or 50_000_000)
+
+
+def read_api_export_max_days() -> int:
+    """The longest day range one export covers (``$READ_API_EXPORT_MAX_DAYS``, default 400)."""
+    return int(_env("READ_API_EXPORT_MAX_DAYS") or 400)
+
+
+def read_api_export_timeout_s() -> float:
+    """How long one export may stream before it is cut off, unfinished
+    (``$READ_API_EXPORT_TIMEOUT_S``, default 600 s)."""
+    return float(_env("READ_API_EXPORT_TIMEOUT_S") or 600.0)
+
+
+def read_api_live_max_subscribers() -> int:
+    """The most live-feed subscribers (``GET /live``) one read API process serves; one more is
+    answered 503 with ``Retry-After`` (``$READ_API_LIVE_MAX_SUBSCRIBERS``, default 2,000)."""
+    return int(_env("READ_API_LIVE_MAX_SUBSCRIBERS") or 2_000)
+
+
+def read_api_live_poll_s() -> float:
+    """How often the live feed's watcher looks for a new lakehouse commit
+    (``$READ_API_LIVE_POLL_S``, default 0.1 s: a stat of the SQLite catalog; on PostgreSQL a
+    catalog query)."""
+    return float(_env("READ_API_LIVE_POLL_S") or 0.1)
+
+
+def read_api_live_heartbeat_s() -> float:
+    """Seconds between the live feed's heartbeats (SSE comments) when nothing was committed
+    (``$READ_API_LIVE_HEARTBEAT_S``, default 15 s)."""
+    return float(_env("READ_API_LIVE_HEARTBEAT_S") or 15.0)
+
+
 def read_api_url() -> str:
     """Where the read API answers (``$READ_API_URL``, default ``http://127.0.0.1:3002``)."""
     return (_env("READ_API_URL") or "http://127.0.0.1:3002").rstrip("/")

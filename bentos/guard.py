@@ -41,12 +41,15 @@ class RequestGuard:
         max_body_bytes: int | None = None,
         roles: dict[str, str] | None = None,
         keys: KeyRing | None = None,
+        public: tuple[str, ...] = (),
     ) -> None:
-        """``roles``: route -> the role it needs (routes not named need any known key)."""
+        """``roles``: route -> the role it needs (routes not named need any known key);
+        ``public``: GET routes that need no key (pages that hold no data themselves)."""
         self.app = app
         legacy = api_key if api_key is not None else settings.serving_api_key()
         self.keys = keys or KeyRing(settings.api_keys_path(), legacy=legacy or None)
         self.roles = roles or {}
+        self.public = frozenset(public)
         self.max_body_bytes = max_body_bytes or settings.serving_max_body_bytes()
         self._said: str | None = None
 
@@ -61,6 +64,9 @@ class RequestGuard:
                 await self.app(scope, receive, _with_detail(send, {"api_keys": self.keys.error}))
             else:
                 await self.app(scope, receive, send)
+            return
+        if scope["path"] in self.public and scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
         needed = self._needed(scope["path"])

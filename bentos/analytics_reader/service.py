@@ -33,7 +33,9 @@ from starlette.responses import FileResponse, PlainTextResponse
 from starlette.routing import Route
 
 from analytics_assets import settings
-from bentos.analytics_reader import reads
+from analytics_assets.lib import lakehouse
+from bentos.analytics_reader import reads, web
+from bentos.analytics_reader.live import Feed
 from bentos.analytics_reader.sandbox import Refused, Sandbox, TooBig, TooSlow
 from bentos.analytics_reader.schemas import (
     MAX_DAYS,
@@ -80,6 +82,7 @@ report_app = Starlette(routes=[Route("/", _report, methods=["GET"])])
     workers=1,
 )
 @bentoml.asgi_app(report_app, path="/report")
+@bentoml.asgi_app(web.app, path="/")  # /live, /dashboard, /export/{table} (bentos/.../web.py)
 class AnalyticsReader:
     def __init__(self) -> None:
         settings.check_serving_exposure()
@@ -90,9 +93,17 @@ class AnalyticsReader:
         self.timeout_s = settings.read_api_sql_timeout_s()
         self._online = None
         self._online_lock = threading.Lock()
+        self.feed = Feed(
+            self.sandbox.db,
+            lakehouse.location(),
+            poll_s=settings.read_api_live_poll_s(),
+            heartbeat_s=settings.read_api_live_heartbeat_s(),
+            max_subscribers=settings.read_api_live_max_subscribers(),
+        )
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        self.feed.stop()
         self.sandbox.close()
 
     @bentoml.api(route="/kpis")
@@ -280,8 +291,12 @@ def _range(first: date, last: date) -> DayRange:
 
 AnalyticsReader.add_asgi_middleware(
     RequestGuard,
+    public=("/dashboard",),  # a page with no data: it asks for the key its reads need
     roles={
-        **dict.fromkeys(("/kpis", "/audit", "/customer", "/sql", "/tables", "/report"), "analyst"),
+        **dict.fromkeys(
+            ("/kpis", "/audit", "/customer", "/sql", "/tables", "/report", "/live", "/export"),
+            "analyst",
+        ),
         **dict.fromkeys(("/admin/erase", "/admin/keys"), "admin"),
     },
 )
