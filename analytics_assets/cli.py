@@ -474,8 +474,10 @@ def feast_env() -> None:
 
 
 def _register() -> None:
+    from analytics_assets.export_cli import export
     from analytics_assets.privacy_cli import api_key, erase_customer
 
+    main.add_command(export)
     main.add_command(erase_customer)
     main.add_command(api_key)
 

@@ -10,6 +10,7 @@ range over the row limit is refused up front and a client can check it got every
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -99,10 +100,8 @@ class Export:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.cursor.execute("ROLLBACK")  # ends the read transaction that pinned the snapshot
-        except duckdb.Error:
-            pass
+        with contextlib.suppress(duckdb.Error):  # ends the read transaction that pinned it
+            self.cursor.execute("ROLLBACK")
         self.cursor.close()
 
 

@@ -65,6 +65,7 @@ class Feed:
         heartbeat_s: float,
         max_subscribers: int,
         online: Callable[[str | None], dict] = pulse.online,
+        metrics=None,
     ) -> None:
         self.db = db
         self.where = where
@@ -72,6 +73,7 @@ class Feed:
         self.heartbeat_s = heartbeat_s
         self.max_subscribers = max_subscribers
         self.online = online
+        self.metrics = metrics
         self.champions = pulse.Champions()
         self.subscribers: set[Subscriber] = set()
         self.history: deque[tuple[int, bytes]] = deque(maxlen=HISTORY)
@@ -102,10 +104,16 @@ class Feed:
         newest = self.history[-1][0] if self.history else -1
         subscriber = Subscriber(max(newest, last_id if last_id is not None else -1))
         self.subscribers.add(subscriber)
+        self._count()
         return subscriber, backlog
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        self._count()
+
+    def _count(self) -> None:
+        if self.metrics is not None:
+            self.metrics.live_subscribers.set(len(self.subscribers))
 
     async def stream(self, subscriber: Subscriber, backlog: list[bytes]) -> AsyncIterator[bytes]:
         """The subscriber's bytes: its backlog, then each event, heartbeats in between."""
@@ -137,8 +145,10 @@ class Feed:
                 self._drop(subscriber)
 
     def _drop(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
+        self.unsubscribe(subscriber)
         self.dropped += 1
+        if self.metrics is not None:
+            self.metrics.live_dropped.inc()
         subscriber.dropped = True
         while not subscriber.queue.empty():
             subscriber.queue.get_nowait()

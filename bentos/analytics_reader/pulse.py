@@ -125,7 +125,9 @@ def online(committed_at: str | None) -> dict:
     updated = datetime.fromtimestamp(max(stamps), UTC)
     behind = None
     if committed_at:
-        behind = round(max(0.0, (datetime.fromisoformat(committed_at) - updated).total_seconds()), 3)
+        behind = round(
+            max(0.0, (datetime.fromisoformat(committed_at) - updated).total_seconds()), 3
+        )
     return {"store": "sqlite", "updated_at": updated.isoformat(), "behind_commit_s": behind}
 
 

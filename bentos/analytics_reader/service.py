@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from analytics_assets import settings
 from analytics_assets.lib import lakehouse
-from bentos.analytics_reader import reads, web
+from bentos.analytics_reader import metrics, reads, web
 from bentos.analytics_reader.live import Feed
 from bentos.analytics_reader.sandbox import Refused, Sandbox, TooBig, TooSlow
 from bentos.analytics_reader.schemas import (
@@ -93,12 +93,14 @@ class AnalyticsReader:
         self.timeout_s = settings.read_api_sql_timeout_s()
         self._online = None
         self._online_lock = threading.Lock()
+        self.metrics = metrics.make()
         self.feed = Feed(
             self.sandbox.db,
             lakehouse.location(),
             poll_s=settings.read_api_live_poll_s(),
             heartbeat_s=settings.read_api_live_heartbeat_s(),
             max_subscribers=settings.read_api_live_max_subscribers(),
+            metrics=self.metrics,
         )
 
     @bentoml.on_shutdown

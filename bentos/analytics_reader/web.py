@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 import anyio.to_thread
 import bentoml
 from fastapi import FastAPI, Header, Query
-from fastapi.exceptions import RequestValidationError
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from analytics_assets import settings
@@ -120,7 +120,9 @@ async def export(
     table: Annotated[str, PathParam(description=", ".join(sorted(exports.TIME_COLUMNS)))],
     first_day: Annotated[date, Query(description="The first UTC day (included)")],
     last_day: Annotated[date, Query(description="The last UTC day (included)")],
-    format: Annotated[Format, Query(description="csv, json (JSON lines), parquet or arrow")] = "csv",
+    format: Annotated[
+        Format, Query(description="csv, json (JSON lines), parquet or arrow")
+    ] = "csv",
 ):
     """A table's rows whose time column (``occurred_at`` for events, ``day`` for sessions and
     customer_daily, ``window_start`` for KPIs, ...) falls on ``first_day`` .. ``last_day``
@@ -145,8 +147,9 @@ async def export(
         )
     except exports.ExportError as exc:
         return _error(exc.status, str(exc), exc.code)
+    service.metrics.export_rows.inc(opened.rows)
     return StreamingResponse(
-        _streamed(opened),
+        _streamed(opened, service.metrics.exports_streaming),
         media_type=opened.media_type,
         headers={
             "Content-Disposition": f'attachment; filename="{opened.filename}"',
@@ -156,10 +159,11 @@ async def export(
     )
 
 
-async def _streamed(opened: exports.Export):
+async def _streamed(opened: exports.Export, streaming):
     """The export's chunks, each encoded in a worker thread; the cursor is freed when the
     client goes away mid-stream as when it reads to the end."""
     chunks = opened.chunks()
+    streaming.inc()
     try:
         while True:
             chunk = await anyio.to_thread.run_sync(next, chunks, None)
@@ -168,5 +172,6 @@ async def _streamed(opened: exports.Export):
             if chunk:
                 yield chunk
     finally:
-        await anyio.to_thread.run_sync(chunks.close)
+        streaming.dec()
+        chunks.close()  # here, not awaited: a cancelled scope would cancel the await again
         opened.close()
