@@ -43,6 +43,8 @@ HISTORY = 256
 """Events kept for ``Last-Event-ID`` resumes."""
 QUEUE = 64
 """Events a subscriber may fall behind before it is dropped."""
+WALK = 16
+"""The most snapshots published after one look (a longer gap: the newest ones)."""
 
 
 class Full(RuntimeError):
@@ -184,17 +186,14 @@ class Feed:
     def _watch(self) -> None:
         cursor = lake.cursor(self.db)
         seen_signature: object = object()
-        seen_snapshot = None
+        seen: int | None = None
         try:
             while not self._stop.is_set():
                 signature = self._signature()
                 if signature is None or signature != seen_signature:
                     seen_signature = signature
                     try:
-                        snapshot = pulse.snapshot_id(cursor)
-                        if snapshot != seen_snapshot:
-                            seen_snapshot, data = self._event()
-                            self._loop.call_soon_threadsafe(self._fan_out, seen_snapshot, data)
+                        seen = self._publish(cursor, seen)
                     except Exception:  # the lakehouse unreadable for a moment: try again
                         _log.exception("live feed: reading the lakehouse failed")
                         seen_signature = object()
@@ -203,14 +202,26 @@ class Feed:
         finally:
             cursor.close()
 
-    def _event(self) -> tuple[int, bytes]:
-        """The figures of the current snapshot, encoded, and the snapshot's id."""
+    def _publish(self, cursor, seen: int | None) -> int:
+        """One event per snapshot committed since ``seen`` (each as of its own snapshot, so
+        two commits between two looks are two events), at most :data:`WALK` of them (after a
+        longer gap, the newest ones); returns the newest snapshot id."""
+        current = pulse.snapshot_id(cursor)
+        if current == seen:
+            return current
+        versions = [current] if seen is None else pulse.snapshots_after(cursor, seen, current)
+        for version in versions[-WALK:]:
+            data = self._event(version)
+            self._loop.call_soon_threadsafe(self._fan_out, version, data)
+        return current
+
+    def _event(self, version: int) -> bytes:
+        """The figures as of snapshot ``version``, encoded as one SSE event."""
         started = time.perf_counter()
-        found = pulse.figures(self.db)
+        found = pulse.figures(self.db, version)
         found["online"] = self.online((found.get("last_batch") or {}).get("committed_at"))
         found["champions"] = self.champions.get()
         found["sent_at"] = datetime.now(UTC).isoformat()
         found["compute_ms"] = round((time.perf_counter() - started) * 1e3, 1)
-        snapshot = found["snapshot"]
-        data = f"id: {snapshot}\nevent: pulse\ndata: {json.dumps(found, default=str)}\n\n"
-        return snapshot, data.encode()
+        data = f"id: {version}\nevent: pulse\ndata: {json.dumps(found, default=str)}\n\n"
+        return data.encode()

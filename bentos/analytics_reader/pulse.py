@@ -37,35 +37,49 @@ def snapshot_id(cursor: duckdb.DuckDBPyConnection) -> int:
     return cursor.execute(f"SELECT id FROM {lakehouse.ALIAS}.current_snapshot()").fetchone()[0]
 
 
-def figures(conn: duckdb.DuckDBPyConnection) -> dict:
-    """The lakehouse figures of the current snapshot (one read transaction)."""
+def snapshots_after(cursor: duckdb.DuckDBPyConnection, seen: int, upto: int) -> list[int]:
+    """The snapshot ids after ``seen`` up to ``upto``, oldest first (expired ones are gone)."""
+    return [
+        row[0]
+        for row in cursor.execute(
+            f"SELECT snapshot_id FROM {lakehouse.ALIAS}.snapshots() "
+            "WHERE snapshot_id > ? AND snapshot_id <= ? ORDER BY 1",
+            [seen, upto],
+        ).fetchall()
+    ]
+
+
+def figures(conn: duckdb.DuckDBPyConnection, version: int) -> dict:
+    """The lakehouse figures as of snapshot ``version`` (DuckLake time travel: the same
+    answer whenever it is asked)."""
     cursor = lake.cursor(conn)
     try:
-        cursor.execute("BEGIN TRANSACTION")
-        found = {"snapshot": snapshot_id(cursor)}
-        if lakehouse.exists(cursor, "ingest_ledger"):
-            found |= _ledger(cursor)
-        if found.get("day") and lakehouse.exists(cursor, "events"):
-            found |= _day(cursor, found["day"])
-        cursor.execute("ROLLBACK")
+        found: dict = {"snapshot": version}
+        at = f"AT (VERSION => {int(version)})"
+        try:
+            found |= _ledger(cursor, at)
+        except duckdb.CatalogException:  # no batch committed yet at that snapshot
+            return found
+        if found.get("day"):
+            found |= _day(cursor, found["day"], at)
     finally:
         cursor.close()
     return found
 
 
-def _ledger(cursor) -> dict:
+def _ledger(cursor, at: str) -> dict:
     minute, hour, newest_day = cursor.execute(
-        """
+        f"""
         SELECT coalesce(sum(clean) FILTER (WHERE committed_at >= now() - INTERVAL 1 MINUTE), 0),
                coalesce(sum(clean) FILTER (WHERE committed_at >= now() - INTERVAL 1 HOUR), 0),
-               (SELECT max(list_max(days_touched)) FROM ingest_ledger WHERE clean > 0)
-        FROM ingest_ledger WHERE committed_at >= now() - INTERVAL 1 HOUR
+               (SELECT max(list_max(days_touched)) FROM ingest_ledger {at} WHERE clean > 0)
+        FROM ingest_ledger {at} WHERE committed_at >= now() - INTERVAL 1 HOUR
         """
     ).fetchone()
     last = cursor.execute(
-        """
+        f"""
         SELECT batch_id, file_name, clean, quarantined, landed_at, committed_at
-        FROM ingest_ledger ORDER BY committed_at DESC LIMIT 1
+        FROM ingest_ledger {at} ORDER BY committed_at DESC LIMIT 1
         """
     ).fetchone()
     found: dict = {
@@ -90,11 +104,11 @@ def _ledger(cursor) -> dict:
     return found
 
 
-def _day(cursor, day: str) -> dict:
+def _day(cursor, day: str, at: str) -> dict:
     orders, revenue, active = cursor.execute(
         f"""
         WITH d AS (
-            SELECT customer_id, event_type, amount, occurred_at FROM events
+            SELECT customer_id, event_type, amount, occurred_at FROM events {at}
             WHERE occurred_at >= $day::TIMESTAMP AT TIME ZONE 'UTC'
               AND occurred_at < ($day::DATE + 1)::TIMESTAMP AT TIME ZONE 'UTC'
         )
