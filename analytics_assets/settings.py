@@ -467,6 +467,16 @@ def read_api_sql_timeout_s() -> float:
     return float(_env("READ_API_SQL_TIMEOUT_S") or 5.0)
 
 
+def read_api_workers() -> int:
+    """Worker processes of the read API (``$READ_API_WORKERS``, default 1). Each has its own
+    DuckDB (2 threads, 1 GB), answer cache and live-feed watcher; see ``BENCHMARKS.md``,
+    read API load, for what a second one changes on 2 cores."""
+    workers = int(_env("READ_API_WORKERS") or 1)
+    if workers < 1:
+        raise ValueError(f"READ_API_WORKERS must be at least 1, not {workers}")
+    return workers
+
+
 def read_api_export_max_rows() -> int:
     """The most rows one export (``GET /export/{table}``, ``analytics export``) streams; a range
     with more is refused before the first byte (``$READ_API_EXPORT_MAX_ROWS``, default 50M)."""

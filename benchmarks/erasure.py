@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 CUSTOMERS = 200_000
@@ -36,52 +36,21 @@ def customer(i: int) -> str:
 
 def build_home(home: Path, events: int, days: int) -> dict:
     """The large home (see the module); seconds per part."""
-    import dagster as dg
     import polars as pl
 
     from analytics_assets import settings
     from analytics_assets.defs.analytics.assets import customer_daily, sessions
-    from analytics_assets.defs.ingest import tables
-    from analytics_assets.lib import lakehouse
-    from analytics_assets.resources import warehouse_resource
+    from analytics_assets.testing import large_home
     from analytics_assets.testing.feature_snapshot import write_snapshot
 
     settings.ensure_dirs()
     spent = {}
     started = time.perf_counter()
-    per_day = events // days
-    first = date(2024, 1, 1)
-    with lakehouse.connect() as conn:
-        tables.ensure_tables(conn)
-        for d in range(days):
-            offset = d * per_day
-            conn.execute(
-                f"""
-                INSERT INTO events
-                SELECT 'ev-' || i, ['page_view', 'add_to_cart', 'purchase'][
-                           1 + (i % 7 = 0)::INT + (i % 13 = 0)::INT],
-                       'cust-' || lpad((hash(i) % {CUSTOMERS})::VARCHAR, 7, '0'),
-                       'sess-' || (i // 6),
-                       TIMESTAMPTZ '{first.isoformat()} 00:00:00+00' + INTERVAL {d} DAY
-                           + INTERVAL (i * 7 % 86400) SECOND,
-                       'p' || (i % 500), 1, (i % 9000) / 100.0, 'USD', 'mobile', NULL,
-                       'day-{d}', now()
-                FROM range({offset}, {offset + per_day}) t(i)
-                """
-            )
+    first = large_home.FIRST_DAY
+    large_home.insert_events(events, days, CUSTOMERS, first)
     spent["events"] = time.perf_counter() - started
     started = time.perf_counter()
-    last = first + timedelta(days=days - 1)
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert dg.materialize(
-            [sessions, customer_daily],
-            resources={"warehouse": warehouse_resource()},
-            instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": last.isoformat(),
-            },
-        ).success
+    large_home.materialize_days([sessions, customer_daily], first, large_home.last_day(days))
     spent["day_tables"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -59,6 +59,9 @@ def maintain(
         done.seconds[name] = round(time.perf_counter() - started, 3)
         return rows
 
+    for name in lakehouse.unsorted(conn):  # a lakehouse made before the table's layout
+        lakehouse.run_transaction(conn, lambda c, n=name: lakehouse.set_sorted(c, n), "layout")
+        log(f"{name}: sorted by {lakehouse.SORTED[name][0]} from now on")
     step("compact", f"CALL ducklake_merge_adjacent_files('{alias}')")
     if retention_days > 0:
         expired = step(

@@ -5,10 +5,13 @@ read-only: one snapshot per query, while runs commit, with no copy and no lock.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
+
+import duckdb
 
 from analytics_assets.lib import lake, lakehouse
 from analytics_assets.scoring.customer_value import OUTPUTS
@@ -56,9 +59,8 @@ def days(first: date, last: date) -> list[date]:
 def kpis(conn, window: str, first: date, last: date) -> list[dict]:
     """The KPI windows of every day in ``[first, last]``, in time order."""
     table = KPI_TABLES[window]
-    cursor = lake.cursor(conn)
-    try:
-        if not _has_table(cursor, table):
+    with reading(conn) as cursor:
+        if not has_table(cursor, table):
             return []
         return (
             cursor.execute(
@@ -69,8 +71,6 @@ def kpis(conn, window: str, first: date, last: date) -> list[dict]:
             .fetch_arrow_table()
             .to_pylist()
         )
-    finally:
-        cursor.close()
 
 
 def audit_lens(
@@ -79,9 +79,8 @@ def audit_lens(
     """One audit table's rows with ``period`` in ``[first, last]`` (either open), its columns,
     and every period it has."""
     name = f"audit_{lens}"
-    cursor = lake.cursor(conn)
-    try:
-        if not _has_table(cursor, name):
+    with reading(conn) as cursor:
+        if not has_table(cursor, name):
             return name, [], [], []
         columns = [r[0] for r in cursor.execute(f"DESCRIBE {name}").fetchall()]
         if "period" not in columns:
@@ -103,8 +102,6 @@ def audit_lens(
                 f"SELECT DISTINCT period::DATE FROM {name} WHERE period IS NOT NULL ORDER BY 1"
             ).fetchall()
         ]
-    finally:
-        cursor.close()
     return name, columns, [_plain_row(r) for r in rows], periods
 
 
@@ -115,31 +112,27 @@ def _plain_row(row: dict) -> dict:
 def activity(conn, customer_id: str, recent: int = 10) -> dict | None:
     """The customer's activity from the lakehouse's ``customer_daily``: totals and the last active
     days (``None``: never active, or nothing published yet)."""
-    cursor = lake.cursor(conn)
-    try:
-        if not _has_table(cursor, "customer_daily"):
+    with reading(conn) as cursor:
+        if not has_table(cursor, "customer_daily"):
             return None
-        totals = cursor.execute(
+        found = cursor.execute(  # one scan: the totals ride along with the recent days
             """
-            SELECT min(day), max(day), count(*), sum(events), sum(purchases), sum(revenue)
+            SELECT * EXCLUDE (customer_id),
+                   min(day) OVER () AS _first, max(day) OVER () AS _last,
+                   count(*) OVER () AS _active, sum(events) OVER () AS _events,
+                   sum(purchases) OVER () AS _purchases, sum(revenue) OVER () AS _revenue
             FROM customer_daily WHERE customer_id = ?
+            ORDER BY day DESC LIMIT ?
             """,
-            [customer_id],
-        ).fetchall()[0]
-        if totals[2] == 0:
-            return None
-        recent_cursor = cursor.execute(
-            "SELECT * EXCLUDE (customer_id) FROM customer_daily WHERE customer_id = ? "
-            "ORDER BY day DESC LIMIT ?",
             [customer_id, recent],
         )
-        names = [d[0] for d in recent_cursor.description]
-        recent_days = [
-            _plain_row(dict(zip(names, r, strict=True))) for r in recent_cursor.fetchall()
-        ]
-    finally:
-        cursor.close()
-    first, last, active, events, purchases, revenue = totals
+        names = [d[0] for d in found.description]
+        rows = found.fetchall()
+    if not rows:
+        return None
+    width = len(names) - 6
+    recent_days = [_plain_row(dict(zip(names[:width], r[:width], strict=True))) for r in rows]
+    first, last, active, events, purchases, revenue = rows[0][width:]
     return {
         "first_day": first,
         "last_day": last,
@@ -157,9 +150,8 @@ OUTPUT_COLUMNS = ("churn_probability", *OUTPUTS)
 
 def predictions(conn, customer_id: str, limit: int = 10) -> list[dict]:
     """The customer's last answered predictions from the prediction log, newest first."""
-    cursor = lake.cursor(conn)
-    try:
-        if not _has_table(cursor, "predictions"):
+    with reading(conn) as cursor:
+        if not has_table(cursor, "predictions"):
             return []
         names = {r[0] for r in cursor.execute("DESCRIBE predictions").fetchall()}
         outputs = [c for c in OUTPUT_COLUMNS if c in names]
@@ -176,8 +168,6 @@ def predictions(conn, customer_id: str, limit: int = 10) -> list[dict]:
             "ORDER BY logged_at DESC LIMIT ?",
             [customer_id, limit],
         ).fetchall()
-    finally:
-        cursor.close()
     found = []
     for row in result:
         logged_at, model, version, role, endpoint, *values = row
@@ -203,12 +193,25 @@ def _finite(value) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-def _has_table(cursor, name: str) -> bool:
-    """Whether a reader sees ``name`` (a lakehouse table, or the predictions view)."""
-    return bool(
-        cursor.execute(
-            "SELECT (SELECT count(*) FROM duckdb_tables() WHERE table_name = $n) "
-            "+ (SELECT count(*) FROM duckdb_views() WHERE view_name = $n)",
-            {"n": name},
-        ).fetchall()[0][0]
-    )
+@contextlib.contextmanager
+def reading(conn) -> Iterator:
+    """A cursor of ``conn`` inside one read transaction: every query of a request sees the same
+    snapshot, and the lakehouse's catalog is read once for them, not once per query."""
+    cursor = lake.cursor(conn)
+    try:
+        cursor.execute("BEGIN TRANSACTION")
+        yield cursor
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            cursor.execute("ROLLBACK")
+        cursor.close()
+
+
+def has_table(cursor, name: str) -> bool:
+    """Whether a reader sees ``name`` (a lakehouse table, or the predictions view): one lookup
+    in the transaction's catalog (not ``duckdb_tables()``, which lists every table)."""
+    try:
+        cursor.execute(f"SELECT * FROM {name} LIMIT 0")
+    except duckdb.CatalogException:
+        return False
+    return True

@@ -79,7 +79,7 @@ report_app = Starlette(routes=[Route("/", _report, methods=["GET"])])
     # a backstop: SQL has its own timeout (READ_API_SQL_TIMEOUT_S) and KPI ranges a bound;
     # an erasure (/admin/erase) rewrites stores for up to a minute or so
     traffic={"timeout": 300},
-    workers=1,
+    workers=settings.read_api_workers(),
 )
 @bentoml.asgi_app(report_app, path="/report")
 @bentoml.asgi_app(web.app, path="/")  # /live, /dashboard, /export/{table} (bentos/.../web.py)

@@ -224,3 +224,20 @@ def test_the_bento_requirements_are_the_lock() -> None:
             continue
         name, version = line.split("==")
         assert versions[name.split("[")[0]] == version, line
+
+
+def test_customer_daily_is_sorted_by_customer_for_profile_reads(lake_home) -> None:
+    """The files a profile reads are sorted by customer in small row groups (set when the table
+    was made; a lakehouse made before gets it from the maintenance job)."""
+    rows = lake_sql(
+        lake_home,
+        "SELECT value FROM lake.options() WHERE option_name = 'parquet_row_group_size' "
+        "AND scope_entry = 'main.customer_daily'",
+    )
+    assert rows == [(str(lakehouse.SORTED["customer_daily"][1]),)]
+    ordered = lake_sql(
+        lake_home,
+        "SELECT count(*) FROM (SELECT customer_id, lag(customer_id) OVER () AS before "
+        "FROM customer_daily WHERE day = DATE '2024-02-01') WHERE customer_id < before",
+    )
+    assert ordered == [(0,)]
