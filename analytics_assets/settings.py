@@ -477,6 +477,16 @@ def read_api_workers() -> int:
     return workers
 
 
+def read_api_threads() -> int:
+    """Threads per read API worker for its synchronous endpoints (KPIs, audit, tables;
+    ``$READ_API_THREADS``, default 8). BentoML's default is one: every KPI and audit request
+    of a process then waited for the one before, 10 s at p95 with 100 users (BENCHMARKS.md)."""
+    threads = int(_env("READ_API_THREADS") or 8)
+    if threads < 1:
+        raise ValueError(f"READ_API_THREADS must be at least 1, not {threads}")
+    return threads
+
+
 def read_api_export_max_rows() -> int:
     """The most rows one export (``GET /export/{table}``, ``analytics export``) streams; a range
     with more is refused before the first byte (``$READ_API_EXPORT_MAX_ROWS``, default 50M)."""

@@ -80,6 +80,7 @@ report_app = Starlette(routes=[Route("/", _report, methods=["GET"])])
     # an erasure (/admin/erase) rewrites stores for up to a minute or so
     traffic={"timeout": 300},
     workers=settings.read_api_workers(),
+    threads=settings.read_api_threads(),  # for the sync endpoints; BentoML's default is 1
 )
 @bentoml.asgi_app(report_app, path="/report")
 @bentoml.asgi_app(web.app, path="/")  # /live, /dashboard, /export/{table} (bentos/.../web.py)
