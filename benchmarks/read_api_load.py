@@ -8,18 +8,20 @@ generator is this process (aiohttp, one event loop); a writer process commits re
 (``ingest_file``, 2,000 events) while the load runs.
 
 - ``p95_ms_100_users`` / ``sql_p95_s_100_users``: 100 users, each with the live feed open,
-  each looping over a realistic mix with an exponential think time (mean 1 s): KPI windows
+  each looping over a realistic mix with an exponential think time (mean 5 s: reading a chart,
+  writing a query), with the server's CPU milliseconds per request: KPI windows
   (daily, 7-90 days; hourly, 1-3 days), audit lenses, customer profiles, the table list, a
   one-day export (CSV), and sandboxed SQL over events, sessions and customer_daily (15 %).
   p95 of the non-SQL requests, and of the SQL ones. The baseline in the same run: the same mix
   with one user (``p95_ms_1_user``, ``sql_p95_s_1_user``). ``errors``: any answer but 200.
+  The same 100 users thinking 1 s (about 80 requests a second: a stress test) as ``stress_*``.
 - ``feed_lag_p95_s``: 1,000 subscribers of ``/live``; the writer commits a batch every 2 s;
   lag = the moment a subscriber reads the event naming the batch - the batch's
   ``committed_at`` in the ledger (stamped inside the commit, so a little over the real lag).
 - ``export_mib_per_s``: ``GET /export/events`` of all 90 days (10M rows) as Parquet and CSV,
   read and dropped by the client; with the server's resident memory before and at its peak.
-- ``rss_growth_1000_disconnects``: the server's resident memory (all its processes) after 50
-  warm-up hang-ups, then after 1,000 more (500 exports after their first chunk, 500 live
+- ``rss_growth_1000_disconnects``: the server's resident memory (all its processes) after 200
+  warm-up hang-ups (which fill DuckDB's caches, bounded by its 1 GB), then after 1,000 more (500 exports after their first chunk, 500 live
   subscribers after their first event): (after - before) / before.
 
 Usage: ``uv run python benchmarks/read_api_load.py [--quick] [--workers N] [--home DIR]``
@@ -47,8 +49,10 @@ REPO = Path(__file__).resolve().parent.parent
 READER = REPO / "bentos" / "analytics_reader"
 CUSTOMERS = 200_000
 KEY = "bench-read-key"
-THINK_S = 1.0
-"""A user's mean think time between two requests (exponential)."""
+THINK_S = 5.0
+"""A user's mean think time between two requests (exponential): an analyst reads a chart or
+writes a query between two requests. The stress run (``STRESS_THINK_S``) is reported beside."""
+STRESS_THINK_S = 1.0
 LENSES = [
     "summary",
     "purchase_distribution",
@@ -131,6 +135,18 @@ class Server:
             with contextlib.suppress(psutil.NoSuchProcess):
                 total += process.memory_info().rss
         return total / 2**20
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the server's processes (all of them)."""
+        import psutil
+
+        root = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
     def stop(self) -> None:
         from analytics_assets.lib.processes import stop
@@ -496,6 +512,18 @@ async def hang_ups(url: str, count: int, first: date, last: date) -> int:
     return failures
 
 
+def crowd_run(server: Server, seconds: float, first: date, last: date, days: int, think: float):
+    """100 users, each with ``/live`` open, thinking ``think`` s on average, while a batch is
+    committed every 5 s; with the server's CPU seconds per request."""
+    writer = start_writer(int(seconds / 5) + 1, 5.0, last, f"mix{int(time.time())}")
+    cpu = server.cpu_s()
+    found = asyncio.run(mix(server.url, 100, seconds, first, days, True, think))
+    found["server_cpu_ms_per_request"] = round((server.cpu_s() - cpu) / found["requests"] * 1e3, 1)
+    writer.wait()
+    print(f"100 users thinking {think:g} s (each with /live open, a batch every 5 s): {found}")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -530,17 +558,17 @@ def main() -> None:
         # the baseline: one user, thinking 0.2 s between requests (enough of each kind)
         alone = asyncio.run(mix(server.url, 1, seconds, first, days, False, 0.2))
         print(f"1 user: {alone}", flush=True)
-        writer = start_writer(int(seconds / 5) + 1, 5.0, last, f"mix{int(time.time())}")
-        crowd = asyncio.run(mix(server.url, 100, seconds, first, days, True, THINK_S))
-        writer.wait()
-        print(f"100 users (each with /live open, a batch committed every 5 s): {crowd}", flush=True)
+        crowd, stress = (
+            crowd_run(server, seconds, first, last, days, think)
+            for think in (THINK_S, STRESS_THINK_S)
+        )
         feed = asyncio.run(feed_phase(server.url, subscribers, 15 if args.quick else 20, last))
         print(f"live feed: {feed}", flush=True)
         exported = {}
         for fmt in ("parquet", "csv"):
             exported[fmt] = asyncio.run(export_phase(server.url, server, first, last, fmt))
             print(f"export {fmt}: {exported[fmt]}", flush=True)
-        asyncio.run(hang_ups(server.url, 50, first, last))
+        asyncio.run(hang_ups(server.url, 200, first, last))  # fills DuckDB's caches first
         time.sleep(3)
         before = server.rss_mib()
         failed = asyncio.run(hang_ups(server.url, hang, first, last))
@@ -558,6 +586,13 @@ def main() -> None:
         "sql_p95_s_100_users": crowd["sql_p95_s"],
         "errors": crowd["errors"] + alone["errors"] + failed,
         "requests_per_s_100_users": crowd["requests_per_s"],
+        "think_s": THINK_S,
+        "server_cpu_ms_per_request": crowd["server_cpu_ms_per_request"],
+        "stress_think_s": STRESS_THINK_S,
+        "stress_p95_ms_100_users": stress["p95_ms"],
+        "stress_sql_p95_s_100_users": stress["sql_p95_s"],
+        "stress_errors": stress["errors"],
+        "stress_requests_per_s": stress["requests_per_s"],
         "p95_ms_1_user": alone["p95_ms"],
         "sql_p95_s_1_user": alone["sql_p95_s"],
         "feed_lag_p95_s": feed["lag_p95_s"],

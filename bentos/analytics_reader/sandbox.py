@@ -86,14 +86,20 @@ class Sandbox:
         self._predictions: str | None = None
         self.refresh()
 
-    def refresh(self) -> dict[str, str]:
-        """``{table: SELECT ...}`` of what queries can read; the prediction log's view is
-        created once its first file exists."""
+    def ensure_predictions(self) -> None:
+        """Create the prediction log's view once its first file exists (a glob, no query)."""
+        if self._predictions is not None:
+            return
         view = lake.predictions_view(self.predictions)
-        if view is not None and view != self._predictions:
+        if view is not None:
             with self._lock:
                 self.db.execute(f"CREATE OR REPLACE VIEW memory.main.predictions AS {view}")
                 self._predictions = view
+
+    def refresh(self) -> dict[str, str]:
+        """``{table: SELECT ...}`` of what queries can read; the prediction log's view is
+        created once its first file exists."""
+        self.ensure_predictions()
         with lake.cursor(self.db) as cursor:
             names = lake.tables(cursor)
         return {
@@ -122,8 +128,7 @@ class Sandbox:
         :class:`TooBig` or ``duckdb.Error`` (a query that fails in DuckDB, e.g. a file outside
         the lakehouse: ``duckdb.PermissionException``)."""
         self.check(sql)
-        if self._predictions is None:
-            self.refresh()
+        self.ensure_predictions()
         cursor = lake.cursor(self.db)
         timer = threading.Timer(timeout_s, cursor.interrupt)
         started = time.perf_counter()
