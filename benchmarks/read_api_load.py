@@ -21,8 +21,9 @@ generator is this process (aiohttp, one event loop); a writer process commits re
 - ``export_mib_per_s``: ``GET /export/events`` of all 90 days (10M rows) as Parquet and CSV,
   read and dropped by the client; with the server's resident memory before and at its peak.
 - ``rss_growth_1000_disconnects``: the server's resident memory (all its processes) after 200
-  warm-up hang-ups (which fill DuckDB's caches, bounded by its 1 GB), then after 1,000 more (500 exports after their first chunk, 500 live
-  subscribers after their first event): (after - before) / before.
+  warm-up hang-ups (which fill DuckDB's caches, bounded by its 1 GB), then after 1,000 more
+  (500 exports after their first chunk, 500 live subscribers after their first event):
+  (after - before) / before.
 
 Usage: ``uv run python benchmarks/read_api_load.py [--quick] [--workers N] [--home DIR]``
 (quick: 1M events over 30 days, 20 s of load, 200 subscribers, 200 hang-ups).
