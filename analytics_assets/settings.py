@@ -523,16 +523,6 @@ def read_api_live_heartbeat_s() -> float:
     return float(_env("READ_API_LIVE_HEARTBEAT_S") or 15.0)
 
 
-def read_api_sql_concurrency() -> int:
-    """SQL queries one read API worker runs at once; more wait their turn
-    (``$READ_API_SQL_CONCURRENCY``, default 2: each query has DuckDB's 2 threads, so more at
-    once only shares the same cores and starves the short reads beside them)."""
-    found = int(_env("READ_API_SQL_CONCURRENCY") or 2)
-    if found < 1:
-        raise ValueError(f"READ_API_SQL_CONCURRENCY must be at least 1, not {found}")
-    return found
-
-
 def read_api_url() -> str:
     """Where the read API answers (``$READ_API_URL``, default ``http://127.0.0.1:3002``)."""
     return (_env("READ_API_URL") or "http://127.0.0.1:3002").rstrip("/")

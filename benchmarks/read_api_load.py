@@ -268,48 +268,47 @@ def sql_queries(first: date, days: int) -> list[str]:
     return out
 
 
+MIX = [
+    (0.25, "kpis_day"),
+    (0.35, "kpis_hour"),
+    (0.50, "audit"),
+    (0.75, "customer"),
+    (0.80, "tables"),
+    (0.85, "export"),
+    (1.00, "sql"),
+]
+"""The mix: each kind up to its cumulative share (KPI windows 35 %, audit lenses 15 %, customer
+profiles 25 %, the table list 5 %, one-day exports 5 %, SQL 15 %)."""
+
+
+def request_for(kind: str, rng: random.Random, first: date, days: int, queries, customers):
+    """(method, path, JSON body, query parameters) of one request of ``kind``."""
+    d = first + timedelta(days=rng.randrange(days))
+    if kind == "kpis_day":
+        start = max(first, d - timedelta(days=rng.randint(7, 90)))
+        return "POST", "/kpis", {"window": "day", "first_day": str(start), "last_day": str(d)}, None
+    if kind == "kpis_hour":
+        last = min(d + timedelta(days=rng.randint(0, 2)), first + timedelta(days=days - 1))
+        return "POST", "/kpis", {"window": "hour", "first_day": str(d), "last_day": str(last)}, None
+    if kind == "audit":
+        return "POST", "/audit", {"lens": rng.choice(LENSES)}, None
+    if kind == "customer":
+        return "POST", "/customer", {"customer_id": rng.choice(customers)}, None
+    if kind == "tables":
+        return "POST", "/tables", {}, None
+    if kind == "export":
+        params = {"first_day": str(d), "last_day": str(d), "format": "csv"}
+        return "GET", "/export/customer_daily", None, params
+    return "POST", "/sql", {"query": rng.choice(queries)}, None
+
+
 async def user(session, url, rng, first, days, queries, customers, think_s, until, out):
     """One analyst: a request, a think time, again, until ``until``."""
     headers = {"X-API-Key": KEY}
     while time.monotonic() < until:
         pick = rng.random()
-        d = first + timedelta(days=rng.randrange(days))
-        kind, method, path, body, params = "other", "POST", "", None, None
-        if pick < 0.25:
-            span = rng.randint(7, 90)
-            start = max(first, d - timedelta(days=span))
-            kind, path, body = (
-                "kpis_day",
-                "/kpis",
-                {"window": "day", "first_day": str(start), "last_day": str(d)},
-            )
-        elif pick < 0.35:
-            kind, path, body = (
-                "kpis_hour",
-                "/kpis",
-                {
-                    "window": "hour",
-                    "first_day": str(d),
-                    "last_day": str(
-                        min(d + timedelta(days=rng.randint(0, 2)), first + timedelta(days=days - 1))
-                    ),
-                },
-            )
-        elif pick < 0.50:
-            kind, path, body = "audit", "/audit", {"lens": rng.choice(LENSES)}
-        elif pick < 0.75:
-            kind, path, body = (
-                "customer",
-                "/customer",
-                {"customer_id": rng.choice(customers)},
-            )
-        elif pick < 0.80:
-            kind, path, body = "tables", "/tables", {}
-        elif pick < 0.85:
-            kind, method, path = "export", "GET", "/export/customer_daily"
-            params = {"first_day": str(d), "last_day": str(d), "format": "csv"}
-        else:
-            kind, path, body = "sql", "/sql", {"query": rng.choice(queries)}
+        kind = next(k for share, k in MIX if pick < share)
+        method, path, body, params = request_for(kind, rng, first, days, queries, customers)
         started = time.perf_counter()
         try:
             async with session.request(
@@ -513,6 +512,30 @@ async def hang_ups(url: str, count: int, first: date, last: date) -> int:
     return failures
 
 
+def cpu_by_kind(server: Server, first: date, days: int, each: int = 20) -> dict[str, float]:
+    """The server's CPU milliseconds per request of each kind, alone, ``each`` in a row."""
+    import urllib.request
+
+    queries, customers = sql_queries(first, days), known_customers()
+    rng = random.Random(11)
+    found = {}
+    for _, kind in MIX:
+        cpu = server.cpu_s()
+        for _ in range(each):
+            method, path, body, params = request_for(kind, rng, first, days, queries, customers)
+            query = "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
+            request = urllib.request.Request(
+                server.url + path + query,
+                data=json.dumps(body).encode() if body is not None else None,
+                method=method,
+                headers={"X-API-Key": KEY, "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                answer.read()
+        found[kind] = round((server.cpu_s() - cpu) / each * 1e3, 1)
+    return found
+
+
 def crowd_run(server: Server, seconds: float, first: date, last: date, days: int, think: float):
     """100 users, each with ``/live`` open, thinking ``think`` s on average, while a batch is
     committed every 5 s; with the server's CPU seconds per request."""
@@ -558,6 +581,7 @@ def main() -> None:
         asyncio.run(mix(server.url, 4, 5, first, days, False, 1.0))  # warm up
         # the baseline: one user, thinking 0.2 s between requests (enough of each kind)
         alone = asyncio.run(mix(server.url, 1, seconds, first, days, False, 0.2))
+        alone["server_cpu_ms_by_kind"] = cpu_by_kind(server, first, days)
         print(f"1 user: {alone}", flush=True)
         crowd, stress = (
             crowd_run(server, seconds, first, last, days, think)
@@ -589,6 +613,7 @@ def main() -> None:
         "requests_per_s_100_users": crowd["requests_per_s"],
         "think_s": THINK_S,
         "server_cpu_ms_per_request": crowd["server_cpu_ms_per_request"],
+        "server_cpu_ms_by_kind": alone["server_cpu_ms_by_kind"],
         "stress_think_s": STRESS_THINK_S,
         "stress_p95_ms_100_users": stress["p95_ms"],
         "stress_sql_p95_s_100_users": stress["sql_p95_s"],

@@ -92,7 +92,6 @@ class AnalyticsReader:
         self.cache = reads.SnapshotCache()
         self.max_rows = settings.read_api_sql_max_rows()
         self.timeout_s = settings.read_api_sql_timeout_s()
-        self.sql_slots: anyio.CapacityLimiter | None = None  # made on the event loop
         self._online = None
         self._online_lock = threading.Lock()
         self.metrics = metrics.make()
@@ -158,12 +157,8 @@ class AnalyticsReader:
         SELECT, files outside the lakehouse, a query over the time limit, a result over the row
         limit."""
         limit = min(max_rows or self.max_rows, self.max_rows)
-        if self.sql_slots is None:
-            self.sql_slots = anyio.CapacityLimiter(settings.read_api_sql_concurrency())
         try:
-            result = await anyio.to_thread.run_sync(
-                self.sandbox.run, query, limit, self.timeout_s, limiter=self.sql_slots
-            )
+            result = await anyio.to_thread.run_sync(self.sandbox.run, query, limit, self.timeout_s)
         except Refused as exc:
             raise ApiError(str(exc), "sql_refused") from exc
         except TooSlow as exc:
