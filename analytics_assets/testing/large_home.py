@@ -1,5 +1,6 @@
 """A large home built fast, for benchmarks: generated events committed straight into the
-lakehouse, one commit (one snapshot) per day, then day tables built by the real assets."""
+lakehouse, one commit (one snapshot) per day, then day tables built by the real assets (as
+the read API's test home builds its own)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,21 @@ def materialize_days(assets: Sequence, first: date, last: date) -> None:
                 "dagster/asset_partition_range_end": last.isoformat(),
             },
         ).success
+
+
+def materialize_analytics(first: date, last: date) -> None:
+    """Sessions, customer_daily and both KPI tables over ``first`` .. ``last``, then the
+    customer-base audit over them: what the read API reads."""
+    from analytics_assets.defs.analytics.assets import (
+        customer_base_audit,
+        customer_daily,
+        kpis_daily,
+        kpis_hourly,
+        sessions,
+    )
+
+    materialize_days([sessions, customer_daily, kpis_hourly, kpis_daily], first, last)
+    materialize_days([customer_base_audit], first, last)
 
 
 def last_day(days: int, first: date = FIRST_DAY) -> date:

@@ -1,7 +1,7 @@
 """The read API's GET routes, mounted into the BentoML service as a FastAPI app (BentoML merges
 its OpenAPI paths into ``/docs.json``): the live feed, the live dashboard and exports.
 
-The guard (:mod:`bentos.guard`) sits in front of these as of every route: ``/live`` and
+The guard (:mod:`bentos.guard`) sits in front of these as of every other route: ``/live`` and
 ``/export`` need the ``analyst`` role. ``/dashboard`` is a page with no data in it (the data
 comes through ``/live`` and ``/kpis`` with the key the page asks for), so it needs no key.
 """

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pytest
 
 from analytics_assets import settings
 from analytics_assets.lib import lakehouse
-from analytics_assets.resources import warehouse_resource
 from tests.serving.conftest import Server, home_env, run_server
 
 READER_DIR = settings.REPO_ROOT / "bentos" / "analytics_reader"
@@ -27,17 +25,12 @@ ACTIVE_CUSTOMER = "cust-0000129"
 
 def build_lake(home: Path) -> None:
     """Simulated events ingested, then the analytics and the audit, as runs
-    would: through the real assets, on an ephemeral Dagster instance."""
-    from analytics_assets.defs.analytics.assets import (
-        customer_base_audit,
-        customer_daily,
-        kpis_daily,
-        kpis_hourly,
-        sessions,
-    )
+    would: through the real assets, on an ephemeral Dagster instance
+    (``testing.large_home.materialize_analytics``, as the read API's benchmark)."""
     from analytics_assets.defs.ingest.batch import ingest_file
     from analytics_assets.producers import simulate
     from analytics_assets.producers.files import write_batch
+    from analytics_assets.testing import large_home
 
     settings.ensure_dirs()
     config = simulate.SimulationConfig(
@@ -47,18 +40,9 @@ def build_lake(home: Path) -> None:
     path = write_batch(events, home / "work", "sim", "parquet")
     with lakehouse.connect() as conn:
         ingest_file(conn, Path(path), "sim")
-    last = str(events["occurred_at"].max().date())
-    with dg.instance_for_test() as instance:
-        for assets in ([sessions, customer_daily, kpis_hourly, kpis_daily], [customer_base_audit]):
-            dg.materialize(
-                assets,
-                resources={"warehouse": warehouse_resource()},
-                instance=instance,
-                tags={
-                    "dagster/asset_partition_range_start": FIRST_DAY,
-                    "dagster/asset_partition_range_end": last,
-                },
-            )
+    large_home.materialize_analytics(
+        date.fromisoformat(FIRST_DAY), events["occurred_at"].max().date()
+    )
 
 
 def log_predictions(customer_id: str) -> None:
