@@ -27,6 +27,21 @@ def test_clean_batch_passes_whole() -> None:
     assert result.clean.schema["occurred_at"] == pl.Datetime("us", "UTC")
 
 
+def exposure(n: int, experiment: str | None = "green_button", variant: str | None = "green"):
+    fields = {"experiment": experiment, "variant": variant}
+    return event(
+        n,
+        event_type="experiment_exposure",
+        properties={k: v for k, v in fields.items() if v is not None},
+    )
+
+
+def test_an_exposure_naming_its_experiment_and_variant_is_clean() -> None:
+    result = run([exposure(1), exposure(2, experiment="a.b-1", variant="control")])
+    assert result.quarantined.height == 0
+    assert result.clean["event_type"].to_list() == ["experiment_exposure"] * 2
+
+
 @pytest.mark.parametrize(
     ("record", "reason"),
     [
@@ -46,6 +61,13 @@ def test_clean_batch_passes_whole() -> None:
         (event(9, occurred_at="2999-01-01T00:00:00Z"), Reason.IMPLAUSIBLE_TIMESTAMP),
         (event(9, occurred_at="1970-01-01T00:00:00Z"), Reason.IMPLAUSIBLE_TIMESTAMP),
         (purchase(9, currency="DOLLARS"), Reason.INVALID_VALUE),
+        (event(9, event_type="experiment_exposure"), Reason.INVALID_EXPOSURE),
+        (exposure(9, variant=None), Reason.INVALID_EXPOSURE),
+        (exposure(9, experiment="has space"), Reason.INVALID_EXPOSURE),
+        (
+            event(9, event_type="experiment_exposure", properties="not json"),
+            Reason.INVALID_EXPOSURE,
+        ),
     ],
 )
 def test_each_bad_row_is_quarantined_with_its_reason(record, reason: str) -> None:

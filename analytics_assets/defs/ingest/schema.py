@@ -27,7 +27,16 @@ EVENT_TYPES: tuple[str, ...] = (
     "remove_from_cart",
     "checkout",
     "purchase",
+    "experiment_exposure",
 )
+
+EXPOSURE = "experiment_exposure"
+"""A customer saw one variant of an experiment: ``properties`` names both, as
+``{"experiment": "...", "variant": "..."}`` (the shape PostHog's ``$feature_flag_called``
+and Segment's "Experiment Viewed" use)."""
+EXPOSURE_FIELDS = ("experiment", "variant")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""What an experiment's or variant's name may be: it appears in URLs and file names."""
 
 TIMESTAMP = pl.Datetime(time_unit="us", time_zone="UTC")
 
@@ -58,7 +67,7 @@ EVENT_MODEL: dict[str, Rule] = {
     "properties": Rule(pl.String()),
 }
 """A customer event after typing; ``occurred_at`` must also fall in the plausible window and a
-purchase needs amount and currency. Row-level failures become quarantine reasons."""
+purchase needs amount and currency, an exposure its experiment and variant. Row-level failures become quarantine reasons."""
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_MODEL)
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(n for n, r in EVENT_MODEL.items() if not r.nullable)
@@ -75,6 +84,20 @@ def _plausible_timestamp(data: pa.PolarsData) -> pl.LazyFrame:
         pl.col(data.key).is_between(
             pl.lit(earliest, dtype=TIMESTAMP), pl.lit(latest, dtype=TIMESTAMP)
         )
+    )
+
+
+def exposure_names_arm(properties: pl.Expr) -> pl.Expr:
+    """Whether ``properties`` name an experiment and a variant by :data:`NAME_PATTERN`."""
+    return pl.all_horizontal(
+        properties.str.json_path_match(f"$.{field}").str.contains(NAME_PATTERN).fill_null(False)
+        for field in EXPOSURE_FIELDS
+    )
+
+
+def _exposure_names_arm(data: pa.PolarsData) -> pl.LazyFrame:
+    return data.lazyframe.select(
+        (pl.col("event_type") != EXPOSURE) | exposure_names_arm(pl.col("properties"))
     )
 
 
@@ -107,7 +130,10 @@ def event_schema() -> pa.DataFrameSchema:
     columns["occurred_at"].checks.append(pa.Check(_plausible_timestamp, name="plausible_timestamp"))
     return pa.DataFrameSchema(
         columns,
-        checks=[pa.Check(_purchase_has_amount, name="purchase_has_amount")],
+        checks=[
+            pa.Check(_purchase_has_amount, name="purchase_has_amount"),
+            pa.Check(_exposure_names_arm, name="exposure_names_arm"),
+        ],
         strict=True,
         coerce=False,
         name="EventSchema",
@@ -132,6 +158,8 @@ class Reason:
     INGEST_FAILED = "ingest_failed"
     KAFKA_RECORDS_MISSING = "kafka_records_missing"
     """Offsets of a Kafka range the broker no longer had (retention, compaction)."""
+    INVALID_EXPOSURE = "invalid_exposure"
+    """An ``experiment_exposure`` whose properties do not name its experiment and variant."""
     ERASED_CUSTOMER = "erased_customer"
     """An event of a customer who was erased (``analytics erase-customer``): kept out, and
     quarantined without its record or a detail, so nothing of it is stored."""

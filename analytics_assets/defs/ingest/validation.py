@@ -11,6 +11,7 @@ from analytics_assets.defs.ingest.parsing import RawBatch
 from analytics_assets.defs.ingest.schema import (
     EVENT_COLUMNS,
     EVENT_TYPES,
+    NAME_PATTERN,
     QUARANTINE_SCHEMA,
     Reason,
     event_dtypes,
@@ -24,6 +25,7 @@ _PRIORITY = (
     Reason.UNKNOWN_EVENT_TYPE,
     Reason.NEGATIVE_VALUE,
     Reason.IMPLAUSIBLE_TIMESTAMP,
+    Reason.INVALID_EXPOSURE,
     Reason.INVALID_VALUE,
 )
 
@@ -121,6 +123,8 @@ def _reason_for(column: str, check: str) -> str:
         return Reason.NEGATIVE_VALUE
     if check == "plausible_timestamp":
         return Reason.IMPLAUSIBLE_TIMESTAMP
+    if check == "exposure_names_arm":
+        return Reason.INVALID_EXPOSURE
     return Reason.INVALID_VALUE
 
 
@@ -134,6 +138,11 @@ def _detail(column: str, check: str, value: object) -> str:
         return f"unknown event_type {shown!r} (known: {', '.join(EVENT_TYPES)})"
     if check.startswith("greater_than_or_equal_to"):
         return f"{column} is negative: {shown}"
+    if check == "exposure_names_arm":
+        return (
+            'an experiment_exposure needs properties {"experiment": NAME, "variant": NAME} '
+            f"(names: {NAME_PATTERN})"
+        )
     if check == "plausible_timestamp":
         return f"occurred_at {shown} is outside the plausible window"
     return f"{column} fails {check}: {shown}"
