@@ -287,6 +287,13 @@ def erasures_dir() -> Path:
     return analytics_home() / "erasures"
 
 
+def experiments_file() -> Path:
+    """The experiments declared for analysis: variants, control, split, primary metric
+    (``$ANALYTICS_EXPERIMENTS_FILE``, default ``<home>/experiments.yaml``)."""
+    default = analytics_home() / "experiments.yaml"
+    return Path(_env("ANALYTICS_EXPERIMENTS_FILE") or default).resolve()
+
+
 def serving_host() -> str:
     """Where the scoring service listens (``$SCORING_HOST``, default ``127.0.0.1``; the bento's
     container image sets ``0.0.0.0``)."""

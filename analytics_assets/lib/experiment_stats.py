@@ -49,9 +49,9 @@ def welch(
     p-value, and the Welch-Satterthwaite degrees of freedom."""
     a, b = np.divide(var_t, n_t), np.divide(var_c, n_c)
     se = np.sqrt(a + b)
-    df = (a + b) ** 2 / (a**2 / np.subtract(n_t, 1) + b**2 / np.subtract(n_c, 1))
     diff = np.subtract(mean_t, mean_c)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # no variance: no test (NaN)
+        df = (a + b) ** 2 / (a**2 / np.subtract(n_t, 1) + b**2 / np.subtract(n_c, 1))
         t = diff / se
     q = stats.t.ppf(1 - alpha / 2, df)
     p = 2 * stats.t.sf(np.abs(t), df)

@@ -9,6 +9,12 @@ do (and churn and lifetime value are learnable downstream):
 * basket size ~ 1 + Poisson(mean ~ Gamma), and price level ~ Gamma (big and small spenders);
 * a preferred device.
 
+Experiments (``SimulationConfig.experiments``) with a known true effect: from its start day,
+each customer's first session exposes them (an ``experiment_exposure`` event) to one variant,
+drawn with equal weights; from then on each of their sessions' purchase probability is
+multiplied by ``1 + effect`` of that variant (control: 1). An effect of 0 for every variant is an
+A/A test. Without experiments the stream is exactly what it was (no random draw moves).
+
 Sessions follow a Poisson process per customer from their acquisition day until dropout or the
 end of the window. Within a session: page views, maybe a search, cart adds (and removals), and
 for converting sessions a checkout and a purchase.
@@ -24,6 +30,41 @@ import numpy as np
 import polars as pl
 
 DEVICES = np.array(["desktop", "mobile", "tablet"])
+EXPOSURE = 6
+"""The kind number of ``experiment_exposure`` among the simulated event kinds."""
+
+
+@dataclass(frozen=True)
+class SimulatedExperiment:
+    """An experiment with a known true effect: ``effects`` per treatment (relative change of a
+    session's purchase probability), against a control."""
+
+    name: str
+    effects: tuple[float, ...]
+    start_fraction: float = 1 / 3
+    """Where in the window it starts (a third of the way: customers have a history before)."""
+
+    @property
+    def variants(self) -> list[str]:
+        if len(self.effects) == 1:
+            return ["control", "treatment"]
+        return ["control", *(f"v{i + 1}" for i in range(len(self.effects)))]
+
+    @classmethod
+    def parse(cls, text: str) -> SimulatedExperiment:
+        """``NAME=EFFECT[,EFFECT...]``: ``green_button=0.1``, ``aa_check=0``."""
+        import re
+
+        name, _, effects = text.partition("=")
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name) or not effects:
+            raise ValueError(f"{text!r}: expected NAME=EFFECT[,EFFECT...], as green_button=0.1")
+        try:
+            values = tuple(float(e) for e in effects.split(","))
+        except ValueError:
+            raise ValueError(f"{text!r}: effects are numbers, as 0.1 or -0.05") from None
+        if any(v <= -1 for v in values):
+            raise ValueError(f"{text!r}: an effect below -1 makes a negative probability")
+        return cls(name, values)
 
 
 @dataclass(frozen=True)
@@ -36,6 +77,7 @@ class SimulationConfig:
     first_customer: int = 0
     """Number of the first customer (``cust-0000500`` for 500): new customers beside those of
     an earlier simulation."""
+    experiments: tuple[SimulatedExperiment, ...] = ()
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.days < 1:
@@ -57,7 +99,14 @@ class SimulationConfig:
         (its events are not taken for duplicates); the same command again writes the same
         files, which the platform finds already committed."""
         name = f"sim-{self.seed}-{self.window_start():%Y%m%d}-{self.days}d-{self.customers}c"
-        return f"{name}-from{self.first_customer}" if self.first_customer else name
+        if self.first_customer:
+            name = f"{name}-from{self.first_customer}"
+        if self.experiments:  # other experiments, other events: other names
+            import hashlib
+
+            spec = repr([(e.name, e.effects, e.start_fraction) for e in self.experiments])
+            name = f"{name}-x{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+        return name
 
 
 def _customers(rng: np.random.Generator, config: SimulationConfig) -> dict[str, np.ndarray]:
@@ -87,6 +136,26 @@ def _sessions(rng: np.random.Generator, traits: dict, days: int) -> dict[str, np
     return {"owner": owner[keep], "start": start[keep]}
 
 
+def _exposures(config: SimulationConfig, owner: np.ndarray, start: np.ndarray):
+    """Per experiment: the exposing session of each exposed customer and their variant; and
+    each session's purchase-probability multiplier."""
+    multiplier = np.ones(owner.size)
+    exposed = []
+    for i, experiment in enumerate(config.experiments):
+        # its own generator: the simulation's other draws stay where they were
+        rng = np.random.default_rng([config.seed, 1_000 + i])
+        variant_of = rng.integers(0, len(experiment.variants), config.customers)
+        eligible = np.flatnonzero(start >= config.days * experiment.start_fraction)
+        customers, first = np.unique(owner[eligible], return_index=True)
+        session = eligible[first]
+        exposed.append((experiment, session, variant_of[customers]))
+        exposure_time = np.full(config.customers, np.inf)
+        exposure_time[customers] = start[session]
+        effect = np.array([0.0, *experiment.effects])[variant_of[owner]]
+        multiplier *= np.where(start >= exposure_time[owner], 1 + effect, 1.0)
+    return exposed, multiplier
+
+
 def simulate_events(config: SimulationConfig) -> pl.DataFrame:
     """All events of the simulation, sorted by time, with deterministic ids."""
     rng = np.random.default_rng(config.seed)
@@ -94,15 +163,20 @@ def simulate_events(config: SimulationConfig) -> pl.DataFrame:
     sessions = _sessions(rng, traits, config.days)
     owner, start = sessions["owner"], sessions["start"]
     s = owner.size
+    exposed, multiplier = _exposures(config, owner, start)
     page_views = 1 + rng.poisson(3.0, s)
     searches = (rng.random(s) < 0.35).astype(np.int64)
     carts = rng.binomial(page_views, 0.18)
     removes = rng.binomial(carts, 0.15)
-    buys = (carts > removes) & (rng.random(s) < traits["conversion"][owner])
+    chance = np.minimum(1.0, traits["conversion"][owner] * multiplier)
+    buys = (carts > removes) & (rng.random(s) < chance)
     checkouts = buys.astype(np.int64)
     purchases = buys.astype(np.int64)
 
-    kinds = ["page_view", "search", "add_to_cart", "remove_from_cart", "checkout", "purchase"]
+    kinds = [
+        "page_view", "search", "add_to_cart", "remove_from_cart", "checkout", "purchase",
+        "experiment_exposure",
+    ]  # fmt: skip
     counts = np.stack([page_views, searches, carts, removes, checkouts, purchases], axis=1)
     per_session = counts.sum(axis=1)
     session_of_event = np.repeat(np.arange(s), per_session)
@@ -121,6 +195,22 @@ def simulate_events(config: SimulationConfig) -> pl.DataFrame:
     amount = np.round(quantity * unit_price, 2)
     product = rng.integers(1, 5_000, who.size)
 
+    arms = [pl.repeat(None, who.size, dtype=pl.String, eager=True)]
+    for experiment, session, variant in exposed:
+        # the exposure comes first in its session: at the session's start, before any click
+        who = np.concatenate([who, owner[session]])
+        session_of_event = np.concatenate([session_of_event, session])
+        occurred = np.concatenate([occurred, start[session] * 86_400.0])
+        kind_of_event = np.concatenate([kind_of_event, np.full(session.size, EXPOSURE)])
+        quantity = np.concatenate([quantity, np.zeros(session.size, dtype=quantity.dtype)])
+        amount = np.concatenate([amount, np.zeros(session.size)])
+        product = np.concatenate([product, np.zeros(session.size, dtype=product.dtype)])
+        is_purchase = np.concatenate([is_purchase, np.zeros(session.size, dtype=bool)])
+        labels = [
+            f'{{"experiment": "{experiment.name}", "variant": "{v}"}}' for v in experiment.variants
+        ]
+        arms.append(pl.Series(labels, dtype=pl.String).gather(variant))
+
     base = config.window_start()
     frame = pl.DataFrame(
         {
@@ -136,6 +226,7 @@ def simulate_events(config: SimulationConfig) -> pl.DataFrame:
             "amount": amount,
             "device": DEVICES[traits["device"][who]],
             "is_purchase": is_purchase,
+            "arm": pl.concat(arms),
         }
     )
     frame = frame.sort("seconds", maintain_order=True).with_row_index("_n")
@@ -149,13 +240,14 @@ def simulate_events(config: SimulationConfig) -> pl.DataFrame:
         (pl.lit(base) + pl.duration(microseconds=(pl.col("seconds") * 1e6).cast(pl.Int64))).alias(
             "occurred_at"
         ),
-        pl.when(pl.col("kind") > 0).then(pl.col("product_id")).alias("product_id"),
-        pl.when(pl.col("kind") >= 2).then(pl.col("quantity")).alias("quantity"),
+        pl.when(pl.col("kind").is_between(1, 5)).then(pl.col("product_id")).alias("product_id"),
+        pl.when(pl.col("kind").is_between(2, 5)).then(pl.col("quantity")).alias("quantity"),
         pl.when(pl.col("is_purchase")).then(pl.col("amount")).alias("amount"),
         pl.when(pl.col("is_purchase")).then(pl.lit("USD")).alias("currency"),
         "device",
         pl.when(pl.col("kind") == 1)
         .then(pl.format('{{"query": "{}"}}', pl.col("product_id")))
+        .otherwise(pl.col("arm"))
         .alias("properties"),
     )
 

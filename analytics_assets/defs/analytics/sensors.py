@@ -5,7 +5,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from analytics_assets import settings
-from analytics_assets.defs.analytics.jobs import ANALYTICS_ASSETS
+from analytics_assets.defs.analytics.jobs import ANALYTICS_ASSETS, DAY_ASSETS, EXPERIMENT_LOOKS
 from analytics_assets.defs.analytics.transforms import session_days_affected
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from analytics_assets.partitions import days
@@ -39,10 +39,28 @@ def _days_of(record: dg.EventLogRecord) -> list[date]:
     return [date.fromisoformat(d) for d in (entry.value if entry else [])]
 
 
+def _looks_request(
+    instance: dg.DagsterInstance, affected: set[date], cursor: str | None
+) -> dg.RunRequest | None:
+    """Experiment looks from the first touched day to the newest look: a look counts every
+    event before its day's end, so a late event moves every look after it too. Only where
+    experiments are declared (``experiments.yaml``)."""
+    if not settings.experiments_file().exists():
+        return None
+    looked = instance.get_materialized_partitions(dg.AssetKey("experiment_looks"))
+    last = max([max(affected), *(date.fromisoformat(k) for k in looked)])
+    first = min(affected)
+    return dg.RunRequest(
+        run_key=f"looks {first.isoformat()}..{last.isoformat()}@{cursor}",
+        asset_selection=[dg.AssetKey("experiment_looks")],
+        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+    )
+
+
 def build_events_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
         name="events_sensor",
-        target=ANALYTICS_ASSETS,
+        target=ANALYTICS_ASSETS | EXPERIMENT_LOOKS,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
@@ -71,13 +89,16 @@ def build_events_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         affected = {d for d in session_days_affected(sorted(touched)) if first_day <= d <= last_day}
         if not affected:
             return dg.SkipReason("no new batches touched any day")
-        return [
+        requests = [
             dg.RunRequest(
                 run_key=f"{start.isoformat()}..{end.isoformat()}@{cursor}",
+                asset_selection=[dg.AssetKey(k) for k in DAY_ASSETS],
                 tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
             )
             for start, end in contiguous_ranges(affected)
         ]
+        looks = _looks_request(context.instance, affected, cursor)
+        return requests + ([looks] if looks else [])
 
     return events_sensor
 

@@ -28,24 +28,44 @@ def replace_range(
     day twice or half-written; readers see the old days or the new ones. Ingest appending to
     ``events`` meanwhile does not conflict; another rebuild of the table does, and is retried.
     """
-    identifier(table), identifier(column)
-    conn.register("_staged", data)
+    return replace_ranges(conn, {table: data}, column, start, end)[table]
+
+
+def replace_ranges(
+    conn: duckdb.DuckDBPyConnection,
+    data: dict[str, pa.Table],
+    column: str,
+    start: date,
+    end: date,
+) -> dict[str, int]:
+    """:func:`replace_range` for several tables at once: all of them in one snapshot."""
+    identifier(column)
+    for table in data:
+        identifier(table)
+    staged = {table: f"_staged_{i}" for i, table in enumerate(data)}
+    for table, view in staged.items():
+        conn.register(view, data[table])
     try:
         lakehouse.ensure_tables(
             conn,
-            {table: f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _staged LIMIT 0"},
-            {table: PARTITIONS[table]} if table in PARTITIONS else None,
+            {
+                t: f"CREATE TABLE IF NOT EXISTS {t} AS SELECT * FROM {v} LIMIT 0"
+                for t, v in staged.items()
+            },
+            {t: PARTITIONS[t] for t in data if t in PARTITIONS} or None,
         )
         in_range = f"{column} >= $start AND {column} < $end"
 
         def body(conn: duckdb.DuckDBPyConnection) -> None:
-            conn.execute(f"DELETE FROM {table} WHERE {in_range}", {"start": start, "end": end})
-            conn.execute(f"INSERT INTO {table} SELECT * FROM _staged")
+            for table, view in staged.items():
+                conn.execute(f"DELETE FROM {table} WHERE {in_range}", {"start": start, "end": end})
+                conn.execute(f"INSERT INTO {table} SELECT * FROM {view}")
 
-        lakehouse.run_transaction(conn, body, f"replace {table} [{start}, {end})")
+        lakehouse.run_transaction(conn, body, f"replace {', '.join(data)} [{start}, {end})")
     finally:
-        conn.unregister("_staged")
-    return data.num_rows
+        for view in staged.values():
+            conn.unregister(view)
+    return {table: table_data.num_rows for table, table_data in data.items()}
 
 
 def replace_all(conn: duckdb.DuckDBPyConnection, data: dict[str, pa.Table]) -> None:

@@ -67,7 +67,8 @@ EVENT_MODEL: dict[str, Rule] = {
     "properties": Rule(pl.String()),
 }
 """A customer event after typing; ``occurred_at`` must also fall in the plausible window and a
-purchase needs amount and currency, an exposure its experiment and variant. Row-level failures become quarantine reasons."""
+purchase needs amount and currency, an exposure its experiment and variant. Row-level failures
+become quarantine reasons."""
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_MODEL)
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(n for n, r in EVENT_MODEL.items() if not r.nullable)
