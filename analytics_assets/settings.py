@@ -294,6 +294,12 @@ def experiments_file() -> Path:
     return Path(_env("ANALYTICS_EXPERIMENTS_FILE") or default).resolve()
 
 
+def model_split_path() -> Path:
+    """The champion/challenger split's realized outcomes (``model_split``), which the gate
+    reads as evidence: ``<home>/experiments/model_split.json``."""
+    return analytics_home() / "experiments" / "model_split.json"
+
+
 def serving_host() -> str:
     """Where the scoring service listens (``$SCORING_HOST``, default ``127.0.0.1``; the bento's
     container image sets ``0.0.0.0``)."""

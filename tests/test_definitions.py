@@ -43,7 +43,7 @@ EXPECTED_ASSETS = {
     },
     "model_evaluation": {
         "group": "training",
-        "deps": {"churn_model", "clv_model"},
+        "deps": {"churn_model", "clv_model", "model_split"},
         "partitioned": False,
     },
     "promoted_models": {"group": "training", "deps": {"model_evaluation"}, "partitioned": False},
@@ -57,9 +57,26 @@ EXPECTED_ASSETS = {
         "deps": {"promoted_models", "customer_features", "events"},
         "partitioned": False,
     },
+    "experiment_looks": {"group": "experiments", "deps": {"events"}, "partitioned": True},
+    "experiment_report": {
+        "group": "experiments",
+        "deps": {"experiment_looks"},
+        "partitioned": False,
+    },
+    "model_split": {
+        "group": "experiments",
+        "deps": {"events", "customer_daily"},
+        "partitioned": False,
+    },
 }
 MONITORING = {"drift_report", "model_performance"}
-AUTOMATED = {"customer_base_audit", "feast_definitions", "online_features"} | MONITORING
+AUTOMATED = {
+    "customer_base_audit",
+    "feast_definitions",
+    "online_features",
+    "experiment_report",
+    "model_split",
+} | MONITORING
 TRAINING = {"training_set", "churn_model", "clv_model", "model_evaluation", "promoted_models"}
 ON_DEMAND = TRAINING
 EXTERNAL = {"customer_erasures"}  # reported by `analytics erase-customer`, never run
@@ -75,6 +92,8 @@ EXPECTED_CHECKS = {
     ("online_features", "online_not_older_than_offline", True),
     ("model_evaluation", "predictions_valid", True),
     ("model_evaluation", "calibration_within_bounds", True),
+    ("model_evaluation", "live_split_not_worse", True),
+    ("experiment_looks", "sample_ratio", True),
     ("model_evaluation", "metric_above_floor", True),
     ("model_evaluation", "fast_scorer_agrees", True),
     # every table the lake publishes (issue 17); not blocking: the commit stands, the next

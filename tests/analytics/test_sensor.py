@@ -34,13 +34,18 @@ class Ticker:
         self.sensor = build_events_sensor(minimum_interval_seconds=1)
         self.cursor: str | None = None
 
-    def ranges(self) -> list[tuple[str, str]]:
+    def requests(self) -> list[dg.RunRequest]:
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor)
         result = self.sensor(context)
         self.cursor = context.cursor
-        if isinstance(result, dg.SkipReason):
-            return []
-        return [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in result]
+        return [] if isinstance(result, dg.SkipReason) else list(result)
+
+    def ranges(self, selects: str = "sessions") -> list[tuple[str, str]]:
+        return [
+            (r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG])
+            for r in self.requests()
+            if dg.AssetKey(selects) in r.asset_selection
+        ]
 
 
 def test_contiguous_ranges() -> None:
@@ -90,3 +95,28 @@ def test_a_cursor_of_older_definitions_rebuilds_every_day_once(land, resources, 
     ticker.cursor = position  # what a sensor of the older definitions stored
     assert ticker.ranges() == [("2024-03-09", "2024-03-10")]
     assert ticker.ranges() == []
+
+
+def test_experiment_looks_run_from_the_first_touched_day_to_the_newest_look(
+    land, resources, instance
+) -> None:
+    """A look counts every event before its day's end: a late event moves every later look.
+    Requested only where experiments are declared."""
+    from analytics_assets import settings
+    from analytics_assets.defs.experiments.assets import experiment_looks
+
+    ticker = Ticker(instance)
+    ingest(land, resources, instance, "b1", ["2024-03-01"])
+    assert ticker.ranges("experiment_looks") == []  # nothing declared
+    settings.experiments_file().write_text("green: {variants: [control, green]}\n")
+    ingest(land, resources, instance, "b2", ["2024-03-05"])
+    assert ticker.ranges("experiment_looks") == [("2024-03-04", "2024-03-05")]
+    dg.materialize(
+        [experiment_looks],
+        resources={"warehouse": resources["warehouse"]},
+        instance=instance,
+        tags={RANGE_START_TAG: "2024-03-04", RANGE_END_TAG: "2024-03-05"},
+    )
+    ingest(land, resources, instance, "late", ["2024-03-02"])
+    assert ticker.ranges("experiment_looks") == [("2024-03-01", "2024-03-05")]
+    assert ticker.ranges("sessions") == []

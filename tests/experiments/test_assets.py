@@ -4,6 +4,7 @@ a count of the same events in polars, and bad input gets a verdict with a reason
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 
 import dagster as dg
@@ -205,3 +206,70 @@ def test_no_declarations_and_no_exposures_is_an_empty_look(
     assert verdicts(date(2024, 3, 2)) == {}
     page = settings.reports_dir() / "experiments" / "index.html"
     assert "No experiment declared or exposed yet" in page.read_text()
+
+
+def test_the_model_split_is_read_as_an_experiment(
+    resources, instance, tmp_path, analytics_home
+) -> None:
+    """Champion and challenger answered random halves of 600 customers on 2024-03-01; the
+    champion's probabilities foretell who bought again within 10 days, the challenger's are
+    noise: its realized AUC is shown worse, and the gate's live-split check fails on it."""
+    import types
+
+    import numpy as np
+
+    from analytics_assets.defs.analytics.assets import customer_daily
+    from analytics_assets.defs.experiments.assets import model_split
+    from analytics_assets.defs.training.evaluation import live_split
+
+    rng = np.random.default_rng(3)
+    customers = [f"m{i}" for i in range(600)]
+    churned = rng.random(600) < 0.5
+    records = [
+        purchase(i, 20.0, customer_id=c, occurred_at="2024-03-05T10:00:00Z")
+        for i, c in enumerate(customers)
+        if not churned[i]
+    ] + [event(10_000, occurred_at="2024-03-20T10:00:00Z")]
+    land(
+        pl.DataFrame(records).with_columns(pl.col("properties").struct.json_encode()), "m", tmp_path
+    )
+    assert dg.materialize(
+        [customer_daily],
+        resources={"warehouse": resources["warehouse"]},
+        instance=instance,
+        tags={RANGE[0]: "2024-03-01", RANGE[1]: "2024-03-20"},
+    ).success
+    arm = rng.random(600) < 0.5
+    informed = np.clip(np.where(churned, 0.7, 0.3) + rng.normal(0, 0.15, 600), 0, 1)
+    log = pl.DataFrame(
+        {
+            "logged_at": [datetime(2026, 1, 1)] * 600,
+            "role": np.where(arm, "challenger", "champion"),
+            "model_version": np.where(arm, "8", "7"),
+            "served": [True] * 600,
+            "known": [True] * 600,
+            "customer_id": customers,
+            "features_as_of": ["2024-03-01T00:00:00+00:00"] * 600,
+            "churn_probability": np.where(arm, rng.random(600), informed),
+        }
+    )
+    folder = settings.predictions_dir() / "churn_model" / "date=2026-01-01"
+    folder.mkdir(parents=True)
+    log.write_parquet(folder / "part.parquet")
+    result = dg.materialize(
+        [model_split],
+        resources={"warehouse": resources["warehouse"]},
+        instance=instance,
+        run_config={"ops": {"model_split": {"config": {"churn_days": 10}}}},
+    )
+    assert result.success
+    evidence = json.loads(settings.model_split_path().read_text())
+    champion, challenger = evidence["arms"]["champion"], evidence["arms"]["challenger"]
+    assert champion["customers"] + challenger["customers"] == 600
+    assert champion["auc_low"] > 0.8 and challenger["auc_low"] < 0.5 < challenger["auc_high"]
+    assert evidence["challenger_worse"] is True
+    # the gate reads it for exactly this pair of versions
+    found, check = live_split("churn_model", "8", types.SimpleNamespace(version="7"))
+    assert found is not None and not check.passed and "worse on live traffic" in check.detail
+    _, other = live_split("churn_model", "9", types.SimpleNamespace(version="7"))
+    assert other.passed and "no live split" in other.detail

@@ -1,6 +1,7 @@
 """Experiments read from the events: a daily look at every declared experiment (intervals,
 CUPED, the sample-ratio check, the sequential verdict), and the page that shows them."""
 
+import json
 from datetime import timedelta
 
 import dagster as dg
@@ -179,3 +180,97 @@ def experiment_report(
         }
     )
     return dg.MaterializeResult(metadata=metadata)
+
+
+class ModelSplitConfig(dg.Config):
+    churn_days: int = 90
+    """The churn label's window (the training set's): an answer's outcome is known this many
+    days after its features' as-of time."""
+
+
+@dg.asset(
+    deps=[dg.AssetDep("events", partition_mapping=dg.AllPartitionMapping()), "customer_daily"],
+    group_name=GROUP,
+    kinds={"duckdb"},
+    automation_condition=dg.AutomationCondition.on_cron("30 2 * * *"),
+)
+def model_split(
+    context: dg.AssetExecutionContext, config: ModelSplitConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    """The scoring service's champion/challenger split read as an experiment: per arm, the
+    customers its model answered and what then happened (realized AUC, calibration and
+    top-decile lift, with 95 % intervals), and the challenger against the champion. The
+    promotion gate (``model_evaluation``) reads it as evidence beside the offline holdout."""
+    from analytics_assets.lib import lakehouse, outcomes
+    from analytics_assets.lib import model_split as split
+
+    answers = split.first_answers(settings.predictions_dir())
+    arms: dict[str, dict] = {}
+    status = "no answers from the scoring service's log yet"
+    if answers.height:
+        with warehouse.get_connection() as conn:
+            if not lakehouse.exists(conn, "customer_daily"):
+                observed = None
+            else:
+                observed = conn.sql("SELECT max(day) FROM customer_daily").fetchone()[0]
+            until = outcomes.observed_until(conn) if observed else None
+            matured = (
+                answers.filter(pl.col("as_of") + pl.duration(days=config.churn_days) <= until)
+                if until
+                else answers.head(0)
+            )
+            status = f"{answers.height:,} answers, {matured.height:,} with a known outcome"
+            if matured.height:
+                entities = matured.select("customer_id", event_timestamp="as_of").unique()
+                conn.register("split_entities", entities)
+                try:
+                    labels = pl.from_arrow(
+                        outcomes.labels(
+                            conn, "split_entities", config.churn_days, 0
+                        ).to_arrow_table()
+                    )
+                finally:
+                    conn.unregister("split_entities")
+                joined = matured.join(
+                    labels.select(
+                        "customer_id",
+                        pl.col("event_timestamp").dt.convert_time_zone("UTC").alias("as_of"),
+                        "churned",
+                    ),
+                    on=["customer_id", "as_of"],
+                )
+                for (role,), rows in joined.group_by("role"):
+                    y = rows["churned"].cast(pl.Int8).to_numpy()
+                    p = rows["churn_probability"].to_numpy()
+                    arms[role] = {
+                        "model_version": rows["model_version"].mode().first(),
+                        **split.arm_metrics(y, p),
+                    }
+    comparison = (
+        split.compare(arms["challenger"], arms["champion"])
+        if {"challenger", "champion"} <= set(arms)
+        else None
+    )
+    worse, reason = split.verdict(comparison)
+    evidence = {
+        "status": status,
+        "churn_days": config.churn_days,
+        "arms": arms,
+        "comparison": comparison,
+        "challenger_worse": worse,
+        "reason": reason,
+    }
+    path = settings.model_split_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(evidence, indent=2, default=float))
+    context.log.info(f"{status}: {reason}")
+    table = pl.DataFrame([{"role": role, **values} for role, values in arms.items()] or None)
+    return dg.MaterializeResult(
+        metadata={
+            "status": status,
+            "reason": reason,
+            "challenger_worse": worse,
+            "arms": preview(table) if arms else None,
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )

@@ -265,11 +265,16 @@ GATE_CHECKS = {
     "fast_scorer_agrees": "Churn: the service's fast scorer (treelite GTIL) equals "
     "scikit-learn's probabilities to 1e-9 on the holdout, with missing values and on every "
     "split threshold.",
+    "live_split_not_worse": "Churn: where the scoring service split live traffic between this "
+    "challenger and the champion, the challenger's realized AUC is not worse (its interval "
+    "against the champion's is not below 0; model_split). Passes while there is no such "
+    "evidence.",
 }
 
 
 @dg.asset(
-    deps=[CHURN_MODEL, CLV_MODEL],
+    # model_split: the live split's realized outcomes, read as evidence (not rebuilt here)
+    deps=[CHURN_MODEL, CLV_MODEL, "model_split"],
     group_name=GROUP,
     kinds={"mlflow"},
     check_specs=[

@@ -112,6 +112,21 @@ def _calibration(model: str, metrics: dict, config: EvaluationConfig) -> gate.Ch
     )
 
 
+def live_split(model: str, challenger: str, champion) -> tuple[dict | None, gate.Check]:
+    """The live traffic split's realized outcomes (``model_split``) for exactly this challenger
+    and champion, and the check on them: the challenger must not be shown worse."""
+    path = settings.model_split_path()
+    none = gate.Check(True, "no live split of this challenger and champion yet")
+    if model != CHURN_MODEL or champion is None or not path.exists():
+        return None, none
+    evidence = json.loads(path.read_text())
+    arms = evidence.get("arms", {})
+    versions = {role: str(arm.get("model_version")) for role, arm in arms.items()}
+    if versions != {"challenger": str(challenger), "champion": str(champion.version)}:
+        return None, none
+    return evidence, gate.Check(not evidence["challenger_worse"], evidence["reason"])
+
+
 def evaluate_model(model: str, client, config: EvaluationConfig, workdir) -> dict | None:
     """The challenger and champion of ``model`` on the challenger's holdout, the blocking
     checks on the challenger, and the gate's verdict. ``None`` without a challenger."""
@@ -141,6 +156,8 @@ def evaluate_model(model: str, client, config: EvaluationConfig, workdir) -> dic
         "metric_above_floor": gate.above_floor(policy, value),
         "fast_scorer_agrees": fast_scorer_check(model, fetched, holdout),
     }
+    evidence, checks["live_split_not_worse"] = live_split(model, challenger.version, champion)
+    result["live_split"] = evidence
     result["checks"] = {name: check.__dict__ for name, check in checks.items()}
     if champion is not None and champion.version == challenger.version:
         verdict = gate.Verdict(False, f"version {challenger.version} is already the champion")
