@@ -71,6 +71,16 @@ def main() -> None:
     "last DAYS days, the customers new ones (ids after its simulated customers'), so no "
     "existing customer's history or as-of day moves.",
 )
+@click.option(
+    "--experiment",
+    "experiments",
+    multiple=True,
+    metavar="NAME=EFFECT[,EFFECT...]",
+    help="An A/B test with a known true effect per treatment (the relative change of a "
+    "session's purchase probability): green_button=0.1; aa_check=0 for an A/A test; "
+    "price=0.05,-0.05 for two treatments. Repeat for more; each is declared in "
+    "experiments.yaml.",
+)
 @click.option("--format", "fmt", type=_FORMAT, default="jsonl", show_default=True)
 @click.option("--landing", type=click.Path(path_type=Path), default=None, help="Landing folder.")
 @click.option("--to", "to", type=_TO, default="landing", show_default=True)
@@ -85,6 +95,7 @@ def simulate_command(
     seed: int,
     start: datetime | None,
     continue_calendar: bool,
+    experiments: tuple[str, ...],
     fmt: str,
     landing: Path | None,
     to: str,
@@ -100,6 +111,15 @@ def simulate_command(
     from analytics_assets.producers import simulate
 
     config = _simulation(customers, days, seed, start, continue_calendar)
+    if experiments:
+        from dataclasses import replace
+
+        try:
+            parsed = tuple(simulate.SimulatedExperiment.parse(e) for e in experiments)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--experiment") from None
+        config = replace(config, experiments=parsed)
+        _declare(config)
     emit, target = _emitter(to, topic, landing, fmt)
     events = simulate.simulate_events(config)
     files = 0
@@ -114,6 +134,34 @@ def simulate_command(
     click.echo(
         f"{events.height:,} events from {customers:,} customers in {files} batches -> {target}"
     )
+
+
+def _declare(config) -> None:
+    """Declare the simulation's experiments in ``experiments.yaml`` (their true effects in the
+    description), so the experiments assets analyse them."""
+    from datetime import timedelta
+
+    from analytics_assets import settings
+    from analytics_assets.lib import experiments
+
+    declared = []
+    for e in config.experiments:
+        offset = int(config.days * e.start_fraction)
+        effects = ", ".join(f"{v} {x:+.1%}" for v, x in zip(e.variants[1:], e.effects, strict=True))
+        declared.append(
+            experiments.Declaration(
+                name=e.name,
+                variants=dict.fromkeys(e.variants, 1.0),
+                control="control",
+                start=(config.window_start() + timedelta(days=offset)).date(),
+                horizon_days=max(1, config.days - offset),
+                planned_customers=max(10, config.customers),
+                description=f"simulated ({config.name}): per-session purchase probability "
+                f"{effects}",
+            )
+        )
+    experiments.save(settings.experiments_file(), declared)
+    click.echo(f"Declared {', '.join(e.name for e in declared)} in {settings.experiments_file()}")
 
 
 def _simulation(

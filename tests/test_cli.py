@@ -46,3 +46,19 @@ def test_feast_env_points_the_cli_at_the_code_locations_stores(analytics_home, m
     assert config["registry"]["registry_type"] == "sql"
     assert config["online_store"] == {"type": "redis", "connection_string": "127.0.0.1:6379"}
     assert config["project"] == "customer_analytics"
+
+
+def test_simulate_declares_its_experiments(analytics_home) -> None:
+    from analytics_assets.lib import experiments
+
+    args = ["simulate", "--customers", "80", "--days", "30", "--start", "2024-03-01"]
+    result = CliRunner().invoke(main, [*args, "--experiment", "green=0.2", "--experiment", "aa=0"])
+    assert result.exit_code == 0, result.output
+    declared = experiments.load(settings.experiments_file())
+    assert set(declared.valid) == {"green", "aa"} and not declared.invalid
+    assert declared.valid["green"].start.isoformat() == "2024-03-11"
+    assert "+20.0%" in declared.valid["green"].description
+    text = b"".join(p.read_bytes() for p in settings.landing_dir().iterdir())
+    assert b"experiment_exposure" in text
+    bad = CliRunner().invoke(main, [*args, "--experiment", "green"])
+    assert bad.exit_code == 2 and "NAME=EFFECT" in bad.output

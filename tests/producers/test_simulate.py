@@ -65,3 +65,35 @@ def test_another_window_never_reuses_a_name_or_an_event_id() -> None:
     assert not set(first["event_id"]) & set(second["event_id"])
     names = {n for n, _ in simulate.batches(first, 5_000, CONFIG)}
     assert not names & {n for n, _ in simulate.batches(second, 5_000, later)}
+
+
+def test_experiments_change_only_what_they_should(tmp_path) -> None:
+    """With experiments, every event (the exposures too) is valid; each exposed customer has one
+    exposure per experiment, at their first session from its start; an effect of 0 leaves the
+    purchases as they were, and a positive one adds purchases only after exposure."""
+    from dataclasses import replace
+
+    aa = replace(CONFIG, experiments=(simulate.SimulatedExperiment.parse("aa=0"),))
+    lift = replace(CONFIG, experiments=(simulate.SimulatedExperiment.parse("up=0.8"),))
+    base, with_aa, with_lift = (simulate.simulate_events(c) for c in (CONFIG, aa, lift))
+    path = write_batch(with_aa, tmp_path, "sim", "jsonl")
+    result = validate_batch(parse_batch(path.read_bytes(), path.name))
+    assert result.quarantined.height == 0
+    exposures = with_aa.filter(pl.col("event_type") == "experiment_exposure")
+    assert exposures["customer_id"].is_unique().all()
+    assert exposures["occurred_at"].min() >= datetime(2024, 1, 21).astimezone()
+    assert set(exposures["properties"].str.json_path_match("$.variant")) == {"control", "treatment"}
+    strip = lambda f: f.filter(pl.col("event_type") != "experiment_exposure").drop("event_id")  # noqa: E731
+    assert strip(with_aa).equals(base.drop("event_id"))
+    purchases = lambda f: f.filter(pl.col("event_type") == "purchase").height  # noqa: E731
+    assert purchases(with_lift) > purchases(base)
+    assert lift.name != aa.name != CONFIG.name
+
+
+def test_experiment_specs_are_checked() -> None:
+    import pytest
+
+    assert simulate.SimulatedExperiment.parse("p=0.05,-0.05").variants == ["control", "v1", "v2"]
+    for bad in ("noeffect", "x=", "x=abc", "has space=0.1", "x=-1.5"):
+        with pytest.raises(ValueError):
+            simulate.SimulatedExperiment.parse(bad)
