@@ -161,7 +161,8 @@ def _declare(config) -> None:
             )
         )
     experiments.save(settings.experiments_file(), declared)
-    click.echo(f"Declared {', '.join(e.name for e in declared)} in {settings.experiments_file()}")
+    names = ", ".join(e.name for e in declared)
+    click.echo(f"Declared {names} in {settings.experiments_file()}", err=True)
 
 
 def _simulation(

@@ -27,20 +27,23 @@ def run(broker, *args: str) -> str:
 def test_simulate_to_kafka_keys_records_by_customer(broker, analytics_home) -> None:
     topic = create_topic(broker, f"sim-{uuid.uuid4().hex[:8]}", partitions=3)
     out = run(broker, "simulate", "--to", "kafka", "--topic", topic, "--customers", "30",
-              "--days", "3", "--events-per-batch", "200")  # fmt: skip
+              "--days", "3", "--events-per-batch", "200", "--experiment", "green=0.2")  # fmt: skip
     produced = int(out.split(" events")[0].replace(",", ""))
     marks = kafka_source.partitions(kafka_source.client_config(broker.bootstrap), topic)
     assert sum(high for _, high in marks.values()) == produced
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "t"})
     consumer.assign([TopicPartition(topic, p, 0) for p in marks])
     seen: dict[str, set[int]] = {}
+    types = set()
     for _ in range(produced):
         message = consumer.poll(10)
         record = json.loads(message.value())
+        types.add(record["event_type"])
         assert message.key().decode() == record["customer_id"]
         seen.setdefault(record["customer_id"], set()).add(message.partition())
     consumer.close()
     assert all(len(parts) == 1 for parts in seen.values())  # one partition per customer
+    assert "experiment_exposure" in types  # experiments go to Kafka as to files
 
 
 def test_replay_cdnow_to_kafka(broker, analytics_home) -> None:
