@@ -220,3 +220,49 @@ def has_table(cursor, name: str) -> bool:
     except duckdb.CatalogException:
         return False
     return True
+
+
+def experiments(cursor) -> list[dict]:
+    """Each experiment's newest verdict (``experiment_verdicts``); none before the first look."""
+    if not has_table(cursor, f"{LAKE}.experiment_verdicts"):
+        return []
+    return _dicts(
+        cursor.execute(
+            f"SELECT * FROM {LAKE}.experiment_verdicts "
+            "QUALIFY day = max(day) OVER (PARTITION BY experiment) ORDER BY experiment"
+        )
+    )
+
+
+def experiment(cursor, name: str) -> dict | None:
+    """``name``'s newest verdict, every variant and metric of that look, and the primary
+    metric's every look; ``None`` when it has no look."""
+    if not has_table(cursor, f"{LAKE}.experiment_verdicts"):
+        return None
+    found = _dicts(
+        cursor.execute(
+            f"SELECT * FROM {LAKE}.experiment_verdicts WHERE experiment = $n "
+            "ORDER BY day DESC LIMIT 1",
+            {"n": name},
+        )
+    )
+    if not found:
+        return None
+    verdict = found[0]
+    looks = _dicts(
+        cursor.execute(
+            f"SELECT * EXCLUDE (experiment) FROM {LAKE}.experiment_looks WHERE experiment = $n "
+            "AND (day = $day OR metric = $metric) ORDER BY day, variant, metric",
+            {"n": name, "day": verdict["day"], "metric": verdict["primary_metric"] or ""},
+        )
+    )
+    return {
+        **verdict,
+        "results": [r for r in looks if r["day"] == verdict["day"]],
+        "history": [r for r in looks if r["metric"] == verdict["primary_metric"]],
+    }
+
+
+def _dicts(cursor) -> list[dict]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

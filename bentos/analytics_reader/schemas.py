@@ -137,3 +137,66 @@ class ApiKeys(BaseModel):
     keys: list[dict[str, Scalar | list[str]]] = Field(
         description="Each key's name, roles and creation time (never the key)."
     )
+
+
+Verdict = Literal["ship", "stop", "keep_running"]
+
+
+class ExperimentSummary(BaseModel):
+    """An experiment's newest look (table ``experiment_verdicts``)."""
+
+    experiment: str
+    day: date = Field(description="The look: events before the end of this UTC day.")
+    verdict: Verdict
+    valid: bool = Field(description="False: the split is broken, or it is not declared right.")
+    reason: str
+    primary_metric: str | None = None
+    best_variant: str | None = None
+    customers: int | None = Field(None, description="Exposed customers in declared variants.")
+    srm_p_value: float | None = Field(None, description="Sample-ratio chi-square p-value.")
+    srm_passed: bool | None = None
+    crossovers: int | None = Field(
+        None, description="Customers exposed to more than one variant (kept in their first)."
+    )
+    unknown_variant_customers: int | None = None
+    days_running: int | None = None
+    horizon_days: int | None = None
+    start: date | None = None
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentSummary]
+
+
+class ArmResult(BaseModel):
+    """One variant on one metric at one look: against control for a treatment, with the 95 %
+    interval (one planned look), CUPED's, and the always-valid one (any look)."""
+
+    day: date
+    variant: str
+    is_control: bool
+    metric: Literal["conversion", "orders", "revenue"]
+    customers: int
+    mean: float | None = None
+    control_mean: float | None = None
+    diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    lift: float | None = Field(None, description="mean / control mean - 1")
+    lift_low: float | None = None
+    lift_high: float | None = None
+    cuped_diff: float | None = None
+    cuped_low: float | None = None
+    cuped_high: float | None = None
+    cuped_variance_ratio: float | None = None
+    seq_low: float | None = None
+    seq_high: float | None = None
+    seq_p_value: float | None = None
+
+
+class ExperimentDetail(ExperimentSummary):
+    results: list[ArmResult] = Field(description="Every variant and metric at the newest look.")
+    history: list[ArmResult] = Field(
+        description="The primary metric at every daily look, oldest first."
+    )

@@ -58,19 +58,26 @@ from bentos.guard import KEY_SCOPE, RequestGuard
 logger = logging.getLogger("bentoml.analytics_reader")
 
 AUDIT_REPORT = Path("customer_base_audit") / "index.html"
+EXPERIMENTS_REPORT = Path("experiments") / "index.html"
 
 
-def _report(request: Request):
-    """The customer-base audit's HTML page, as the audit asset last wrote it."""
-    page = settings.reports_dir() / AUDIT_REPORT
-    if not page.is_file():
-        return PlainTextResponse(
-            "no audit report yet: materialize customer_base_audit", status_code=404
-        )
-    return FileResponse(page, media_type="text/html; charset=utf-8")
+def _page(relative: Path, asset: str):
+    def serve(request: Request):
+        page = settings.reports_dir() / relative
+        if not page.is_file():
+            return PlainTextResponse(f"no report yet: materialize {asset}", status_code=404)
+        return FileResponse(page, media_type="text/html; charset=utf-8")
+
+    return serve
 
 
-report_app = Starlette(routes=[Route("/", _report, methods=["GET"])])
+# the customer-base audit's and the experiments' HTML pages, as their assets last wrote them
+report_app = Starlette(
+    routes=[
+        Route("/", _page(AUDIT_REPORT, "customer_base_audit"), methods=["GET"]),
+        Route("/experiments", _page(EXPERIMENTS_REPORT, "experiment_report"), methods=["GET"]),
+    ]
+)
 
 
 @bentoml.service(
@@ -296,7 +303,17 @@ AnalyticsReader.add_asgi_middleware(
     public=("/dashboard",),  # a page with no data: it asks for the key its reads need
     roles={
         **dict.fromkeys(
-            ("/kpis", "/audit", "/customer", "/sql", "/tables", "/report", "/live", "/export"),
+            (
+                "/kpis",
+                "/audit",
+                "/customer",
+                "/sql",
+                "/tables",
+                "/report",
+                "/live",
+                "/export",
+                "/experiments",
+            ),
             "analyst",
         ),
         **dict.fromkeys(("/admin/erase", "/admin/keys"), "admin"),

@@ -1,9 +1,11 @@
 """The read API's GET routes, mounted into the BentoML service as a FastAPI app (BentoML merges
-its OpenAPI paths into ``/docs.json``): the live feed, the live dashboard and exports.
+its OpenAPI paths into ``/docs.json``): the live feed, the live dashboard, exports and the
+experiments.
 
-The guard (:mod:`bentos.guard`) sits in front of these as of every other route: ``/live`` and
-``/export`` need the ``analyst`` role. ``/dashboard`` is a page with no data in it (the data
-comes through ``/live`` and ``/kpis`` with the key the page asks for), so it needs no key.
+The guard (:mod:`bentos.guard`) sits in front of these as of every other route: ``/live``,
+``/export`` and ``/experiments`` need the ``analyst`` role. ``/dashboard`` is a page with no
+data in it (the data comes through ``/live`` and ``/kpis`` with the key the page asks for), so
+it needs no key.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from analytics_assets import settings
 from analytics_assets.lib import exports
 from bentos import errors
+from bentos.analytics_reader import reads
 from bentos.analytics_reader.live import Full
+from bentos.analytics_reader.schemas import ExperimentDetail, ExperimentList
 
 app = FastAPI(
     title="analytics_reader: live feed, dashboard and exports",
@@ -101,6 +105,38 @@ async def dashboard() -> HTMLResponse:
     code is in the page). It subscribes to ``/live`` and reads ``/kpis`` with the analyst key
     it asks for (kept in the tab's session storage)."""
     return HTMLResponse(DASHBOARD.read_text(), headers={"Cache-Control": "no-cache"})
+
+
+def _read(query, *args):
+    """``query(cursor, *args)`` in one read transaction of the service's lakehouse view."""
+    with reads.reading(bentoml.get_current_service().sandbox.db) as cursor:
+        return query(cursor, *args)
+
+
+@app.get("/experiments", response_model=ExperimentList)
+async def list_experiments() -> ExperimentList:
+    """Every experiment's newest look: its verdict (ship, stop, keep running) and the reason,
+    whether the split is healthy (sample-ratio p-value), crossovers and exposures to unknown
+    variants. Written by the ``experiment_looks`` asset, one look per day."""
+    found = await anyio.to_thread.run_sync(_read, reads.experiments)
+    return ExperimentList(experiments=found)
+
+
+@app.get(
+    "/experiments/{name}",
+    response_model=ExperimentDetail,
+    responses={404: {"description": "No look of an experiment of that name"}},
+)
+async def get_experiment(
+    name: Annotated[str, PathParam(description="The experiment, as declared")],
+):
+    """One experiment's newest look: the verdict, every variant on conversion, orders and
+    revenue per exposed customer with the 95 % interval, CUPED's and the always-valid one
+    (the one to read at any look), and the primary metric at every daily look."""
+    found = await anyio.to_thread.run_sync(_read, reads.experiment, name)
+    if found is None:
+        return _error(404, f"no experiment {name!r} has been looked at", "unknown_experiment")
+    return ExperimentDetail(**found)
 
 
 Format = Literal["csv", "json", "parquet", "arrow"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ FIRST_DAY = "2024-01-01"
 DAYS = 120
 API_KEY = "reader-test-key"
 ACTIVE_CUSTOMER = "cust-0000129"
+EXPERIMENT = "checkout_copy"
 
 
 def build_lake(home: Path) -> None:
@@ -40,9 +41,48 @@ def build_lake(home: Path) -> None:
     path = write_batch(events, home / "work", "sim", "parquet")
     with lakehouse.connect() as conn:
         ingest_file(conn, Path(path), "sim")
-    large_home.materialize_analytics(
-        date.fromisoformat(FIRST_DAY), events["occurred_at"].max().date()
+    last = events["occurred_at"].max().date()
+    large_home.materialize_analytics(date.fromisoformat(FIRST_DAY), last)
+    expose(home, last)
+
+
+def expose(home: Path, last: date) -> None:
+    """Experiment ``checkout_copy``: every customer exposed on day 60, alternately to control and
+    treatment, declared; its looks of the last three days and its report, by the real assets."""
+    import dagster as dg
+    import polars as pl
+
+    from analytics_assets.defs.experiments.assets import experiment_looks, experiment_report
+    from analytics_assets.defs.ingest.batch import ingest_file
+    from analytics_assets.lib import experiments
+    from analytics_assets.producers.files import write_batch
+    from analytics_assets.resources import warehouse_resource
+    from analytics_assets.testing import large_home
+
+    exposures = pl.DataFrame(
+        {
+            "event_id": [f"exp-{i}" for i in range(400)],
+            "event_type": "experiment_exposure",
+            "customer_id": [f"cust-{i:07d}" for i in range(400)],
+            "occurred_at": datetime.fromisoformat("2024-03-01T08:00:00+00:00"),
+            "properties": [
+                f'{{"experiment": "{EXPERIMENT}", "variant": "{("control", "treatment")[i % 2]}"}}'
+                for i in range(400)
+            ],
+        }
     )
+    path = write_batch(exposures, home / "work", "exposures", "parquet")
+    with lakehouse.connect() as conn:
+        ingest_file(conn, Path(path), "exposures")
+    experiments.save(
+        settings.experiments_file(),
+        [experiments.declaration(EXPERIMENT, {"variants": ["control", "treatment"]})],
+    )
+    large_home.materialize_days([experiment_looks], last - timedelta(days=2), last)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize(
+            [experiment_report], resources={"warehouse": warehouse_resource()}, instance=instance
+        ).success
 
 
 def log_predictions(customer_id: str) -> None:

@@ -93,7 +93,9 @@ def test_figures_are_those_of_their_snapshot(lake_home) -> None:
         first = pulse.snapshots_after(cursor, 0, current)[0]
         before = pulse.figures(db, first)  # before any batch
         assert before["snapshot"] == first and "last_batch" not in before
-        (clean,) = cursor.execute("SELECT sum(clean) FROM ingest_ledger").fetchone()
+        (clean,) = cursor.execute(
+            "SELECT clean FROM ingest_ledger ORDER BY committed_at DESC LIMIT 1"
+        ).fetchone()
         day = cursor.execute(
             "SELECT max(occurred_at AT TIME ZONE 'UTC')::DATE FROM events"
         ).fetchone()[0]
