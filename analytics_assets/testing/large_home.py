@@ -38,6 +38,48 @@ def insert_events(events: int, days: int, customers: int, first: date = FIRST_DA
             )
 
 
+def insert_exposures(
+    experiments: int,
+    per_experiment: int,
+    customers: int,
+    start_day: int,
+    span_days: int,
+    first: date = FIRST_DAY,
+) -> list[str]:
+    """``per_experiment`` customers (distinct, of ``customers``) exposed to each of
+    ``experiments`` experiments ``exp_00``..., half to control and half to treatment by a hash,
+    spread over ``span_days`` days from day ``start_day``; one commit per experiment. Returns
+    the experiments' names."""
+    from analytics_assets.lib import lakehouse
+
+    if per_experiment > customers:
+        raise ValueError("more exposed customers than customers")
+    names = [f"exp_{e:02d}" for e in range(experiments)]
+    seconds = span_days * 86_400
+    with lakehouse.connect() as conn:
+        for e, name in enumerate(names):
+            conn.execute(
+                f"""
+                INSERT INTO events
+                SELECT 'x-{e}-' || i, 'experiment_exposure',
+                       -- i -> (i * 7919 + offset) mod customers: distinct customers
+                       'cust-' || lpad(((i * 7919 + {e * 104_729}) % {customers})::VARCHAR,
+                                       7, '0'),
+                       NULL,
+                       TIMESTAMPTZ '{first.isoformat()} 00:00:00+00'
+                           + INTERVAL {start_day} DAY
+                           + INTERVAL (i * {seconds} // {per_experiment}) SECOND,
+                       NULL, NULL, NULL, NULL, 'mobile',
+                       '{{"experiment": "{name}", "variant": "'
+                           || ['control', 'treatment'][1 + (hash(i, {e}) % 2)::INT]
+                           || '"}}',
+                       'exposures-{e}', now()
+                FROM range({per_experiment}) t(i)
+                """
+            )
+    return names
+
+
 def materialize_days(assets: Sequence, first: date, last: date) -> None:
     """``assets`` (day-partitioned) over ``first`` .. ``last`` in one run, on an ephemeral
     instance, with the real warehouse resource."""
