@@ -22,6 +22,8 @@ DEMO_CDNOW_PERIOD_DAYS ?= 28
 # the simulated clickstream shares CDNOW's calendar, so that labels mature for both; a stream
 # simulated up to today, beside CDNOW's 1997-98, would read 28 silent years as churn
 DEMO_SIM_START ?= 1997-01-01
+# two experiments in the simulated stream, with known effects (docs/experiments.md)
+DEMO_EXPERIMENTS ?= --experiment green_button=0.15 --experiment aa_check=0
 
 .PHONY: env test lint format demo demo-check seed dagster-home mlflow-ui serve read-api bento bench-ingest bench-freshness bench-features bench-training bench-serving bench-lakehouse clean
 
@@ -50,7 +52,7 @@ dagster-home: env
 	$(UV) run --locked analytics dagster-home
 
 seed: env
-	$(UV) run --locked analytics simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --start $(DEMO_SIM_START)
+	$(UV) run --locked analytics simulate --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --start $(DEMO_SIM_START) $(DEMO_EXPERIMENTS)
 	$(UV) run --locked analytics replay cdnow --period-days $(DEMO_CDNOW_PERIOD_DAYS)
 
 # the whole loop on this machine: seed the landing zone, start Dagster (webserver + daemon), let

@@ -268,6 +268,7 @@ The loop closed in {time.monotonic() - started:.0f} s.
   Scoring service {scoring}   (OpenAPI docs at /docs; metrics at /metrics)
   Read API        {reader}   (KPIs, audit, profiles, SQL over the lakehouse; docs/lake.md)
   Audit report    {reader}/report/   (or the file {report})
+  Experiments     {reader}/report/experiments   (seeded A/B and A/A; docs/experiments.md)
   MLflow          make mlflow-ui -> {mlflow}   (its first answer takes a while: docs/models.md)
   Drift report    {settings.reports_dir() / "drift"}   (plots on drift_report in the UI)
   SQL             uv run analytics sql   (the lakehouse, read-only, while this runs)
