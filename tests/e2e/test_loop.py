@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -35,7 +36,18 @@ def test_the_loop_closes_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         [analytics, "dagster-home"],
         [analytics, "replay", "cdnow", "--sample", "--period-days", "120"],
         # on CDNOW's calendar, as make demo does
-        [analytics, "simulate", "--customers", "200", "--days", "30", "--start", "1997-01-01"],
+        [
+            analytics,
+            "simulate",
+            "--customers",
+            "200",
+            "--days",
+            "30",
+            "--start",
+            "1997-01-01",
+            "--experiment",
+            "green_button=0.5",
+        ],  # fmt: skip
     ):
         subprocess.run(command, env=env, check=True, cwd=REPO, capture_output=True)
     demo = subprocess.run(
@@ -62,6 +74,16 @@ def test_the_loop_closes_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for name in ("ANALYTICS_HOME", "DAGSTER_HOME"):
         monkeypatch.setenv(name, env[name])
     with dg.DagsterInstance.get() as instance:
+        # the experiment's looks: requested by events_sensor, not by hand; the last may still run
+        busy = dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (
+            instance.get_runs(filters=busy)
+            or not instance.get_latest_materialization_event(dg.AssetKey("experiment_looks"))
+        ):
+            time.sleep(2)
+        looks = instance.get_latest_materialization_event(dg.AssetKey("experiment_looks"))
+        assert looks is not None and looks.asset_materialization.metadata["experiments"].value == 1
         runs = instance.get_runs()
         retraining = [r for r in runs if r.job_name == "retrain_models"]
         # the first champion was asked for by the retraining sensor, not by anyone's hand

@@ -102,6 +102,7 @@ def experiment_looks(
             "experiments": newest.height,
             "declared": len(declared.valid),
             "declarations_invalid": declared.invalid,
+            "declarations_error": declared.error,
             "verdicts": dg.MetadataValue.md(_verdict_table(newest)),
             "dagster/row_count": rows[LOOKS],
             "preview": preview(newest.drop("day")),
