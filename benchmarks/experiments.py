@@ -84,7 +84,7 @@ def warehouse(events: int, days: int, per_experiment: int) -> dict:
             ).fetchall()
             floors.append(time.perf_counter() - started)
             started = time.perf_counter()
-            stats = experiments.arm_statistics(conn, cut, "events")
+            stats = experiments.arm_statistics(conn, last, last, "events")
             look = experiments.analyse(stats, declared, last)
             timings.append(time.perf_counter() - started)
             print(f"look: {timings[-1]:.2f} s (scan alone {floors[-1]:.2f} s)", flush=True)

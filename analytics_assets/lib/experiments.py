@@ -178,32 +178,64 @@ def _metric_columns() -> str:
 
 
 ARM_STATISTICS = f"""
-WITH exposures AS (
+WITH looks AS (
+    SELECT CAST(d AS DATE) AS day FROM range($first, $last + 1, INTERVAL 1 DAY) t(d)
+), exposures AS MATERIALIZED (
     SELECT json_extract_string(properties, '$.experiment') AS experiment,
            json_extract_string(properties, '$.variant') AS variant,
            customer_id, occurred_at
     FROM {{events}}
     WHERE event_type = 'experiment_exposure' AND occurred_at < $cut
-), firsts AS (
+), firsts AS MATERIALIZED (
     SELECT experiment, customer_id, arg_min(variant, occurred_at) AS variant,
-           min(occurred_at) AS exposed_at, count(DISTINCT variant) > 1 AS crossed
+           min(occurred_at) AS exposed_at,
+           (min(occurred_at) AT TIME ZONE 'UTC')::DATE AS exposed_day
     FROM exposures GROUP BY experiment, customer_id
+), crossings AS (  -- when a customer first saw a second variant
+    SELECT f.experiment, f.customer_id,
+           (min(e.occurred_at) AT TIME ZONE 'UTC')::DATE AS crossed_day
+    FROM firsts f JOIN exposures e USING (experiment, customer_id)
+    WHERE e.variant IS DISTINCT FROM f.variant
+    GROUP BY f.experiment, f.customer_id
 ), purchases AS (
     SELECT customer_id, occurred_at, amount FROM {{events}}
     WHERE event_type = 'purchase' AND occurred_at < $cut
-), per_customer AS (
-    SELECT f.experiment, f.variant, f.customer_id, any_value(f.crossed) AS crossed,
-           any_value(f.exposed_at) AS exposed_at,
-           count(p.occurred_at) FILTER (WHERE p.occurred_at >= f.exposed_at) AS orders,
-           coalesce(sum(p.amount) FILTER (WHERE p.occurred_at >= f.exposed_at), 0) AS revenue,
-           count(p.occurred_at) FILTER (WHERE p.occurred_at < f.exposed_at) AS pre_orders,
-           coalesce(sum(p.amount) FILTER (WHERE p.occurred_at < f.exposed_at), 0) AS pre_revenue
-    FROM firsts f LEFT JOIN purchases p
+), matched AS MATERIALIZED (
+    SELECT f.experiment, f.customer_id, p.occurred_at >= f.exposed_at AS post,
+           (p.occurred_at AT TIME ZONE 'UTC')::DATE AS day, p.amount
+    FROM firsts f JOIN purchases p
       ON p.customer_id = f.customer_id
      AND p.occurred_at >= f.exposed_at - INTERVAL {PRE_DAYS} DAY
-    GROUP BY f.experiment, f.variant, f.customer_id
+), pre AS (
+    SELECT experiment, customer_id, count(*) AS pre_orders,
+           coalesce(sum(amount), 0) AS pre_revenue
+    FROM matched WHERE NOT post GROUP BY experiment, customer_id
+), post_daily AS (
+    SELECT experiment, customer_id, day, count(*) AS orders,
+           coalesce(sum(amount), 0) AS revenue
+    FROM matched WHERE post GROUP BY experiment, customer_id, day
+), grid AS (
+    SELECT l.day, f.* FROM firsts f JOIN looks l ON f.exposed_day <= l.day
+), outcomes AS (  -- each customer's orders and revenue from exposure to each look
+    SELECT g.day, g.experiment, g.customer_id, sum(p.orders) AS orders,
+           sum(p.revenue) AS revenue
+    FROM grid g JOIN post_daily p
+      ON p.experiment = g.experiment AND p.customer_id = g.customer_id AND p.day <= g.day
+    GROUP BY g.day, g.experiment, g.customer_id
+), per_customer AS (
+    SELECT g.day, g.experiment, g.variant, g.exposed_at,
+           coalesce(c.crossed_day <= g.day, false) AS crossed,
+           coalesce(p.orders, 0)::DOUBLE AS orders,
+           coalesce(p.revenue, 0)::DOUBLE AS revenue,
+           coalesce(b.pre_orders, 0)::DOUBLE AS pre_orders,
+           coalesce(b.pre_revenue, 0)::DOUBLE AS pre_revenue
+    FROM grid g
+    LEFT JOIN outcomes p
+      ON p.day = g.day AND p.experiment = g.experiment AND p.customer_id = g.customer_id
+    LEFT JOIN pre b ON b.experiment = g.experiment AND b.customer_id = g.customer_id
+    LEFT JOIN crossings c ON c.experiment = g.experiment AND c.customer_id = g.customer_id
 )
-SELECT experiment, variant, count(*) AS customers,
+SELECT day, experiment, variant, count(*) AS customers,
        count(*) FILTER (WHERE crossed) AS crossovers,
        min(exposed_at) AS first_exposure,
        {_metric_columns()}
@@ -211,16 +243,23 @@ FROM (
     SELECT *, (orders > 0)::DOUBLE AS conversion, (pre_orders > 0)::DOUBLE AS pre_conversion
     FROM per_customer
 )
-GROUP BY experiment, variant
-ORDER BY experiment, variant
+GROUP BY day, experiment, variant
+ORDER BY day, experiment, variant
 """
 
 
-def arm_statistics(conn: duckdb.DuckDBPyConnection, cut: datetime, events: str) -> pl.DataFrame:
-    """Per experiment and variant seen before ``cut``: exposed customers, crossovers, first
-    exposure, and per metric the mean and variance of the outcome and of its pre-exposure
-    covariate, and their covariance."""
-    relation = conn.execute(ARM_STATISTICS.format(events=events), {"cut": cut})
+def arm_statistics(
+    conn: duckdb.DuckDBPyConnection, first: date, last: date, events: str
+) -> pl.DataFrame:
+    """Per look (``day``, each of ``first`` .. ``last``: events before its end), experiment and
+    variant seen: exposed customers, crossovers, first exposure, and per metric the mean and
+    variance of the outcome and of its pre-exposure covariate, and their covariance. One query
+    for all the looks: each customer's outcome at each look sums their purchase days up to
+    it, so the events are read once for a range of looks."""
+    relation = conn.execute(
+        ARM_STATISTICS.format(events=events),
+        {"first": first, "last": last, "cut": look_cut(last)},
+    )
     return pl.from_arrow(relation.fetch_arrow_table())
 
 
@@ -343,9 +382,10 @@ class Look:
 
 
 def analyse(arm_stats: pl.DataFrame, declared: Declarations, day: date) -> Look:
-    """The look at the end of ``day``: per experiment and treatment the plain, CUPED and
-    sequential comparisons on each metric, the SRM check and the verdict. Experiments exposed
-    but not declared, and declarations that are wrong, get a verdict row that says so."""
+    """The look at the end of ``day`` (``arm_stats``: that day's rows of
+    :func:`arm_statistics`): per experiment and treatment the plain, CUPED and sequential
+    comparisons on each metric, the SRM check and the verdict. Experiments exposed but not
+    declared, and declarations that are wrong, get a verdict row that says so."""
     look_rows: list[dict] = []
     verdicts: list[dict] = []
     seen = (

@@ -10,6 +10,7 @@ from datetime import date, datetime
 import dagster as dg
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from analytics_assets import settings
 from analytics_assets.defs.experiments.assets import experiment_looks, experiment_report
@@ -82,6 +83,14 @@ def test_a_known_effect_ships_and_an_aa_test_does_not(
     assert found["green_button"]["best_variant"] == "treatment"
     assert found["aa_check"]["verdict"] != "ship", found["aa_check"]["reason"]
     assert found["aa_check"]["srm_passed"]
+
+    # a range of looks in one query equals each look on its own
+    with lakehouse.connect(read_only=True) as conn:
+        ranged = experiments.arm_statistics(conn, date(2024, 3, 20), last, "events")
+        for day in (date(2024, 3, 20), date(2024, 3, 25)):
+            alone = experiments.arm_statistics(conn, day, day, "events")
+            # equal to the last bits but for the order sums were taken in
+            assert_frame_equal(alone, ranged.filter(pl.col("day") == day), rel_tol=1e-12)
 
     # the SQL's per-arm conversion equals a count of the same events in polars
     exposures = (
@@ -176,7 +185,7 @@ def test_bad_input_gets_a_verdict_with_a_reason(
         "wrong_metric: {variants: [a, b], primary_metric: clicks}\n"
     )
     day = date(2024, 3, 5)
-    result = look(resources, instance, day, day)
+    result = look(resources, instance, date(2024, 3, 2), day)
     check = srm_check(result)
     assert not check.passed
     assert check.metadata["broken"].value == ["broken"]
@@ -184,6 +193,7 @@ def test_bad_input_gets_a_verdict_with_a_reason(
     assert found["broken"]["verdict"] == "stop" and not found["broken"]["valid"]
     assert "sample ratio mismatch" in found["broken"]["reason"]
     assert found["mixed"]["crossovers"] == 10
+    assert verdicts(date(2024, 3, 2))["mixed"]["crossovers"] == 0  # they crossed on the 3rd
     assert found["mixed"]["unknown_variant_customers"] == 1
     assert found["mixed"]["customers"] == 40
     assert found["waiting"]["reason"] == "no exposures yet"

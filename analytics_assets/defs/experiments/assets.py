@@ -58,14 +58,15 @@ def experiment_looks(
     looks, verdicts = [], []
     with warehouse.get_connection() as conn:
         with lakehouse.pinned(conn) as version:
-            day = start
-            while day < end:
-                stats = experiments.arm_statistics(conn, experiments.look_cut(day), "events")
-                look = experiments.analyse(stats, declared, day)
-                looks.append(look.looks)
-                verdicts.append(look.verdicts)
-                context.log.info(f"look {day}: {look.verdicts.height} experiments")
-                day += timedelta(days=1)
+            last = end - timedelta(days=1)
+            stats = experiments.arm_statistics(conn, start, last, "events")
+        day = start
+        while day < end:
+            look = experiments.analyse(stats.filter(pl.col("day") == day), declared, day)
+            looks.append(look.looks)
+            verdicts.append(look.verdicts)
+            day += timedelta(days=1)
+        context.log.info(f"{len(looks)} looks ({start} .. {last}): {stats.height} arm rows")
         looks_frame = pl.concat(looks) if looks else pl.DataFrame(schema=experiments.LOOK_SCHEMA)
         verdict_frame = (
             pl.concat(verdicts) if verdicts else pl.DataFrame(schema=experiments.VERDICT_SCHEMA)
