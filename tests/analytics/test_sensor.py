@@ -101,7 +101,8 @@ def test_experiment_looks_run_from_the_first_touched_day_to_the_newest_look(
     land, resources, instance
 ) -> None:
     """A look counts every event before its day's end: a late event moves every later look.
-    Requested only where experiments are declared."""
+    Looks ride in the day tables' runs for the days those rebuild; the days after them get a
+    looks-only run. Only where experiments are declared."""
     from analytics_assets import settings
     from analytics_assets.defs.experiments.assets import experiment_looks
 
@@ -110,7 +111,10 @@ def test_experiment_looks_run_from_the_first_touched_day_to_the_newest_look(
     assert ticker.ranges("experiment_looks") == []  # nothing declared
     settings.experiments_file().write_text("green: {variants: [control, green]}\n")
     ingest(land, resources, instance, "b2", ["2024-03-05"])
-    assert ticker.ranges("experiment_looks") == [("2024-03-04", "2024-03-05")]
+    (request,) = ticker.requests()  # in time order: one run, day tables and looks
+    assert dg.AssetKey("experiment_looks") in request.asset_selection
+    assert dg.AssetKey("sessions") in request.asset_selection
+    assert request.tags[RANGE_START_TAG] == "2024-03-04"
     dg.materialize(
         [experiment_looks],
         resources={"warehouse": resources["warehouse"]},
@@ -118,5 +122,9 @@ def test_experiment_looks_run_from_the_first_touched_day_to_the_newest_look(
         tags={RANGE_START_TAG: "2024-03-04", RANGE_END_TAG: "2024-03-05"},
     )
     ingest(land, resources, instance, "late", ["2024-03-02"])
-    assert ticker.ranges("experiment_looks") == [("2024-03-01", "2024-03-05")]
-    assert ticker.ranges("sessions") == []
+    requests = ticker.requests()
+    assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in requests] == [
+        ("2024-03-01", "2024-03-02"),
+        ("2024-03-03", "2024-03-05"),
+    ]
+    assert requests[1].asset_selection == [dg.AssetKey("experiment_looks")]

@@ -39,22 +39,37 @@ def _days_of(record: dg.EventLogRecord) -> list[date]:
     return [date.fromisoformat(d) for d in (entry.value if entry else [])]
 
 
-def _looks_request(
+def _requests(
     instance: dg.DagsterInstance, affected: set[date], cursor: str | None
-) -> dg.RunRequest | None:
-    """Experiment looks from the first touched day to the newest look: a look counts every
-    event before its day's end, so a late event moves every look after it too. Only where
-    experiments are declared (``experiments.yaml``)."""
-    if not settings.experiments_file().exists():
-        return None
-    looked = instance.get_materialized_partitions(dg.AssetKey("experiment_looks"))
-    last = max([max(affected), *(date.fromisoformat(k) for k in looked)])
-    first = min(affected)
-    return dg.RunRequest(
-        run_key=f"looks {first.isoformat()}..{last.isoformat()}@{cursor}",
-        asset_selection=[dg.AssetKey("experiment_looks")],
-        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-    )
+) -> list[dg.RunRequest]:
+    """One run per range of affected days, for the day tables. Where experiments are declared
+    (``experiments.yaml``) their looks too: a look counts every event before its day's end, so
+    a late event moves every look from its day to the newest; those days beyond the affected
+    ones get looks-only runs (none while events arrive in time order)."""
+    days = [dg.AssetKey(k) for k in DAY_ASSETS]
+    looks = settings.experiments_file().exists()
+    gaps: set[date] = set()
+    if looks:
+        looked = instance.get_materialized_partitions(dg.AssetKey("experiment_looks"))
+        last = max([max(affected), *(date.fromisoformat(k) for k in looked)])
+        day, gaps = min(affected), set()
+        while day <= last:
+            if day not in affected:
+                gaps.add(day)
+            day += timedelta(days=1)
+
+    def request(start: date, end: date, keys: list[dg.AssetKey], kind: str = "") -> dg.RunRequest:
+        return dg.RunRequest(
+            run_key=f"{kind}{start.isoformat()}..{end.isoformat()}@{cursor}",
+            asset_selection=keys,
+            tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
+        )
+
+    with_looks = [*days, dg.AssetKey("experiment_looks")] if looks else days
+    return [request(a, b, with_looks) for a, b in contiguous_ranges(affected)] + [
+        request(a, b, [dg.AssetKey("experiment_looks")], "looks ")
+        for a, b in contiguous_ranges(gaps)
+    ]
 
 
 def build_events_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
@@ -89,16 +104,7 @@ def build_events_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
         affected = {d for d in session_days_affected(sorted(touched)) if first_day <= d <= last_day}
         if not affected:
             return dg.SkipReason("no new batches touched any day")
-        requests = [
-            dg.RunRequest(
-                run_key=f"{start.isoformat()}..{end.isoformat()}@{cursor}",
-                asset_selection=[dg.AssetKey(k) for k in DAY_ASSETS],
-                tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
-            )
-            for start, end in contiguous_ranges(affected)
-        ]
-        looks = _looks_request(context.instance, affected, cursor)
-        return requests + ([looks] if looks else [])
+        return _requests(context.instance, affected, cursor)
 
     return events_sensor
 
