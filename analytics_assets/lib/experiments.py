@@ -255,7 +255,8 @@ def arm_statistics(
     variant seen: exposed customers, crossovers, first exposure, and per metric the mean and
     variance of the outcome and of its pre-exposure covariate, and their covariance. One query
     for all the looks: each customer's outcome at each look sums their purchase days up to
-    it, so the events are read once for a range of looks."""
+    it, so the events are read once for a range of looks (30 looks at 10M events took 12 s
+    against 1.6 s for one: ``BENCHMARKS.md``, experiments)."""
     relation = conn.execute(
         ARM_STATISTICS.format(events=events),
         {"first": first, "last": last, "cut": look_cut(last)},
