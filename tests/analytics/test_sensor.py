@@ -101,8 +101,7 @@ def test_experiment_looks_run_from_the_first_touched_day_to_the_newest_look(
     land, resources, instance
 ) -> None:
     """A look counts every event before its day's end: a late event moves every later look.
-    Looks ride in the day tables' runs for the days those rebuild; the days after them get a
-    looks-only run. Only where experiments are declared."""
+    The looks run apart from the day tables, unretried. Only where experiments are declared."""
     from analytics_assets import settings
     from analytics_assets.defs.experiments.assets import experiment_looks
 
@@ -111,10 +110,11 @@ def test_experiment_looks_run_from_the_first_touched_day_to_the_newest_look(
     assert ticker.ranges("experiment_looks") == []  # nothing declared
     settings.experiments_file().write_text("green: {variants: [control, green]}\n")
     ingest(land, resources, instance, "b2", ["2024-03-05"])
-    (request,) = ticker.requests()  # in time order: one run, day tables and looks
-    assert dg.AssetKey("experiment_looks") in request.asset_selection
-    assert dg.AssetKey("sessions") in request.asset_selection
-    assert request.tags[RANGE_START_TAG] == "2024-03-04"
+    days, looks = ticker.requests()
+    assert dg.AssetKey("experiment_looks") not in days.asset_selection
+    assert looks.asset_selection == [dg.AssetKey("experiment_looks")]
+    assert (looks.tags[RANGE_START_TAG], looks.tags[RANGE_END_TAG]) == ("2024-03-04", "2024-03-05")
+    assert looks.tags["dagster/max_retries"] == "0"
     dg.materialize(
         [experiment_looks],
         resources={"warehouse": resources["warehouse"]},
@@ -122,9 +122,5 @@ def test_experiment_looks_run_from_the_first_touched_day_to_the_newest_look(
         tags={RANGE_START_TAG: "2024-03-04", RANGE_END_TAG: "2024-03-05"},
     )
     ingest(land, resources, instance, "late", ["2024-03-02"])
-    requests = ticker.requests()
-    assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in requests] == [
-        ("2024-03-01", "2024-03-02"),
-        ("2024-03-03", "2024-03-05"),
-    ]
-    assert requests[1].asset_selection == [dg.AssetKey("experiment_looks")]
+    assert ticker.ranges("experiment_looks") == [("2024-03-01", "2024-03-05")]
+    assert ticker.ranges("sessions") == []

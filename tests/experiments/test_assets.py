@@ -188,6 +188,7 @@ def test_bad_input_gets_a_verdict_with_a_reason(
     result = look(resources, instance, date(2024, 3, 2), day)
     check = srm_check(result)
     assert not check.passed
+    assert not result.success  # blocking: the run fails, after the looks were written
     assert check.metadata["broken"].value == ["broken"]
     found = verdicts(day)
     assert found["broken"]["verdict"] == "stop" and not found["broken"]["valid"]

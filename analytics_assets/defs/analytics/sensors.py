@@ -10,6 +10,8 @@ from analytics_assets.defs.analytics.transforms import session_days_affected
 from analytics_assets.metadata import RANGE_END_TAG, RANGE_START_TAG
 from analytics_assets.partitions import days
 
+MAX_RETRIES_TAG = "dagster/max_retries"
+
 _PAGE = 1_000
 DEFINITIONS_VERSION = "2"
 """Bumped when a day table's definition changes (2: conversion rate as a share of sessions):
@@ -42,34 +44,35 @@ def _days_of(record: dg.EventLogRecord) -> list[date]:
 def _requests(
     instance: dg.DagsterInstance, affected: set[date], cursor: str | None
 ) -> list[dg.RunRequest]:
-    """One run per range of affected days, for the day tables. Where experiments are declared
-    (``experiments.yaml``) their looks too: a look counts every event before its day's end, so
-    a late event moves every look from its day to the newest; those days beyond the affected
-    ones get looks-only runs (none while events arrive in time order)."""
-    days = [dg.AssetKey(k) for k in DAY_ASSETS]
-    looks = settings.experiments_file().exists()
-    gaps: set[date] = set()
-    if looks:
-        looked = instance.get_materialized_partitions(dg.AssetKey("experiment_looks"))
-        last = max([max(affected), *(date.fromisoformat(k) for k in looked)])
-        day, gaps = min(affected), set()
-        while day <= last:
-            if day not in affected:
-                gaps.add(day)
-            day += timedelta(days=1)
-
-    def request(start: date, end: date, keys: list[dg.AssetKey], kind: str = "") -> dg.RunRequest:
-        return dg.RunRequest(
-            run_key=f"{kind}{start.isoformat()}..{end.isoformat()}@{cursor}",
-            asset_selection=keys,
+    """One run per range of affected days, for the day tables; and where experiments are
+    declared (``experiments.yaml``), one for their looks from the first affected day to the
+    newest look (a look counts every event before its day's end, so a late event moves every
+    look after it). The looks run apart: their blocking ``sample_ratio`` check fails its run
+    while a split is broken, which must not fail (or retry) the day tables. Not retried
+    itself: a broken split fails again, and the next batch brings the next look."""
+    requests = [
+        dg.RunRequest(
+            run_key=f"{start.isoformat()}..{end.isoformat()}@{cursor}",
+            asset_selection=[dg.AssetKey(k) for k in DAY_ASSETS],
             tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
         )
-
-    with_looks = [*days, dg.AssetKey("experiment_looks")] if looks else days
-    return [request(a, b, with_looks) for a, b in contiguous_ranges(affected)] + [
-        request(a, b, [dg.AssetKey("experiment_looks")], "looks ")
-        for a, b in contiguous_ranges(gaps)
+        for start, end in contiguous_ranges(affected)
     ]
+    if settings.experiments_file().exists():
+        looked = instance.get_materialized_partitions(dg.AssetKey("experiment_looks"))
+        first, last = min(affected), max([max(affected), *map(date.fromisoformat, looked)])
+        requests.append(
+            dg.RunRequest(
+                run_key=f"looks {first.isoformat()}..{last.isoformat()}@{cursor}",
+                asset_selection=[dg.AssetKey("experiment_looks")],
+                tags={
+                    RANGE_START_TAG: first.isoformat(),
+                    RANGE_END_TAG: last.isoformat(),
+                    MAX_RETRIES_TAG: "0",
+                },
+            )
+        )
+    return requests
 
 
 def build_events_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
