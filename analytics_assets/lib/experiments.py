@@ -26,10 +26,11 @@ import numpy as np
 import polars as pl
 
 from analytics_assets.lib import experiment_stats as es
+from analytics_assets.lib.names import EXPERIMENT_NAME
 
 METRICS = ("conversion", "orders", "revenue")
 PRE_DAYS = 28
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME = EXPERIMENT_NAME
 SHIP, STOP, KEEP_RUNNING = "ship", "stop", "keep_running"
 
 

@@ -25,3 +25,7 @@ features, monitoring, maintenance)."""
 
 SNAPSHOT_SOURCE = "customer_features_snapshots"
 """The Feast data source over the snapshot files (``feature_repo/data_sources.py``)."""
+
+EXPERIMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""What an experiment's or a variant's name may be (exposure events, ``experiments.yaml``,
+``analytics simulate --experiment``): it appears in URLs and file names."""

@@ -29,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
+from analytics_assets.lib.names import EXPERIMENT_NAME
+
 DEVICES = np.array(["desktop", "mobile", "tablet"])
 EXPOSURE = 6
 """The kind number of ``experiment_exposure`` among the simulated event kinds."""
@@ -56,7 +58,7 @@ class SimulatedExperiment:
         import re
 
         name, _, effects = text.partition("=")
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name) or not effects:
+        if not re.match(EXPERIMENT_NAME, name) or not effects:
             raise ValueError(f"{text!r}: expected NAME=EFFECT[,EFFECT...], as green_button=0.1")
         try:
             values = tuple(float(e) for e in effects.split(","))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from analytics_assets import settings
+from analytics_assets.lib.names import EXPERIMENT_NAME
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -35,8 +36,7 @@ EXPOSURE = "experiment_exposure"
 ``{"experiment": "...", "variant": "..."}`` (the shape PostHog's ``$feature_flag_called``
 and Segment's "Experiment Viewed" use)."""
 EXPOSURE_FIELDS = ("experiment", "variant")
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""What an experiment's or variant's name may be: it appears in URLs and file names."""
+NAME_PATTERN = EXPERIMENT_NAME
 
 TIMESTAMP = pl.Datetime(time_unit="us", time_zone="UTC")
 
