@@ -30,7 +30,6 @@ from analytics_assets.lib.names import EXPERIMENT_NAME
 
 METRICS = ("conversion", "orders", "revenue")
 PRE_DAYS = 28
-NAME = EXPERIMENT_NAME
 SHIP, STOP, KEEP_RUNNING = "ship", "stop", "keep_running"
 
 
@@ -70,8 +69,8 @@ def declaration(name: str, spec: object) -> Declaration:
     is wrong with it."""
     import re
 
-    if not re.match(NAME, str(name)):
-        raise DeclarationError(f"the name {name!r} is not {NAME}")
+    if not re.match(EXPERIMENT_NAME, str(name)):
+        raise DeclarationError(f"the name {name!r} is not {EXPERIMENT_NAME}")
     if not isinstance(spec, dict):
         raise DeclarationError("a declaration is a mapping (variants, control, ...)")
     unknown = set(spec) - {
@@ -91,9 +90,9 @@ def declaration(name: str, spec: object) -> Declaration:
         raise DeclarationError(
             f"{len(variants)} variant declared: an experiment compares at least two"
         )
-    bad = [v for v in variants if not re.match(NAME, v)]
+    bad = [v for v in variants if not re.match(EXPERIMENT_NAME, v)]
     if bad:
-        raise DeclarationError(f"variant names {bad} are not {NAME}")
+        raise DeclarationError(f"variant names {bad} are not {EXPERIMENT_NAME}")
     if any(not math.isfinite(w) or w <= 0 for w in variants.values()):
         raise DeclarationError("every variant's weight must be a positive number")
     control = str(spec.get("control", next(iter(variants))))

@@ -45,7 +45,7 @@ LENS_TITLES = {
     ),
 }
 
-_STYLE = """
+STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
 h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-top: 0; }
 section { margin: 2.5rem 0; } img { max-width: 100%; border: 1px solid #ddd; }
@@ -101,7 +101,7 @@ def render(result: Audit, images: dict[str, bytes], period: str, customers: int)
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         "<title>Customer-base audit</title>"
-        f"<style>{_STYLE}</style></head><body>"
+        f"<style>{STYLE}</style></head><body>"
         "<h1>Customer-base audit</h1>"
         f'<p class="meta">{customers:,} purchasing customers, {periods} periods of one {period}; '
         f"written {written}. Tables <code>audit_*</code> in the lake and the warehouse.</p>"

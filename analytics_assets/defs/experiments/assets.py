@@ -203,19 +203,20 @@ def model_split(
     customers its model answered and what then happened (realized AUC, calibration and
     top-decile lift, with 95 % intervals), and the challenger against the champion. The
     promotion gate (``model_evaluation``) reads it as evidence beside the offline holdout."""
-    from analytics_assets.lib import lakehouse, outcomes
+    import duckdb
+
     from analytics_assets.lib import model_split as split
+    from analytics_assets.lib import outcomes
 
     answers = split.first_answers(settings.predictions_dir())
     arms: dict[str, dict] = {}
     status = "no answers from the scoring service's log yet"
     if answers.height:
         with warehouse.get_connection() as conn:
-            if not lakehouse.exists(conn, "customer_daily"):
-                observed = None
-            else:
-                observed = conn.sql("SELECT max(day) FROM customer_daily").fetchone()[0]
-            until = outcomes.observed_until(conn) if observed else None
+            try:  # outcomes are known up to the last day with events
+                until = outcomes.observed_until(conn)
+            except (ValueError, duckdb.CatalogException):  # no day built yet
+                until = None
             matured = (
                 answers.filter(pl.col("as_of") + pl.duration(days=config.churn_days) <= until)
                 if until

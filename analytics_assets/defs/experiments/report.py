@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from analytics_assets.defs.analytics.report import _STYLE, table_html
+from analytics_assets.defs.analytics.report import STYLE, table_html
 
 FILE = "index.html"
 COLUMNS = (
@@ -51,7 +51,7 @@ def render(verdicts: pl.DataFrame, looks: pl.DataFrame, images: dict[str, bytes]
     written = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>Experiments</title><style>{_STYLE}</style></head><body><h1>Experiments</h1>"
+        f"<title>Experiments</title><style>{STYLE}</style></head><body><h1>Experiments</h1>"
         f'<p class="meta">{verdicts.height} experiments; written {written}. Tables '
         "<code>experiment_looks</code> and <code>experiment_verdicts</code> in the lakehouse. "
         "Verdicts read the always-valid intervals, which may be looked at daily.</p>"

@@ -36,7 +36,6 @@ EXPOSURE = "experiment_exposure"
 ``{"experiment": "...", "variant": "..."}`` (the shape PostHog's ``$feature_flag_called``
 and Segment's "Experiment Viewed" use)."""
 EXPOSURE_FIELDS = ("experiment", "variant")
-NAME_PATTERN = EXPERIMENT_NAME
 
 TIMESTAMP = pl.Datetime(time_unit="us", time_zone="UTC")
 
@@ -89,9 +88,9 @@ def _plausible_timestamp(data: pa.PolarsData) -> pl.LazyFrame:
 
 
 def exposure_names_arm(properties: pl.Expr) -> pl.Expr:
-    """Whether ``properties`` name an experiment and a variant by :data:`NAME_PATTERN`."""
+    """Whether ``properties`` name an experiment and a variant by ``EXPERIMENT_NAME``."""
     return pl.all_horizontal(
-        properties.str.json_path_match(f"$.{field}").str.contains(NAME_PATTERN).fill_null(False)
+        properties.str.json_path_match(f"$.{field}").str.contains(EXPERIMENT_NAME).fill_null(False)
         for field in EXPOSURE_FIELDS
     )
 

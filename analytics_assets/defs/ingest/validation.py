@@ -11,12 +11,12 @@ from analytics_assets.defs.ingest.parsing import RawBatch
 from analytics_assets.defs.ingest.schema import (
     EVENT_COLUMNS,
     EVENT_TYPES,
-    NAME_PATTERN,
     QUARANTINE_SCHEMA,
     Reason,
     event_dtypes,
     event_schema,
 )
+from analytics_assets.lib.names import EXPERIMENT_NAME
 
 # When a row fails several ways, the first reason here is the one it is filed under.
 _PRIORITY = (
@@ -141,7 +141,7 @@ def _detail(column: str, check: str, value: object) -> str:
     if check == "exposure_names_arm":
         return (
             'an experiment_exposure needs properties {"experiment": NAME, "variant": NAME} '
-            f"(names: {NAME_PATTERN})"
+            f"(names: {EXPERIMENT_NAME})"
         )
     if check == "plausible_timestamp":
         return f"occurred_at {shown} is outside the plausible window"
