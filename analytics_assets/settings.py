@@ -500,6 +500,25 @@ def read_api_threads() -> int:
     return threads
 
 
+def read_api_duckdb_threads() -> int:
+    """Threads of each read API worker's DuckDB (``$READ_API_DUCKDB_THREADS``, default 1). The
+    server's parallelism is its concurrent requests; a second thread inside one query cut little
+    of its time and cost CPU every other request waited for: a 14-day distinct count over
+    ``customer_daily`` took 177 ms and 330 CPU-ms on two threads, 189 ms and 189 CPU-ms on one
+    (BENCHMARKS.md, read API load)."""
+    threads = int(_env("READ_API_DUCKDB_THREADS") or 1)
+    if threads < 1:
+        raise ValueError(f"READ_API_DUCKDB_THREADS must be at least 1, not {threads}")
+    return threads
+
+
+def read_api_access_log() -> bool:
+    """Whether the read API logs every request (``$READ_API_ACCESS_LOG=1``; default off, as for
+    the scoring service: the log line costs CPU on every request of a CPU-bound server, and the
+    request counts are in ``/metrics``; admin calls are in the audit log either way)."""
+    return (_env("READ_API_ACCESS_LOG") or "0").lower() in {"1", "true", "yes", "on"}
+
+
 def read_api_export_max_rows() -> int:
     """The most rows one export (``GET /export/{table}``, ``analytics export``) streams; a range
     with more is refused before the first byte (``$READ_API_EXPORT_MAX_ROWS``, default 50M)."""

@@ -5,10 +5,12 @@ read-only: one snapshot per query, while runs commit, with no copy and no lock.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
@@ -62,19 +64,34 @@ def days(first: date, last: date) -> list[date]:
 
 def kpis(conn, window: str, first: date, last: date) -> list[dict]:
     """The KPI windows of every day in ``[first, last]``, in time order."""
+    return kpi_table(conn, window).between(first, last)
+
+
+@dataclass(frozen=True)
+class KpiTable:
+    """Every KPI window of one table, in time order: what the read API keeps per snapshot, so
+    each request for a range is a slice (a commit every few seconds, dozens of range requests
+    between two: one query each cost 20 ms of CPU at 10M events)."""
+
+    rows: list[dict]
+    days: list[date]
+    """Each row's ``window_start`` day (UTC, ascending): the ranges' bounds are days."""
+
+    def between(self, first: date, last: date) -> list[dict]:
+        return self.rows[bisect.bisect_left(self.days, first) : bisect.bisect_right(self.days, last)]
+
+
+def kpi_table(conn, window: str) -> KpiTable:
     table = KPI_TABLES[window]
     with reading(conn) as cursor:
         if not has_table(cursor, f"{LAKE}.{table}"):
-            return []
-        return (
-            cursor.execute(
-                f"SELECT * FROM {LAKE}.{table} WHERE window_start >= $first "
-                "AND window_start < $last + INTERVAL 1 DAY ORDER BY window_start",
-                {"first": first, "last": last},
-            )
+            return KpiTable([], [])
+        rows = (
+            cursor.execute(f"SELECT * FROM {LAKE}.{table} ORDER BY window_start")
             .fetch_arrow_table()
             .to_pylist()
         )
+    return KpiTable(rows, [r["window_start"].date() for r in rows])
 
 
 def audit_lens(

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import duckdb
 
+from analytics_assets import settings
 from analytics_assets.lib import duckdb_extensions, lake, lakehouse
 from analytics_assets.lib.lake import plain
 
 MEMORY_LIMIT = "1GB"
-THREADS = 2
 
 
 class Refused(ValueError):
@@ -69,7 +69,7 @@ class Sandbox:
                 **duckdb_extensions.config(),
                 "allow_community_extensions": False,
                 "memory_limit": MEMORY_LIMIT,
-                "threads": THREADS,
+                "threads": settings.read_api_duckdb_threads(),
             }
         )
         lake.attach(self.db, None, where)  # predictions: a view created in refresh()
@@ -78,6 +78,8 @@ class Sandbox:
             allowed.append(f"{where.sqlite_path.parent}/")
         if predictions:
             allowed.append(f"{predictions}/")
+        # footers read once per file, not once per query (a profile's 90 day files: 114 -> 90 ms)
+        self.db.execute("SET parquet_metadata_cache = true")
         self.db.execute("SET allowed_directories = ?", [allowed])
         self.db.execute("SET enable_external_access = false")
         self.db.execute("SET autoload_known_extensions = false")
@@ -95,6 +97,10 @@ class Sandbox:
             with self._lock:
                 self.db.execute(f"CREATE OR REPLACE VIEW memory.main.predictions AS {view}")
                 self._predictions = view
+
+    @property
+    def has_predictions(self) -> bool:
+        return self._predictions is not None
 
     def refresh(self) -> dict[str, str]:
         """``{table: SELECT ...}`` of what queries can read; the prediction log's view is

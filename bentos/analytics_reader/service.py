@@ -88,6 +88,7 @@ report_app = Starlette(
     traffic={"timeout": 300},
     workers=settings.read_api_workers(),
     threads=settings.read_api_threads(),  # for the sync endpoints; BentoML's default is 1
+    logging={"access": {"enabled": settings.read_api_access_log()}},
 )
 @bentoml.asgi_app(report_app, path="/report")
 @bentoml.asgi_app(web.app, path="/")  # /live, /dashboard, /export/{table} (bentos/.../web.py)
@@ -127,11 +128,10 @@ class AnalyticsReader:
                 f"at most {MAX_DAYS[window]} days of {window} windows per request, not {span.days}",
                 "range_too_long",
             )
-        rows = self.cache.get(
-            self.sandbox.db,
-            ("kpis", window, first_day, last_day),
-            lambda: reads.kpis(self.sandbox.db, window, first_day, last_day),
+        table = self.cache.get(
+            self.sandbox.db, ("kpis", window), lambda: reads.kpi_table(self.sandbox.db, window)
         )
+        rows = table.between(first_day, last_day)
         return KpiResponse(window=window, first_day=first_day, last_day=last_day, rows=rows)
 
     @bentoml.api(route="/audit")
@@ -143,8 +143,10 @@ class AnalyticsReader:
         ``last_period``, either open. A period the audit does not have gives no rows."""
         if first_period and last_period:
             _range(first_period, last_period)
-        name, columns, rows, periods = reads.audit_lens(
-            self.sandbox.db, lens, first_period, last_period
+        name, columns, rows, periods = self.cache.get(
+            self.sandbox.db,
+            ("audit", lens, first_period, last_period),
+            lambda: reads.audit_lens(self.sandbox.db, lens, first_period, last_period),
         )
         if not columns:
             raise ApiError(
@@ -193,7 +195,11 @@ class AnalyticsReader:
     @bentoml.api(route="/tables")
     def tables(self) -> LakeTables:
         """The tables the SQL endpoint reads, with the SELECT behind each."""
-        return LakeTables(tables=self.sandbox.refresh())
+        self.sandbox.ensure_predictions()  # the prediction log's view: not in a snapshot
+        tables = self.cache.get(
+            self.sandbox.db, ("tables", self.sandbox.has_predictions), self.sandbox.refresh
+        )
+        return LakeTables(tables=tables)
 
     @bentoml.api(route="/admin/erase")
     async def erase(
