@@ -530,11 +530,25 @@ def cpu_by_kind(server: Server, first: date, days: int, each: int = 20) -> dict[
 def crowd_run(server: Server, seconds: float, first: date, last: date, days: int, think: float):
     """100 users, each with ``/live`` open, thinking ``think`` s on average, while a batch is
     committed every 5 s; with the server's CPU seconds per request."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     writer = start_writer(int(seconds / 5) + 1, 5.0, last, f"mix{int(time.time())}")
-    cpu = server.cpu_s()
+    cpu, client, started = server.cpu_s(), time.process_time(), time.monotonic()
     found = asyncio.run(mix(server.url, 100, seconds, first, days, True, think))
-    found["server_cpu_ms_per_request"] = round((server.cpu_s() - cpu) / found["requests"] * 1e3, 1)
+    server_cpu, client = server.cpu_s() - cpu, time.process_time() - client
+    elapsed = time.monotonic() - started
     writer.wait()
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)  # the writer: the one child reaped
+    writer_cpu = (done.ru_utime - children.ru_utime) + (done.ru_stime - children.ru_stime)
+    found["server_cpu_ms_per_request"] = round(server_cpu / found["requests"] * 1e3, 1)
+    # where the machine's cores went (the writer's whole life: its imports too)
+    found["cores_used"] = {
+        "server": round(server_cpu / elapsed, 2),
+        "load_generator": round(client / elapsed, 2),
+        "writer": round(writer_cpu / elapsed, 2),
+        "of": os.cpu_count(),
+    }
     print(f"100 users thinking {think:g} s (each with /live open, a batch every 5 s): {found}")
     return found
 
@@ -605,6 +619,7 @@ def main() -> None:
         "think_s": THINK_S,
         "server_cpu_ms_per_request": crowd["server_cpu_ms_per_request"],
         "server_cpu_ms_by_kind": alone["server_cpu_ms_by_kind"],
+        "cores_used_100_users": crowd["cores_used"],
         "stress_think_s": STRESS_THINK_S,
         "stress_p95_ms_100_users": stress["p95_ms"],
         "stress_sql_p95_s_100_users": stress["sql_p95_s"],
