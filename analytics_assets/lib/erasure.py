@@ -482,10 +482,13 @@ def _erase_files_timed(ids: set[str], receipt: Receipt, log) -> None:
 
 
 def _erase_files(ids: set[str], receipt: Receipt, log) -> None:
-    """Parquet files with a customer_id column, and event files as they landed."""
-    event_like = set(_home_files("events"))
-    candidates = [p for p in _parquet_with_ids() if p not in event_like]
-    holding = _files_holding(candidates, sorted(ids))
+    """Parquet files with a customer_id column (landed Parquet batches among them), and the
+    other event files as they landed (JSON lines, gzipped or not)."""
+    # Parquet event files go the vectorized way too: as "event files" every Parquet file under
+    # the home (feature snapshots, training sets) was rewritten one record at a time in Python
+    # (one customer's 91 snapshot files: 23-27 s of the erasure)
+    event_like = {p for p in _home_files("events") if not p.name.lower().endswith(".parquet")}
+    holding = _files_holding(_parquet_with_ids(), sorted(ids))
     for path, rows in sorted(_rewrite_all(sorted(holding), ids).items()):
         receipt.count(_store_of(path), rows=rows, files=1)
     rewritten = len(holding)
