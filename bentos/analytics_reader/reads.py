@@ -78,7 +78,9 @@ class KpiTable:
     """Each row's ``window_start`` day (UTC, ascending): the ranges' bounds are days."""
 
     def between(self, first: date, last: date) -> list[dict]:
-        return self.rows[bisect.bisect_left(self.days, first) : bisect.bisect_right(self.days, last)]
+        return self.rows[
+            bisect.bisect_left(self.days, first) : bisect.bisect_right(self.days, last)
+        ]
 
 
 def kpi_table(conn, window: str) -> KpiTable:
